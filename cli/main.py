@@ -1,0 +1,204 @@
+"""The `energytui` command line. Text for people on stdout, errors on stderr as one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from energytui import __version__
+from energytui.engine.errors import UserError
+from energytui.engine.paths import default_db_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.handler(args) or 0
+    except UserError as exc:
+        print(f"energytui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\nenergytui: interrupted; finished trials are kept", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="energytui", description="Measure what running a small LLM costs in "
+                                     "time and joules, and how to run it better.")
+    parser.add_argument("--version", action="version", version=f"energytui {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+    db_parent = argparse.ArgumentParser(add_help=False)
+    db_parent.add_argument("--db", type=Path, default=None,
+                           help=f"SQLite database (default: $ENERGYTUI_DB or {default_db_path()})")
+
+    run = sub.add_parser("run", parents=[db_parent], help="validate, queue and run a manifest's trials")
+    run.add_argument("manifest", type=Path)
+    choice = run.add_mutually_exclusive_group()
+    choice.add_argument("--resume", action="store_true", help="finish the unfinished earlier run of this manifest")
+    choice.add_argument("--fresh", action="store_true", help="start over even if an earlier run is unfinished")
+    run.add_argument("--skip-gpu", action="store_true", help="leave out gpu and hybrid runs (for a CPU-only llama.cpp)")
+    run.set_defaults(handler=_cmd_run)
+
+    export = sub.add_parser("export", parents=[db_parent], help="one record per trial, as CSV or JSON")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    export.set_defaults(handler=_cmd_export)
+
+    report = sub.add_parser("report", parents=[db_parent], help="a markdown report per configuration")
+    report.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    report.set_defaults(handler=_cmd_report)
+
+    models = sub.add_parser("models", help="fetch, list and requantize models")
+    models_sub = models.add_subparsers(metavar="ACTION")
+    fetch = models_sub.add_parser("fetch", help="download and verify a registry model (default: the default model)")
+    fetch.add_argument("name", nargs="?")
+    fetch.set_defaults(handler=_cmd_models_fetch)
+    listing = models_sub.add_parser("list", help="registry and local models, with quant, bits per weight, size")
+    listing.set_defaults(handler=_cmd_models_list)
+    ladder = models_sub.add_parser("ladder", help="write requantized variants with llama.cpp's quantize API")
+    ladder.add_argument("model", nargs="?", help="registry name or .gguf path (default: the default model)")
+    ladder.add_argument("--quants", default="Q4_0,Q5_1,Q8_0,F16", help="comma list (default: %(default)s)")
+    ladder.add_argument("--threads", type=int, default=None)
+    ladder.set_defaults(handler=_cmd_models_ladder)
+    models.set_defaults(handler=lambda _args: models.print_help())
+
+    doctor = sub.add_parser("doctor", help="what this machine and its llama.cpp can run and measure")
+    doctor.set_defaults(handler=_cmd_doctor)
+    return parser
+
+
+def _db_path(args) -> Path:
+    return args.db or default_db_path()
+
+
+def _open_store(args):
+    from energytui.engine.store import Store
+
+    path = _db_path(args)
+    if args.db is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return Store(path)
+
+
+def _cmd_run(args) -> int:
+    from energytui.engine import llama_backend
+    from energytui.engine.manifest import load_manifest
+    from energytui.engine.queue import queue_manifest, run_queue
+    from energytui.engine.report import summarise, summary_table
+    from energytui.engine.runner import Engine
+
+    from .progress import Progress
+
+    manifest = load_manifest(args.manifest, llama_backend.supports_gpu_offload(), skip_gpu=args.skip_gpu)
+    for run_id in manifest.skipped_runs:
+        print(f"skipped the gpu/hybrid configurations of run {run_id!r} (--skip-gpu)")
+    if not manifest.trials:
+        raise UserError(f"{args.manifest}: no trials to run after --skip-gpu; add cpu runs")
+    store = _open_store(args)
+    engine = Engine()
+    try:
+        store.acquire_runner_lock()
+        if aborted := store.abort_stale_running():
+            print(f"marked {aborted} trial(s) left running by a stopped process as aborted")
+        resume = True if args.resume else False if args.fresh else None
+        run = queue_manifest(store, manifest, resume)
+        print(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {store.path}")
+        progress = Progress(sys.stderr)
+        try:
+            run_queue(store, run, engine, progress.on_event)
+        finally:
+            progress.close()
+            trials = store.trials("t.run = ?", [run])
+            print(summary_table(summarise(trials)))
+        failed = sum(t["status"] == "failed" for t in trials)
+        if failed:
+            print(f"{failed} trial(s) failed; `energytui report` lists why", file=sys.stderr)
+        return 1 if failed == len(trials) else 0
+    finally:
+        engine.close()
+        store.close()
+
+
+def _cmd_export(args) -> int:
+    from energytui.engine.report import export_text
+
+    store = _open_store(args)
+    try:
+        _write(args.output, export_text(store.trials(), args.format))
+    finally:
+        store.close()
+
+
+def _cmd_report(args) -> int:
+    from energytui.engine.report import markdown_report
+
+    store = _open_store(args)
+    try:
+        trials = store.trials()
+        if not trials:
+            raise UserError(f"--db {store.path}: no trials yet; run `energytui run config/manifests/quickstart.yaml`", 1)
+        _write(args.output, markdown_report(trials, list(store.db["hosts"].rows)))
+    finally:
+        store.close()
+
+
+def _write(output: Path | None, text: str) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise UserError(f"--output {output}: cannot write ({exc.strerror}); choose another path") from None
+    print(f"wrote {output}")
+
+
+def _cmd_models_fetch(args) -> int:
+    from energytui.engine.models import fetch
+
+    fetch(args.name)
+
+
+def _cmd_models_list(args) -> int:
+    from energytui.engine.models import list_models
+
+    rows = list_models()
+    headers = ("name", "quant", "bits/w", "params", "layers", "size MB", "present", "path / note")
+    table = []
+    for row in rows:
+        info = row.info
+        table.append((
+            row.name, info.quant if info else "–", f"{info.bits_per_weight:.2f}" if info else "–",
+            f"{info.n_params / 1e6:.0f}M" if info else "–", str(info.n_layers) if info else "–",
+            f"{info.size / 1e6:.1f}" if info else "–", "yes" if row.present else "no",
+            f"{row.path}" + (f"  ({row.note})" if row.note else ""),
+        ))
+    widths = [max(len(x) for x in column) for column in zip(headers, *table)]
+    for line in (headers, *table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+def _cmd_models_ladder(args) -> int:
+    from energytui.engine.models import default_model_name, ladder
+
+    quants = [q.strip() for q in args.quants.split(",") if q.strip()]
+    ladder(args.model or default_model_name(), quants, args.threads)
+
+
+def _cmd_doctor(args) -> int:
+    from energytui.engine import llama_backend
+    from energytui.engine.host import describe_host
+
+    host = describe_host()
+    print(f"host        {host['hostname']}: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM")
+    print(f"os          {host['os']}, Python {host['python']}")
+    print(f"llama.cpp   llama-cpp-python {host['llama_cpp']}; GPU offload: "
+          f"{'yes' if host['gpu_offload'] else 'no (CPU-only build: gpu and hybrid trials are refused)'}")
+    print(f"features    {llama_backend.system_info()}")

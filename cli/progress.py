@@ -1,0 +1,54 @@
+"""The progress line of `energytui run`: trial i/N, its configuration, live tokens/s."""
+
+from __future__ import annotations
+
+from energytui.engine.queue import Event
+from energytui.engine.report import config_label
+
+_BAR = 20
+
+
+class Progress:
+    def __init__(self, stream):
+        self.stream = stream
+        self.live = stream.isatty()  # redraw in place on a terminal, one line per trial otherwise
+        self._width = 0
+
+    def on_event(self, event: Event) -> None:
+        if event.kind == "tokens" and self.live:
+            rate = f"{event.tokens_per_s:6.1f} tok/s" if event.tokens_per_s else "   … tok/s"
+            self._draw(f"{self._head(event)}  {event.tokens:4d} tok {rate}")
+        elif event.kind == "trial_start" and self.live:
+            self._draw(f"{self._head(event)}  prefill…")
+        elif event.kind == "cooldown" and self.live:
+            self._draw(f"{self._head(event)}  cooldown {event.trial['cooldown_s']:g} s")
+        elif event.kind == "trial_end":
+            self._draw(self._result(event), final=True)
+
+    def _head(self, event: Event) -> str:
+        filled = _BAR * (event.index - 1) // max(event.total, 1)
+        trial = event.trial
+        return (f"[{'#' * filled}{'.' * (_BAR - filled)}] trial {event.index}/{event.total} "
+                f"{config_label(trial)} {trial['prompt_id']} r{trial['repetition']}")
+
+    def _result(self, event: Event) -> str:
+        trial = event.trial
+        if trial["status"] != "done":
+            return f"{self._head(event)}  {trial['status'].upper()}: {trial['error']}"
+        return (f"{self._head(event)}  {trial['gen_tokens']} tok, TTFT {trial['ttft_ms']:.0f} ms, "
+                f"decode {trial['decode_tps'] or 0:.1f} tok/s")
+
+    def _draw(self, text: str, final: bool = False) -> None:
+        if self.live:
+            self.stream.write("\r" + text.ljust(self._width))
+            self._width = 0 if final else len(text)
+            if final:
+                self.stream.write("\n")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.live and self._width:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,154 @@
+"""Read a GGUF file's header without loading it: architecture, layers, quantization, parameters.
+
+Reading the header lets energytui reject a truncated or foreign file with a clear
+message before llama.cpp sees it, and lets `models list` and the advisor know the
+bits per weight of every model without loading any of them.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from math import prod
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import UserError
+
+GGUF_MAGIC = b"GGUF"
+
+# GGUF metadata value types → struct format (arrays and strings handled apart).
+_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+# ggml tensor types → (elements per block, bytes per block), from ggml's type traits.
+GGML_BLOCKS = {
+    0: (1, 4),  # F32
+    1: (1, 2),  # F16
+    2: (32, 18),  # Q4_0
+    3: (32, 20),  # Q4_1
+    6: (32, 22),  # Q5_0
+    7: (32, 24),  # Q5_1
+    8: (32, 34),  # Q8_0
+    9: (32, 36),  # Q8_1
+    10: (256, 84),  # Q2_K
+    11: (256, 110),  # Q3_K
+    12: (256, 144),  # Q4_K
+    13: (256, 176),  # Q5_K
+    14: (256, 210),  # Q6_K
+    15: (256, 292),  # Q8_K
+    30: (1, 2),  # BF16
+}
+
+# llama_ftype (general.file_type) → the quantization name people use.
+FILE_TYPE_NAMES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+    10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
+    16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
+}
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    path: Path
+    size: int
+    arch: str
+    name: str
+    n_layers: int
+    n_params: int
+    quant: str
+    tensor_bytes: int
+    has_chat_template: bool
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Bits of tensor data per parameter, as llama.cpp reports it (header excluded)."""
+        return 8 * self.tensor_bytes / self.n_params if self.n_params else 0.0
+
+
+class _Reader:
+    def __init__(self, fh: BinaryIO, path: Path):
+        self.fh, self.path = fh, path
+
+    def take(self, fmt: str):
+        size = struct.calcsize(fmt)
+        raw = self.fh.read(size)
+        if len(raw) < size:
+            raise UserError(f"{self.path}: GGUF header is truncated; download the file again")
+        return struct.unpack(fmt, raw)[0]
+
+    def string(self) -> str:
+        length = self.take("<Q")
+        raw = self.fh.read(length)
+        if len(raw) < length:
+            raise UserError(f"{self.path}: GGUF header is truncated; download the file again")
+        return raw.decode("utf-8", errors="replace")
+
+    def value(self, vtype: int):
+        if vtype in _SCALAR_FORMATS:
+            return self.take(_SCALAR_FORMATS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            item_type, count = self.take("<I"), self.take("<Q")
+            if item_type in _SCALAR_FORMATS:  # skip numeric arrays in one seek
+                self.fh.seek(count * struct.calcsize(_SCALAR_FORMATS[item_type]), 1)
+                return None
+            for _ in range(count):
+                self.value(item_type)
+            return None
+        raise UserError(f"{self.path}: unknown GGUF value type {vtype}; the file is damaged or not GGUF")
+
+
+def read_gguf(path: str | Path) -> GGUFInfo:
+    """Parse the header and tensor table; raise UserError for missing, foreign or truncated files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found; check the path or run `energytui models fetch`")
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if fh.read(4) != GGUF_MAGIC:
+            raise UserError(f"{path}: not a GGUF file (bad magic); give a llama.cpp .gguf model")
+        reader = _Reader(fh, path)
+        version = reader.take("<I")
+        if version < 2:
+            raise UserError(f"{path}: GGUF version {version} is too old for llama.cpp; convert the model again")
+        n_tensors, n_kv = reader.take("<Q"), reader.take("<Q")
+        meta = {}
+        for _ in range(n_kv):
+            key = reader.string()
+            meta[key] = reader.value(reader.take("<I"))
+        tensors = []
+        for _ in range(n_tensors):
+            name = reader.string()
+            dims = [reader.take("<Q") for _ in range(reader.take("<I"))]
+            tensors.append((name, dims, reader.take("<I"), reader.take("<Q")))
+        alignment = meta.get("general.alignment") or 32
+        data_start = -(-fh.tell() // alignment) * alignment
+    return _summarise(path, size, meta, tensors, data_start)
+
+
+def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int) -> GGUFInfo:
+    arch = meta.get("general.architecture", "unknown")
+    n_params, tensor_bytes, data_end = 0, 0, data_start
+    for _name, dims, ggml_type, offset in tensors:
+        elements = prod(dims)
+        n_params += elements
+        block = GGML_BLOCKS.get(ggml_type)
+        nbytes = elements // block[0] * block[1] if block else 0
+        tensor_bytes += nbytes
+        data_end = max(data_end, data_start + offset + nbytes)
+    if size < data_end:
+        raise UserError(f"{path}: truncated ({size} of {data_end} bytes); download it again")
+    file_type = meta.get("general.file_type")
+    return GGUFInfo(
+        path=path,
+        size=size,
+        arch=arch,
+        name=meta.get("general.name", path.stem),
+        n_layers=int(meta.get(f"{arch}.block_count") or 0),
+        n_params=n_params,
+        quant=FILE_TYPE_NAMES.get(file_type, f"ftype{file_type}"),
+        tensor_bytes=tensor_bytes or size - data_start,
+        has_chat_template="tokenizer.chat_template" in meta,
+    )

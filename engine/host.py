@@ -1,0 +1,49 @@
+"""What machine the trials run on: stored with every trial so data from several hosts never mixes silently."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+from pathlib import Path
+
+from . import llama_backend
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _ram_gb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def describe_host() -> dict:
+    """Host facts; `id` is stable for the same hostname, CPU, RAM and llama.cpp build."""
+    facts = {
+        "hostname": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count() or 0,
+        "ram_gb": _ram_gb(),
+        "gpu": None,  # filled by the NVML telemetry source where a GPU is present
+        "gpu_driver": None,
+        "os": platform.platform(),
+        "llama_cpp": llama_backend.version(),
+        "gpu_offload": int(llama_backend.supports_gpu_offload()),
+        "python": platform.python_version(),
+    }
+    identity = "|".join(str(facts[k]) for k in ("hostname", "cpu", "cores", "ram_gb", "gpu", "llama_cpp", "gpu_offload"))
+    return {"id": hashlib.sha256(identity.encode()).hexdigest()[:12], **facts}

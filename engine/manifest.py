@@ -1,0 +1,301 @@
+"""YAML manifests: validation (all of it before anything runs) and expansion into trials.
+
+A manifest has `defaults:` and `runs:` (each with an `id`). Any key given a list
+expands into the cartesian product, like llama-bench's comma lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+from .gguf import read_gguf
+from .models import load_registry, resolve_model, verify
+from .prompts import Prompt, load_prompt_file, load_suite, suite_names
+
+BACKENDS = ("cpu", "gpu", "hybrid")
+MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
+TOP_LEVEL_KEYS = {"description", "defaults", "runs", "shuffle", "shuffle_seed"}
+# Keys that describe one run; `repetitions` and `cooldown_s` are per run and never expand.
+RUN_DEFAULTS = {
+    "model": None, "backend": "cpu", "threads": None, "gpu_layers": None, "n_batch": 512,
+    "batch_size": 1, "n_ctx": 2048, "suite": None, "prompt_file": None, "prompt_tokens": None,
+    "prompt_limit": None, "chat": True, "max_tokens": 128, "ignore_eos": False, "temperature": 0.0,
+    "seed": 42, "repetitions": 1, "cooldown_s": 0.0,
+}
+NOT_EXPANDABLE = {"repetitions", "cooldown_s"}
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: a configuration, one prompt, one repetition."""
+
+    run_id: str
+    config_id: str
+    model: str  # as written in the manifest
+    model_path: str
+    quant: str
+    backend: str
+    threads: int
+    gpu_layers: int
+    n_batch: int
+    batch_size: int
+    n_ctx: int
+    suite: str | None
+    prompt_id: str
+    prompt_text: str | None  # None for synthetic prompts (made from the tokenizer)
+    prompt_tokens_target: int | None
+    chat: bool
+    max_tokens: int
+    ignore_eos: bool
+    temperature: float
+    seed: int
+    repetition: int
+    cooldown_s: float
+
+    def load_key(self) -> tuple:
+        return (self.model_path, self.gpu_layers)
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Manifest:
+    path: Path
+    sha256: str
+    trials: list[TrialSpec]
+    skipped_runs: list[str]
+
+
+class _Problem:
+    """Builds the one-line message: file, run id, key, what is wrong, what to do."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, run_id: str | None, key: str | None, problem: str, fix: str | None = None) -> UserError:
+        where = [str(self.path)]
+        if run_id is not None:
+            where.append(f"run {run_id!r}")
+        if key is not None:
+            where.append(f"key {key!r}")
+        return UserError(f"{': '.join(where)}: {problem}" + (f"; {fix}" if fix else ""))
+
+
+def load_manifest(path: str | Path, gpu_offload: bool, skip_gpu: bool = False) -> Manifest:
+    """Parse, validate and expand; raises UserError (exit 2) on the first problem found."""
+    path = Path(path)
+    problem = _Problem(path)
+    if not path.is_file():
+        raise UserError(f"{path}: manifest not found; check the path")
+    raw_bytes = path.read_bytes()
+    try:
+        doc = yaml.safe_load(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise problem(None, None, "not UTF-8 text", "save the manifest as UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or "malformed YAML"
+        raise problem(None, None, f"{where}{reason}", "fix the YAML syntax") from None
+    if not isinstance(doc, dict):
+        raise problem(None, None, "the manifest must be a mapping with 'runs:'", "see config/manifests/quickstart.yaml")
+    for key in doc:
+        if key not in TOP_LEVEL_KEYS:
+            raise problem(None, key, "unknown top-level key", f"use one of {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    defaults = doc.get("defaults") or {}
+    runs = doc.get("runs")
+    if not isinstance(defaults, dict):
+        raise problem(None, "defaults", "must be a mapping of keys to values", "write `defaults:` then indented `key: value` lines")
+    if not isinstance(runs, list) or not runs:
+        raise problem(None, "runs", "missing or empty", "add a list of runs, each with an `id`")
+    _check_keys(problem, None, defaults)
+
+    checker = _ValueChecker(path, problem, gpu_offload)
+    trials, skipped, seen_ids = [], [], set()
+    for index, run in enumerate(runs):
+        if not isinstance(run, dict) or not isinstance(run.get("id"), (str, int)):
+            raise problem(f"#{index + 1}", "id", "every run needs an `id`", "add `- id: some-name` to the run")
+        run_id = str(run["id"])
+        if run_id in seen_ids:
+            raise problem(run_id, "id", "duplicate run id", "give every run a unique id")
+        seen_ids.add(run_id)
+        merged = {**RUN_DEFAULTS, **defaults, **{k: v for k, v in run.items() if k != "id"}}
+        _check_keys(problem, run_id, run, allow_id=True)
+        configs = checker.expand(run_id, merged)
+        if skip_gpu and any(c["backend"] != "cpu" for c in configs):
+            skipped.append(run_id)
+            configs = [c for c in configs if c["backend"] == "cpu"]
+        for config in (checker.check(run_id, c) for c in configs):
+            trials += checker.trials(run_id, config)
+    if doc.get("shuffle"):
+        random.Random(doc.get("shuffle_seed", 0)).shuffle(trials)
+    return Manifest(path, hashlib.sha256(raw_bytes).hexdigest(), trials, skipped)
+
+
+def _check_keys(problem: _Problem, run_id, mapping: dict, allow_id: bool = False) -> None:
+    for key in mapping:
+        if key == "id" and allow_id:
+            continue
+        if key not in RUN_DEFAULTS:
+            raise problem(run_id, key, "unknown key", f"use one of {', '.join(RUN_DEFAULTS)}")
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+class _ValueChecker:
+    def __init__(self, path: Path, problem: _Problem, gpu_offload: bool):
+        self.path, self.problem, self.gpu_offload = path, problem, gpu_offload
+        self._models: dict[str, tuple[str, object]] = {}
+        self._prompts: dict[tuple, list[Prompt]] = {}
+
+    def expand(self, run_id: str, merged: dict) -> list[dict]:
+        for key in NOT_EXPANDABLE:
+            if isinstance(merged[key], list):
+                raise self.problem(run_id, key, "cannot be a list", "give a single value")
+        keys = list(merged)
+        combos = itertools.product(*(_as_list(merged[k]) for k in keys))
+        return [dict(zip(keys, combo)) for combo in combos]
+
+    def check(self, run_id: str, c: dict) -> dict:
+        p = self.problem
+        if c["model"] is None:
+            raise p(run_id, "model", "missing", "name a registry model (see `energytui models list`) or a .gguf path")
+        for key in ("threads", "n_batch", "batch_size", "n_ctx", "max_tokens", "repetitions", "prompt_tokens", "prompt_limit"):
+            if c[key] is not None and (not isinstance(c[key], int) or isinstance(c[key], bool) or c[key] < 1):
+                raise p(run_id, key, f"expected a whole number ≥ 1, got {c[key]!r}", "fix the value")
+        for key in ("temperature", "cooldown_s"):
+            if not isinstance(c[key], (int, float)) or isinstance(c[key], bool) or c[key] < 0:
+                raise p(run_id, key, f"expected a number ≥ 0, got {c[key]!r}", "fix the value")
+        for key in ("ignore_eos", "chat"):
+            if not isinstance(c[key], bool):
+                raise p(run_id, key, f"expected true or false, got {c[key]!r}", "write true or false")
+        if not isinstance(c["seed"], int) or isinstance(c["seed"], bool):
+            raise p(run_id, "seed", f"expected a whole number, got {c['seed']!r}", "fix the value")
+        if c["batch_size"] > MAX_SEQUENCES:
+            raise p(run_id, "batch_size", f"{c['batch_size']} is more than llama.cpp's {MAX_SEQUENCES} sequences", "use a smaller batch_size")
+        if c["n_ctx"] < 16:
+            raise p(run_id, "n_ctx", f"{c['n_ctx']} is too small", "use at least 16 (2048 is typical)")
+        c["model_path"], info = self.model(run_id, c["model"])
+        c["quant"] = info.quant
+        self.check_backend(run_id, c, info.n_layers)
+        c["threads"] = c["threads"] or _default_threads()
+        return c
+
+    def check_backend(self, run_id: str, c: dict, n_layers: int) -> None:
+        p, backend, layers = self.problem, c["backend"], c["gpu_layers"]
+        if backend not in BACKENDS:
+            raise p(run_id, "backend", f"unknown backend {backend!r}", "use cpu, gpu or hybrid")
+        if backend != "cpu" and not self.gpu_offload:
+            raise p(run_id, "backend", f"{backend} needs GPU offload, and the installed llama.cpp has none "
+                    "(it would silently run on the CPU)",
+                    "install llama-cpp-python built with CUDA (see README), or run with --skip-gpu")
+        resolved = {"all": n_layers, "half": n_layers // 2, None: {"cpu": 0, "gpu": n_layers, "hybrid": n_layers // 2}[backend]}
+        if isinstance(layers, str) or layers is None:
+            if layers not in resolved:
+                raise p(run_id, "gpu_layers", f"unknown value {layers!r}", "use a number, half or all")
+            layers = resolved[layers]
+        if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= n_layers:
+            raise p(run_id, "gpu_layers", f"{layers!r} is outside 0..{n_layers} for this model", "use a number in range, half or all")
+        if backend == "cpu" and layers:
+            raise p(run_id, "gpu_layers", f"backend cpu runs no layers on a GPU, got {layers}", "set backend: hybrid or gpu, or gpu_layers: 0")
+        if backend == "hybrid" and not 0 < layers < n_layers:
+            raise p(run_id, "gpu_layers", f"hybrid needs some but not all of {n_layers} layers, got {layers}", "use a number in between, or half")
+        if backend == "gpu" and layers != n_layers:
+            raise p(run_id, "gpu_layers", f"backend gpu offloads all {n_layers} layers, got {layers}", "use backend: hybrid for a partial offload")
+        c["gpu_layers"] = layers
+
+    def model(self, run_id: str, ref):
+        ref = str(ref)
+        if ref not in self._models:
+            _, entries = load_registry()
+            path = resolve_model(ref)
+            if ref in entries and not path.is_file():
+                raise self.problem(run_id, "model", f"{ref} is not downloaded yet", f"run `energytui models fetch {ref}`")
+            if ref not in entries and not path.is_absolute():
+                candidate = (self.path.parent / path)
+                path = candidate if candidate.is_file() or not path.is_file() else path
+            if not path.is_file():
+                raise self.problem(run_id, "model", f"{ref} is neither a registry name nor an existing file",
+                                   "see `energytui models list`, or give the path of a .gguf file")
+            try:
+                if ref in entries:
+                    verify(entries[ref], path)
+                info = read_gguf(path)
+            except UserError as exc:
+                raise self.problem(run_id, "model", str(exc)) from None
+            self._models[ref] = (str(path.resolve()), info)
+        return self._models[ref]
+
+    def prompts(self, run_id: str, c: dict) -> list[Prompt | int]:
+        sources = [k for k in ("suite", "prompt_file", "prompt_tokens") if c[k] is not None]
+        if len(sources) != 1:
+            raise self.problem(run_id, "suite", f"{'no prompt source' if not sources else 'several prompt sources: ' + ', '.join(sources)}",
+                               "give exactly one of suite, prompt_file or prompt_tokens")
+        key = (c["suite"], c["prompt_file"], c["prompt_tokens"])
+        if key not in self._prompts:
+            self._prompts[key] = self._load_prompts(run_id, c)
+        chosen = self._prompts[key]
+        return chosen[: c["prompt_limit"]] if c["prompt_limit"] else chosen
+
+    def _load_prompts(self, run_id: str, c: dict):
+        try:
+            if c["prompt_tokens"] is not None:
+                return [c["prompt_tokens"]]
+            if c["suite"] is not None:
+                if c["suite"] not in suite_names():
+                    raise self.problem(run_id, "suite", f"unknown suite {c['suite']!r}", f"use one of {', '.join(suite_names())}")
+                return load_suite(c["suite"])
+            file = Path(c["prompt_file"]).expanduser()
+            return load_prompt_file(file if file.is_absolute() else self.path.parent / file)
+        except UserError as exc:
+            if str(exc).startswith(str(self.path)):
+                raise
+            raise self.problem(run_id, "prompt_file" if c["prompt_file"] else "suite", str(exc)) from None
+
+    def trials(self, run_id: str, c: dict) -> list[TrialSpec]:
+        prompts = self.prompts(run_id, c)
+        config_id = _config_id(c)
+        specs = []
+        for repetition in range(c["repetitions"]):
+            for prompt in prompts:
+                synthetic = isinstance(prompt, int)
+                specs.append(TrialSpec(
+                    run_id=run_id, config_id=config_id, model=str(c["model"]), model_path=c["model_path"],
+                    quant=c["quant"], backend=c["backend"], threads=c["threads"], gpu_layers=c["gpu_layers"],
+                    n_batch=c["n_batch"], batch_size=c["batch_size"], n_ctx=c["n_ctx"],
+                    suite=None if synthetic else prompt.suite,
+                    prompt_id=f"synthetic-{prompt}" if synthetic else prompt.id,
+                    prompt_text=None if synthetic else prompt.text,
+                    prompt_tokens_target=prompt if synthetic else None,
+                    chat=c["chat"] and not synthetic, max_tokens=c["max_tokens"], ignore_eos=c["ignore_eos"],
+                    temperature=float(c["temperature"]), seed=c["seed"], repetition=repetition,
+                    cooldown_s=float(c["cooldown_s"]),
+                ))
+        return specs
+
+
+CONFIG_KEYS = ("model_path", "backend", "threads", "gpu_layers", "n_batch", "batch_size", "n_ctx", "suite",
+               "prompt_file", "prompt_tokens", "chat", "max_tokens", "ignore_eos", "temperature", "seed")
+
+
+def _config_id(c: dict) -> str:
+    """Stable id of everything but the prompt and the repetition: trials of one config are comparable."""
+    canonical = json.dumps({k: c[k] for k in CONFIG_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _default_threads() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,30 @@
+"""Where energytui keeps its database, models and shipped files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+# In a source checkout and in an installed wheel alike, config/ and data/ sit
+# next to engine/ (pyproject maps all three under the energytui package).
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PACKAGE_ROOT / "config"
+PROMPTS_DIR = PACKAGE_ROOT / "data" / "prompts"
+
+
+def home_dir() -> Path:
+    """Root for models and the default database: $ENERGYTUI_HOME or the user data dir."""
+    override = os.environ.get("ENERGYTUI_HOME")
+    return Path(override).expanduser() if override else Path(platformdirs.user_data_dir("energytui"))
+
+
+def models_dir() -> Path:
+    return home_dir() / "models"
+
+
+def default_db_path() -> Path:
+    """$ENERGYTUI_DB, else energytui.db in the home dir."""
+    override = os.environ.get("ENERGYTUI_DB")
+    return Path(override).expanduser() if override else home_dir() / "energytui.db"

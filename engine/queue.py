@@ -1,0 +1,130 @@
+"""The trial queue: a manifest's trials become pending rows, and the runner works through them.
+
+Used by `energytui run` and by the TUI's worker alike; progress is reported
+through one callback so neither needs to know the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .gguf import read_gguf
+from .host import describe_host
+from .manifest import Manifest, TrialSpec
+from .models import derivation, sha256_of
+from .runner import Engine, TrialFailed
+from .store import Store
+
+_SPEC_FIELDS = [f.name for f in dataclasses.fields(TrialSpec)]
+_BOOL_FIELDS = {"chat", "ignore_eos"}
+
+
+class ResumeAvailable(UserError):
+    def __init__(self, manifest: Path, previous: dict):
+        super().__init__(
+            f"{manifest}: an earlier run of this manifest (run {previous['id']}, {previous['created_at']}) has "
+            f"{previous['done']} of {previous['total']} trials done; add --resume to finish it or --fresh to start over",
+            exit_code=2)
+        self.previous = previous
+
+
+@dataclass
+class Event:
+    """Progress for a display: kind is trial_start, tokens, trial_end or cooldown."""
+
+    kind: str
+    index: int
+    total: int
+    trial: dict
+    tokens: int = 0
+    tokens_per_s: float | None = None
+
+
+def spec_from_row(row: dict) -> TrialSpec:
+    return TrialSpec(**{k: bool(row[k]) if k in _BOOL_FIELDS else row[k] for k in _SPEC_FIELDS})
+
+
+def register_models(store: Store, manifest: Manifest) -> None:
+    for path in sorted({t.model_path for t in manifest.trials}):
+        info, origin = read_gguf(path), derivation(Path(path))
+        store.upsert_model({
+            "path": path, "name": Path(path).stem, "sha256": sha256_of(Path(path)), "size": info.size,
+            "arch": info.arch, "quant": info.quant, "bits_per_weight": info.bits_per_weight,
+            "n_params": info.n_params, "n_layers": info.n_layers,
+            "derived_from": origin["derived_from"] if origin else None,
+            "derivation": json.dumps(origin) if origin else None,
+        })
+
+
+def queue_manifest(store: Store, manifest: Manifest, resume: bool | None) -> int:
+    """Create a run of pending trials, or reopen the unfinished one (resume=True).
+
+    resume=None means "not decided": an unfinished earlier run raises ResumeAvailable.
+    """
+    previous = store.unfinished_run(manifest.sha256)
+    if previous and resume:
+        store.requeue(previous["id"])
+        return previous["id"]
+    if previous and resume is None:
+        raise ResumeAvailable(manifest.path, previous)
+    host_id = store.upsert_host(describe_host())
+    register_models(store, manifest)
+    rows = [spec.as_row() for spec in manifest.trials]
+    return store.create_run(str(manifest.path.resolve()), manifest.sha256, host_id, rows)
+
+
+def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threading.Event | None = None) -> str:
+    """Run the run's pending trials in order; returns the run's final status.
+
+    Ctrl-C (KeyboardInterrupt) marks the current trial aborted, keeps every finished
+    one, and propagates. `stop` (for the TUI) ends the queue after the current trial.
+    """
+    emit = on_event or (lambda event: None)
+    total = store.db["trials"].count_where("run = ?", [run])
+    previous_ran = False
+    while (row := store.next_pending(run)) is not None:
+        if stop is not None and stop.is_set():
+            store.finish_run(run, "paused")
+            return "paused"
+        index = row["seq"] + 1
+        if previous_ran and row["cooldown_s"]:
+            emit(Event("cooldown", index, total, row))
+            time.sleep(row["cooldown_s"])
+        store.mark_running(row["id"])
+        emit(Event("trial_start", index, total, row))
+        try:
+            measurement = engine.run(spec_from_row(row), _token_reporter(emit, index, total, row))
+        except KeyboardInterrupt:
+            store.fail_trial(row["id"], "aborted", "interrupted by the user (Ctrl-C)")
+            store.finish_run(run, "interrupted")
+            raise
+        except (TrialFailed, UserError, RuntimeError) as exc:
+            store.fail_trial(row["id"], "failed", str(exc))
+        else:
+            store.finish_trial(row["id"], measurement.metrics(), measurement.steps)
+        previous_ran = True
+        emit(Event("trial_end", index, total, store.db["trials"].get(row["id"])))
+    store.finish_run(run, "done")
+    return "done"
+
+
+def _token_reporter(emit, index: int, total: int, row: dict, every_s: float = 0.25):
+    """A cheap on_token callback: emits at most every `every_s` seconds."""
+    state = {"next": 0, "t0": None, "n0": 0}
+
+    def on_token(generated: int, t_ns: int) -> None:
+        if state["t0"] is None:
+            state["t0"], state["n0"] = t_ns, generated
+        if t_ns >= state["next"]:
+            state["next"] = t_ns + int(every_s * 1e9)
+            elapsed = (t_ns - state["t0"]) / 1e9
+            rate = (generated - state["n0"]) / elapsed if elapsed > 0 else None
+            emit(Event("tokens", index, total, row, generated, rate))
+
+    return on_token

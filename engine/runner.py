@@ -1,0 +1,191 @@
+"""Runs one trial on llama.cpp and times every decode step on the monotonic clock.
+
+Models stay loaded across trials with the same load configuration (path,
+gpu_layers); contexts are reused across trials with the same n_ctx, n_batch and
+batch_size, with the KV cache cleared before every trial. Load and warm-up time
+are recorded but never counted in a trial.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .llama_backend import Context, LoadedModel, Sampler
+from .manifest import TrialSpec
+from .prompts import synthetic_tokens
+
+MAX_LOADED_MODELS = 4
+_WARMUP_PROMPT = "Warm-up: say hello."
+
+
+class TrialFailed(Exception):
+    """The trial cannot run as specified (e.g. its prompt does not fit n_ctx); the run goes on."""
+
+
+@dataclass
+class Measurement:
+    prompt_tokens: int
+    gen_tokens: int
+    t_start_ns: int
+    t_first_ns: int | None
+    t_end_ns: int
+    steps: list[tuple[int, int]]  # (t_ns, tokens produced at that step)
+    output_text: str
+    stop_reason: str
+    batch_size: int
+    load_ms: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def metrics(self) -> dict:
+        """The per-trial numbers stored in the trials table."""
+        prefill_s = (self.t_first_ns - self.t_start_ns) / 1e9 if self.t_first_ns else None
+        decode_tokens = self.gen_tokens - (self.steps[0][1] if self.steps else 0)
+        decode_s = (self.steps[-1][0] - self.steps[0][0]) / 1e9 if len(self.steps) > 1 else None
+        gaps_ms = [(b[0] - a[0]) / 1e6 for a, b in zip(self.steps, self.steps[1:])]
+        decode_tps = decode_tokens / decode_s if decode_s else None
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "gen_tokens": self.gen_tokens,
+            "ttft_ms": prefill_s * 1e3 if prefill_s is not None else None,
+            "prefill_tps": self.prompt_tokens * self.batch_size / prefill_s if prefill_s else None,
+            "decode_tps": decode_tps,
+            "decode_tps_per_seq": decode_tps / self.batch_size if decode_tps else None,
+            "itl_p50_ms": percentile(gaps_ms, 50),
+            "itl_p95_ms": percentile(gaps_ms, 95),
+            "e2e_ms": (self.t_end_ns - self.t_start_ns) / 1e6,
+            "t_start_ns": self.t_start_ns,
+            "t_first_ns": self.t_first_ns,
+            "t_end_ns": self.t_end_ns,
+            "load_ms": self.load_ms,
+            "output_text": self.output_text,
+            "stop_reason": self.stop_reason,
+        }
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Linear-interpolated percentile (numpy's default), None for no values."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1] if pct < 100 else max(values)
+
+
+class Engine:
+    """Keeps models and contexts loaded between trials; not thread-safe (one runner per Engine)."""
+
+    def __init__(self):
+        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        self._contexts: dict[tuple, Context] = {}
+        self._warm: set[tuple] = set()
+
+    def model(self, spec: TrialSpec) -> tuple[LoadedModel, float | None]:
+        """The loaded model for this spec, and its load time in ms if it was loaded just now."""
+        key = spec.load_key()
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key], None
+        while len(self._models) >= MAX_LOADED_MODELS:
+            self._unload(next(iter(self._models)))
+        loaded = LoadedModel(spec.model_path, spec.gpu_layers)
+        self._models[key] = loaded
+        return loaded, loaded.load_s * 1e3
+
+    def _unload(self, key: tuple) -> None:
+        for ctx_key in [k for k in self._contexts if k[0] == key]:
+            self._contexts.pop(ctx_key).close()
+        self._warm = {w for w in self._warm if w[0] != key}
+        self._models.pop(key).close()
+
+    def context(self, spec: TrialSpec, model: LoadedModel) -> Context:
+        key = (spec.load_key(), spec.n_ctx, spec.n_batch, spec.batch_size)
+        if key not in self._contexts:
+            self._contexts[key] = Context(model, spec.n_ctx, spec.n_batch, spec.batch_size, spec.threads)
+        ctx = self._contexts[key]
+        ctx.set_threads(spec.threads)
+        if (key, spec.threads) not in self._warm:  # first compute graph and thread pool, never in a trial
+            self._generate(ctx, model.tokenize(_WARMUP_PROMPT), 4, Sampler(0, 0), True, None)
+            self._warm.add((key, spec.threads))
+        return ctx
+
+    def prompt_tokens(self, spec: TrialSpec, model: LoadedModel) -> tuple[list[int], str]:
+        if spec.prompt_tokens_target is not None:
+            tokens = synthetic_tokens(model.tokenize, spec.prompt_tokens_target)
+            return tokens, model.detokenize(tokens)
+        text = (spec.chat and model.chat_prompt(spec.prompt_text)) or spec.prompt_text
+        return model.tokenize(text), text
+
+    def run(self, spec: TrialSpec, on_token=None) -> Measurement:
+        """Run one trial; `on_token(generated_so_far, t_ns)` is called after each decode step."""
+        model, load_ms = self.model(spec)
+        ctx = self.context(spec, model)
+        tokens, _text = self.prompt_tokens(spec, model)
+        if len(tokens) >= spec.n_ctx:
+            raise TrialFailed(f"prompt of {len(tokens)} tokens does not fit n_ctx={spec.n_ctx}; "
+                              "raise n_ctx or use a shorter prompt")
+        max_tokens = min(spec.max_tokens, spec.n_ctx - len(tokens))
+        sampler = Sampler(spec.temperature, spec.seed)
+        try:
+            measurement = self._generate(ctx, tokens, max_tokens, sampler, spec.ignore_eos, on_token)
+        finally:
+            sampler.close()
+        measurement.load_ms = load_ms
+        if max_tokens < spec.max_tokens and measurement.stop_reason == "length":
+            measurement.stop_reason = "n_ctx"
+        return measurement
+
+    def _generate(self, ctx: Context, prompt: list[int], max_tokens: int, sampler: Sampler,
+                  ignore_eos: bool, on_token) -> Measurement:
+        """Prefill every sequence with `prompt`, then decode all live sequences one step at a time."""
+        model, n_seq = ctx.model, ctx.n_seq
+        ctx.clear_memory()
+        entries = [(tok, pos, seq, pos == len(prompt) - 1) for seq in range(n_seq) for pos, tok in enumerate(prompt)]
+        last = [0] * n_seq
+        t_start = time.monotonic_ns()
+        for start in range(0, len(entries), ctx.n_batch):
+            chunk = entries[start:start + ctx.n_batch]
+            ctx.decode(chunk)
+            for index, (_tok, _pos, seq, wants_logits) in enumerate(chunk):
+                if wants_logits:  # this sequence's last prompt token: sample its first token now
+                    last[seq] = sampler.sample(ctx, index)
+        t_first = time.monotonic_ns()
+        outputs: list[list[int]] = [[] for _ in range(n_seq)]
+        live = [seq for seq in range(n_seq) if self._accept(model, outputs, seq, last[seq], ignore_eos)]
+        steps = [(t_first, sum(len(o) for o in outputs))]
+        if on_token:
+            on_token(steps[0][1], t_first)
+        pos, generated = len(prompt), 1
+        while live and generated < max_tokens:
+            ctx.decode([(last[seq], pos, seq, True) for seq in live])
+            for index, seq in enumerate(live):
+                last[seq] = sampler.sample(ctx, index)
+            now = time.monotonic_ns()
+            produced = [seq for seq in live if self._accept(model, outputs, seq, last[seq], ignore_eos)]
+            if produced:
+                steps.append((now, len(produced)))
+            live, pos, generated = produced, pos + 1, generated + 1
+            if on_token:
+                on_token(sum(len(o) for o in outputs), now)
+        gen_tokens = sum(len(o) for o in outputs)
+        t_end = steps[-1][0] if gen_tokens else t_first
+        return Measurement(
+            prompt_tokens=len(prompt), gen_tokens=gen_tokens, t_start_ns=t_start,
+            t_first_ns=t_first if gen_tokens else None, t_end_ns=t_end, steps=steps if gen_tokens else [],
+            output_text=model.detokenize(outputs[0]), stop_reason="length" if live else "eos", batch_size=n_seq,
+        )
+
+    @staticmethod
+    def _accept(model: LoadedModel, outputs: list[list[int]], seq: int, token: int, ignore_eos: bool) -> bool:
+        """Record a sampled token; False when the sequence ended (end-of-generation token)."""
+        if not ignore_eos and model.is_eog(token):
+            return False
+        outputs[seq].append(token)
+        return True
+
+    def close(self) -> None:
+        for key in list(self._models):
+            self._unload(key)
+

@@ -1,0 +1,228 @@
+"""The SQLite store (sqlite-utils): hosts, models, runs, trials (also the queue), token timings, samples.
+
+The database is the single source of truth; the CLI, the TUI and the advisor may
+open the same file at once (WAL, busy timeout). A trial moves
+pending → running → done | failed | aborted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from .errors import UserError
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "failed", "aborted")
+
+# Each migration brings the schema from version i to i + 1; append, never edit.
+_MIGRATIONS: list = []  # filled below by _migration
+
+
+def _migration(func):
+    _MIGRATIONS.append(func)
+    return func
+
+
+@_migration
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db["hosts"].create({
+        "id": str, "hostname": str, "cpu": str, "cores": int, "ram_gb": float, "gpu": str, "gpu_driver": str,
+        "os": str, "llama_cpp": str, "gpu_offload": int, "python": str, "first_seen": str,
+    }, pk="id")
+    db["models"].create({
+        "path": str, "name": str, "sha256": str, "size": int, "arch": str, "quant": str, "bits_per_weight": float,
+        "n_params": int, "n_layers": int, "derived_from": str, "derivation": str,
+    }, pk="path")
+    db["runs"].create({
+        "id": int, "manifest": str, "manifest_sha256": str, "host_id": str, "status": str, "n_trials": int,
+        "created_at": str, "finished_at": str,
+    }, pk="id", foreign_keys=[("host_id", "hosts", "id")])
+    db["trials"].create({
+        "id": int, "run": int, "seq": int, "status": str, "run_id": str, "config_id": str,
+        "model": str, "model_path": str, "quant": str, "backend": str, "threads": int, "gpu_layers": int,
+        "n_batch": int, "batch_size": int, "n_ctx": int, "suite": str, "prompt_id": str, "prompt_text": str,
+        "prompt_tokens_target": int, "chat": int, "max_tokens": int, "ignore_eos": int, "temperature": float,
+        "seed": int, "repetition": int, "cooldown_s": float,
+        # measured
+        "prompt_tokens": int, "gen_tokens": int, "ttft_ms": float, "prefill_tps": float, "decode_tps": float,
+        "decode_tps_per_seq": float, "itl_p50_ms": float, "itl_p95_ms": float, "e2e_ms": float,
+        "t_start_ns": int, "t_first_ns": int, "t_end_ns": int, "load_ms": float, "output_text": str,
+        "stop_reason": str, "error": str, "host_id": str, "started_at": str, "finished_at": str,
+    }, pk="id", foreign_keys=[("run", "runs", "id"), ("host_id", "hosts", "id")])
+    db["trials"].create_index(["run", "status", "seq"])
+    db["trials"].create_index(["config_id"])
+    # One row per decode step: at step 0 every sequence's first token, then one token per live sequence.
+    db["token_timings"].create({"trial_id": int, "step": int, "t_ns": int, "n_tokens": int},
+                               pk=("trial_id", "step"), foreign_keys=[("trial_id", "trials", "id")])
+    # Raw telemetry samples on the same monotonic clock as the token timings.
+    db["samples"].create({"trial_id": int, "t_ns": int, "device": str, "source": str, "power_w": float,
+                          "energy_j": float}, foreign_keys=[("trial_id", "trials", "id")])
+    db["samples"].create_index(["trial_id", "t_ns"])
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise UserError(f"--db {self.path}: folder {folder} does not exist; create it or choose another path")
+        try:
+            conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.db = sqlite_utils.Database(conn)
+            self._migrate()
+        except sqlite3.OperationalError as exc:
+            raise UserError(f"--db {self.path}: cannot open for writing ({exc}); choose a writable location") from None
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"--db {self.path}: not an energytui database ({exc}); choose another file") from None
+        self._lock_fh = None
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UserError(f"--db {self.path}: schema version {version} is newer than this energytui "
+                            f"({SCHEMA_VERSION}); upgrade energytui")
+        for target, migrate in enumerate(_MIGRATIONS[version:], start=version + 1):
+            with self.db.conn:
+                migrate(self.db)
+                self.db.execute(f"PRAGMA user_version={target}")
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    # --- the runner's lock: one process runs trials on a database at a time ---
+
+    def acquire_runner_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fh = open(lock_path, "a+")
+        except OSError as exc:
+            raise UserError(f"--db {self.path}: cannot create the lock file {lock_path} ({exc.strerror}); "
+                            "choose a writable location") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise UserError(f"--db {self.path}: trials are already running on this database ({holder}); "
+                            "wait for it to finish or use another --db", exit_code=3) from None
+        fh.truncate(0)
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._lock_fh = fh
+
+    def release_runner_lock(self) -> None:
+        if self._lock_fh:
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def abort_stale_running(self) -> int:
+        """Trials left `running` by a killed process are aborted (call with the runner lock held)."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "UPDATE trials SET status='aborted', error='the process running it stopped', finished_at=? "
+                "WHERE status='running'", [now_iso()])
+        return cursor.rowcount
+
+    # --- writing ---
+
+    def upsert_host(self, host: dict) -> str:
+        existing = self.db["hosts"].count_where("id = ?", [host["id"]])
+        if not existing:
+            self.db["hosts"].insert({**host, "first_seen": now_iso()})
+        return host["id"]
+
+    def upsert_model(self, row: dict) -> None:
+        self.db["models"].upsert(row, pk="path")
+
+    def create_run(self, manifest: str, manifest_sha: str, host_id: str, trials: list[dict]) -> int:
+        with self.db.conn:
+            run_id = self.db["runs"].insert({
+                "manifest": manifest, "manifest_sha256": manifest_sha, "host_id": host_id, "status": "running",
+                "n_trials": len(trials), "created_at": now_iso(),
+            }).last_pk
+            self.db["trials"].insert_all(
+                {**trial, "run": run_id, "seq": seq, "status": "pending", "host_id": host_id}
+                for seq, trial in enumerate(trials))
+        return run_id
+
+    def mark_running(self, trial_id: int) -> None:
+        self._update(trial_id, status="running", started_at=now_iso())
+
+    def finish_trial(self, trial_id: int, measured: dict, token_steps: list[tuple[int, int]]) -> None:
+        with self.db.conn:
+            self.db["token_timings"].insert_all(
+                {"trial_id": trial_id, "step": step, "t_ns": t_ns, "n_tokens": n}
+                for step, (t_ns, n) in enumerate(token_steps))
+            self._update(trial_id, **measured, status="done", error=None, finished_at=now_iso())
+
+    def fail_trial(self, trial_id: int, status: str, error: str) -> None:
+        self._update(trial_id, status=status, error=error, finished_at=now_iso())
+
+    def _update(self, trial_id: int, **values) -> None:
+        with self.db.conn:
+            self.db["trials"].update(trial_id, values)
+
+    def finish_run(self, run: int, status: str) -> None:
+        with self.db.conn:
+            self.db["runs"].update(run, {"status": status, "finished_at": now_iso()})
+
+    def requeue(self, run: int) -> int:
+        """Aborted trials of a run go back to pending (for --resume)."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "UPDATE trials SET status='pending', error=NULL WHERE run=? AND status='aborted'", [run])
+            self.db["runs"].update(run, {"status": "running", "finished_at": None})
+        return cursor.rowcount
+
+    # --- reading ---
+
+    def next_pending(self, run: int) -> dict | None:
+        rows = list(self.db["trials"].rows_where("run = ? AND status = 'pending'", [run], order_by="seq", limit=1))
+        return rows[0] if rows else None
+
+    def unfinished_run(self, manifest_sha: str) -> dict | None:
+        """The latest run of this exact manifest that still has pending or aborted trials."""
+        rows = self.db.execute(
+            "SELECT r.id, r.created_at, "
+            "SUM(t.status = 'done') AS done, SUM(t.status IN ('pending','aborted')) AS left, COUNT(*) AS total "
+            "FROM runs r JOIN trials t ON t.run = r.id WHERE r.manifest_sha256 = ? "
+            "GROUP BY r.id HAVING left > 0 ORDER BY r.id DESC LIMIT 1", [manifest_sha]).fetchall()
+        return dict(zip(("id", "created_at", "done", "left", "total"), rows[0])) if rows else None
+
+    def trials(self, where: str = "1=1", params=()) -> list[dict]:
+        return list(self.db.query(
+            f"SELECT t.*, m.bits_per_weight, m.n_params FROM trials t LEFT JOIN models m ON m.path = t.model_path "
+            f"WHERE {where} ORDER BY t.id", params))
+
+    def token_steps(self, trial_id: int) -> list[tuple[int, int]]:
+        return [(r["t_ns"], r["n_tokens"]) for r in
+                self.db.query("SELECT t_ns, n_tokens FROM token_timings WHERE trial_id=? ORDER BY step", [trial_id])]
+
+    def close(self) -> None:
+        self.release_runner_lock()
+        self.db.conn.close()
+
+
+@contextmanager
+def open_store(path: str | Path):
+    store = Store(path)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -1,0 +1,59 @@
+"""Shared fixtures. Tests use the real default model that the README's set-up command fetched."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from energytui.engine.models import default_model_name, load_registry
+
+
+def _default_model_path() -> Path:
+    _, entries = load_registry()
+    return entries[default_model_name()].path
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    path = _default_model_path()
+    if not path.is_file():
+        pytest.exit(f"default model missing at {path}: run `energytui models fetch` first (the README's test command does)", 2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from energytui.engine.runner import Engine
+
+    shared = Engine()
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch, model_path) -> Path:
+    """An ENERGYTUI_HOME of its own, with the default model linked in (no download)."""
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    os.symlink(model_path, home / "models" / model_path.name)
+    monkeypatch.setenv("ENERGYTUI_HOME", str(home))
+    monkeypatch.delenv("ENERGYTUI_DB", raising=False)
+    return home
+
+
+@pytest.fixture
+def write_manifest(tmp_path):
+    def write(text: str, name: str = "manifest.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def copy_model(model_path: Path, target: Path) -> Path:
+    shutil.copyfile(model_path, target)
+    return target

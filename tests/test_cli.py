@@ -1,0 +1,188 @@
+"""The CLI end to end: real trials into a real SQLite file, bad input, interruption and resume."""
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from energytui.main import main
+from energytui.engine.report import EXPORT_FIELDS
+from energytui.engine.store import Store
+
+SMALL = """defaults:
+  model: {model}
+  threads: 2
+  n_ctx: 256
+runs:
+  - id: quick
+    prompt_tokens: [16, 32]
+    max_tokens: 6
+    ignore_eos: true
+    repetitions: 2
+  - id: chat
+    suite: sd
+    prompt_limit: 2
+    max_tokens: 8
+"""
+
+
+def run_cli(*args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def small_manifest(write_manifest, model_path):
+    return write_manifest(SMALL.format(model=model_path))
+
+
+def test_run_export_and_report(small_manifest, tmp_path, capsys):
+    db = tmp_path / "e.db"
+    code, out, err = run_cli("run", small_manifest, "--db", db, capsys=capsys)
+    assert code == 0, err
+    assert "run 1: 6 trials" in out and "decode tok/s" in out and "quick:" in out
+    assert err.count("trial ") == 6  # one progress line per trial when not on a terminal
+
+    code, out, _ = run_cli("export", "--db", db, "--format", "csv", capsys=capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 6 and tuple(rows[0]) == EXPORT_FIELDS
+    assert {r["status"] for r in rows} == {"done"}
+    fixed = [r for r in rows if r["run_id"] == "quick"]
+    assert {r["gen_tokens"] for r in fixed} == {"6"} and {r["prompt_tokens"] for r in fixed} == {"16", "32"}
+    assert all(float(r["decode_tps"]) > 0 for r in rows)
+
+    code, out, _ = run_cli("export", "--db", db, "--format", "json", capsys=capsys)
+    assert code == 0 and len(json.loads(out)) == 6
+
+    code, out, _ = run_cli("report", "--db", db, capsys=capsys)
+    assert code == 0 and out.startswith("# energytui report") and out.count("| quick:") == 2
+
+    with sqlite3.connect(db) as conn:
+        steps = conn.execute("SELECT COUNT(*) FROM token_timings").fetchone()[0]
+        assert steps == 4 * 6 + conn.execute("SELECT SUM(gen_tokens) FROM trials WHERE run_id='chat'").fetchone()[0]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT COUNT(*) FROM hosts").fetchone()[0] == 1
+
+
+def test_prompt_too_long_fails_that_trial_and_the_run_goes_on(write_manifest, model_path, tmp_path, capsys):
+    manifest = write_manifest(f"defaults:\n  model: {model_path}\n  n_ctx: 64\n  max_tokens: 4\n"
+                              "runs:\n  - id: mixed\n    prompt_tokens: [100, 16]\n")
+    code, out, err = run_cli("run", manifest, "--db", tmp_path / "f.db", capsys=capsys)
+    assert code == 0
+    assert "FAILED: prompt of 100 tokens does not fit n_ctx=64" in err
+    with sqlite3.connect(tmp_path / "f.db") as conn:
+        assert sorted(conn.execute("SELECT status FROM trials").fetchall()) == [("done",), ("failed",)]
+
+
+@pytest.mark.parametrize("make_db, message", [
+    (lambda tmp: tmp / "no" / "such" / "x.db", "folder .* does not exist"),
+    (lambda tmp: "/proc/energytui-test.db", "cannot"),
+])
+def test_bad_db_locations(small_manifest, tmp_path, capsys, make_db, message):
+    code, _, err = run_cli("run", small_manifest, "--db", make_db(tmp_path), capsys=capsys)
+    assert code == 2 and err.startswith("energytui: error: --db") and err.count("\n") == 1
+    assert "Traceback" not in err
+    import re
+    assert re.search(message, err)
+
+
+def test_bad_manifest_is_one_line_exit_2(write_manifest, tmp_path, capsys):
+    path = write_manifest("runs: [\n")
+    code, out, err = run_cli("run", path, "--db", tmp_path / "x.db", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "manifest.yaml: line" in err
+    assert not (tmp_path / "x.db").exists()  # validation happens before anything is written
+
+
+def test_second_runner_on_the_same_db_is_refused(small_manifest, tmp_path, capsys):
+    db = tmp_path / "busy.db"
+    holder = Store(db)
+    holder.acquire_runner_lock()
+    try:
+        code, _, err = run_cli("run", small_manifest, "--db", db, capsys=capsys)
+    finally:
+        holder.close()
+    assert code == 3 and "already running on this database" in err
+
+
+def _wait_for(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _statuses(db):
+    try:
+        with sqlite3.connect(db) as conn:
+            return [s for (s,) in conn.execute("SELECT status FROM trials ORDER BY seq")]
+    except sqlite3.Error:
+        return []
+
+
+def test_ctrl_c_keeps_finished_trials_and_resume_finishes_the_rest(write_manifest, model_path, tmp_path, capsys):
+    manifest = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 1\n  n_ctx: 512\nruns:\n"
+                              "  - id: long\n    prompt_tokens: 32\n    max_tokens: 120\n    ignore_eos: true\n"
+                              "    repetitions: 5\n")
+    db = tmp_path / "r.db"
+    proc = subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: _statuses(db)[:2] == ["done", "running"]), _statuses(db)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "finished trials are kept" in err
+    assert _statuses(db) == ["done", "aborted", "pending", "pending", "pending"]
+
+    code, _, err = run_cli("run", manifest, "--db", db, capsys=capsys)
+    assert code == 2 and "1 of 5 trials done; add --resume" in err
+
+    code, out, _ = run_cli("run", manifest, "--db", db, "--resume", capsys=capsys)
+    assert code == 0 and _statuses(db) == ["done"] * 5
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+
+
+def test_killed_process_leaves_running_trials_that_the_next_start_aborts(small_manifest, tmp_path, capsys):
+    db = tmp_path / "k.db"
+    store = Store(db)
+    run = store.create_run("m.yaml", "sha", None, [{"run_id": "x", "config_id": "c"}])
+    store.mark_running(store.next_pending(run)["id"])
+    store.close()
+    code, out, _ = run_cli("run", small_manifest, "--db", db, capsys=capsys)
+    assert code == 0 and "marked 1 trial(s) left running by a stopped process as aborted" in out
+
+
+def test_gpu_trial_is_refused_on_a_cpu_only_build(write_manifest, model_path, tmp_path, capsys):
+    path = write_manifest(f"runs:\n  - id: g\n    model: {model_path}\n    backend: gpu\n    prompt_tokens: 8\n")
+    code, _, err = run_cli("run", path, "--db", tmp_path / "g.db", capsys=capsys)
+    assert code == 2 and "gpu needs GPU offload" in err and "--skip-gpu" in err
+
+
+def test_models_list_shows_the_default_model(capsys, model_path):
+    code, out, _ = run_cli("models", "list", capsys=capsys)
+    line = next(l for l in out.splitlines() if l.startswith("smollm2-135m-q4_1"))
+    assert code == 0 and "Q4_1" in line and "yes" in line and "30" in line
+
+
+def test_doctor_reports_the_llama_cpp_build(capsys):
+    code, out, _ = run_cli("doctor", capsys=capsys)
+    assert code == 0 and "llama-cpp-python 0.3.36" in out and "GPU offload:" in out
+
+
+def test_module_entry_point_has_no_traceback_for_missing_manifest(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "energytui", "run", str(tmp_path / "none.yaml"),
+                             "--db", str(tmp_path / "n.db")], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().endswith("manifest not found; check the path")

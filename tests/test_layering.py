@@ -1,0 +1,39 @@
+"""engine/ and advisor/ never import textual: the UI depends on them, never the reverse."""
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import energytui
+
+
+def _core_modules() -> list[str]:
+    names = []
+    for package in ("engine", "advisor"):
+        try:
+            module = __import__(f"energytui.{package}", fromlist=["_"])
+        except ModuleNotFoundError:
+            continue
+        names.append(module.__name__)
+        names += [info.name for info in pkgutil.walk_packages(module.__path__, module.__name__ + ".")]
+    return names
+
+
+def test_engine_and_advisor_import_without_textual():
+    modules = _core_modules()
+    assert "energytui.engine.runner" in modules
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}: importlib.import_module(name)\n"
+            "leaked = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+            "assert not leaked, leaked\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_source_file_in_engine_or_advisor_mentions_textual_imports():
+    root = Path(energytui.engine.__file__).resolve().parent.parent
+    for folder in ("engine", "advisor"):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text()
+            assert "import textual" not in text and "from textual" not in text, path

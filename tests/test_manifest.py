@@ -1,0 +1,134 @@
+import pytest
+
+from energytui.engine.errors import UserError
+from energytui.engine.manifest import load_manifest
+
+BASE = """
+defaults:
+  model: {model}
+  max_tokens: 8
+runs:
+"""
+
+
+@pytest.fixture
+def manifest(write_manifest, model_path):
+    def make(runs: str, extra_defaults: str = "", gpu_offload: bool = False, **kwargs):
+        head = BASE.format(model=model_path).replace("runs:\n", extra_defaults + "runs:\n")
+        return load_manifest(write_manifest(head + runs), gpu_offload=gpu_offload, **kwargs)
+
+    return make
+
+
+def test_lists_expand_into_the_cartesian_product(manifest):
+    m = manifest("  - id: sweep\n    prompt_tokens: [16, 32]\n    threads: [1, 2]\n    batch_size: [1, 2, 4]\n    repetitions: 2\n")
+    assert len(m.trials) == 2 * 2 * 3 * 2
+    assert len({t.config_id for t in m.trials}) == 12
+    combos = {(t.prompt_tokens_target, t.threads, t.batch_size) for t in m.trials}
+    assert len(combos) == 12
+
+
+def test_config_id_ignores_prompt_and_repetition(manifest):
+    m = manifest("  - id: chat\n    suite: sd\n    prompt_limit: 3\n    repetitions: 2\n")
+    assert len(m.trials) == 6
+    assert len({t.config_id for t in m.trials}) == 1
+    assert [t.prompt_id for t in m.trials] == ["sd-01", "sd-02", "sd-03"] * 2  # repetitions interleave
+    assert [t.repetition for t in m.trials] == [0, 0, 0, 1, 1, 1]
+
+
+def test_shuffle_is_seeded(write_manifest, model_path):
+    text = BASE.format(model=model_path).replace("defaults:", "shuffle: true\nshuffle_seed: 3\ndefaults:")
+    text += "  - id: a\n    prompt_tokens: [8, 16, 24, 32, 40]\n"
+    first = load_manifest(write_manifest(text, "a.yaml"), gpu_offload=False)
+    second = load_manifest(write_manifest(text, "b.yaml"), gpu_offload=False)
+    order = [t.prompt_tokens_target for t in first.trials]
+    assert order == [t.prompt_tokens_target for t in second.trials]
+    assert sorted(order) == [8, 16, 24, 32, 40] and order != [8, 16, 24, 32, 40]
+
+
+def test_defaults_resolve_threads_and_layers(manifest):
+    trial = manifest("  - id: one\n    prompt_tokens: 8\n").trials[0]
+    assert trial.backend == "cpu" and trial.gpu_layers == 0 and trial.threads >= 1
+    assert trial.quant == "Q4_1" and trial.n_batch == 512 and trial.batch_size == 1
+
+
+def test_gpu_layers_words_resolve_against_the_model(manifest):
+    m = manifest("  - id: h\n    backend: hybrid\n    gpu_layers: half\n    prompt_tokens: 8\n"
+                 "  - id: g\n    backend: gpu\n    prompt_tokens: 8\n", gpu_offload=True)
+    assert [t.gpu_layers for t in m.trials] == [15, 30]
+
+
+def test_skip_gpu_drops_only_offloaded_configs(manifest):
+    m = manifest("  - id: mixed\n    backend: [cpu, gpu]\n    prompt_tokens: 8\n", skip_gpu=True)
+    assert [t.backend for t in m.trials] == ["cpu"] and m.skipped_runs == ["mixed"]
+
+
+@pytest.mark.parametrize("runs, message", [
+    ("  - id: r1\n    prompt_tokens: 8\n    thread: 2\n", "run 'r1': key 'thread': unknown key"),
+    ("  - id: r2\n    prompt_tokens: 8\n    threads: two\n", "run 'r2': key 'threads': expected a whole number"),
+    ("  - id: r3\n    prompt_tokens: 8\n    threads: 0\n", "run 'r3': key 'threads': expected a whole number ≥ 1, got 0"),
+    ("  - id: r4\n    prompt_tokens: 8\n    ignore_eos: maybe\n", "run 'r4': key 'ignore_eos': expected true or false"),
+    ("  - id: r5\n    prompt_tokens: 8\n    backend: tpu\n", "run 'r5': key 'backend': unknown backend 'tpu'"),
+    ("  - id: r6\n    prompt_tokens: 8\n    backend: gpu\n", "run 'r6': key 'backend': gpu needs GPU offload"),
+    ("  - id: r7\n    prompt_tokens: 8\n    model: nowhere.gguf\n", "run 'r7': key 'model': nowhere.gguf is neither"),
+    ("  - id: r8\n    prompt_file: missing.jsonl\n", "run 'r8': key 'prompt_file': .*missing.jsonl: prompt file not found"),
+    ("  - id: r9\n    suite: poetry\n", "run 'r9': key 'suite': unknown suite 'poetry'"),
+    ("  - id: r10\n    suite: sd\n    prompt_tokens: 8\n", "run 'r10': key 'suite': several prompt sources"),
+    ("  - id: r11\n", "run 'r11': key 'suite': no prompt source"),
+    ("  - id: r12\n    prompt_tokens: 8\n    repetitions: [1, 2]\n", "run 'r12': key 'repetitions': cannot be a list"),
+    ("  - id: r13\n    prompt_tokens: 8\n  - id: r13\n    prompt_tokens: 8\n", "run 'r13': key 'id': duplicate"),
+    ("  - prompt_tokens: 8\n", "run '#1': key 'id': every run needs an `id`"),
+    ("  - id: r14\n    prompt_tokens: 8\n    backend: hybrid\n    gpu_layers: 99\n", "run 'r14': key 'backend'"),
+])
+def test_bad_values_name_file_run_and_key(manifest, runs, message):
+    with pytest.raises(UserError, match=message) as caught:
+        manifest(runs)
+    assert "manifest.yaml" in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_gpu_layers_out_of_range(manifest):
+    with pytest.raises(UserError, match="key 'gpu_layers': 99 is outside 0..30"):
+        manifest("  - id: h\n    backend: hybrid\n    gpu_layers: 99\n    prompt_tokens: 8\n", gpu_offload=True)
+
+
+def test_malformed_yaml_gives_line_and_column(write_manifest):
+    path = write_manifest("runs:\n  - id: a\n    threads: [1, 2\n")
+    with pytest.raises(UserError, match=r"manifest.yaml: line \d+, column \d+: .*fix the YAML syntax"):
+        load_manifest(path, gpu_offload=False)
+
+
+def test_unknown_top_level_key(write_manifest):
+    with pytest.raises(UserError, match="key 'run': unknown top-level key"):
+        load_manifest(write_manifest("run:\n  - id: a\n"), gpu_offload=False)
+
+
+def test_truncated_model_is_caught_before_anything_runs(manifest, model_path, tmp_path):
+    cut = tmp_path / "cut.gguf"
+    with model_path.open("rb") as src:
+        cut.write_bytes(src.read(5 << 20))
+    with pytest.raises(UserError, match=r"run 'c': key 'model': .*cut.gguf: truncated"):
+        manifest(f"  - id: c\n    model: {cut}\n    prompt_tokens: 8\n")
+
+
+def test_registry_model_with_wrong_bytes_is_a_sha_mismatch(isolated_home, write_manifest, model_path):
+    target = isolated_home / "models" / model_path.name
+    target.unlink()
+    data = bytearray(model_path.read_bytes())
+    data[-1] ^= 0xFF  # same size, different bytes
+    target.write_bytes(bytes(data))
+    path = write_manifest("runs:\n  - id: s\n    model: smollm2-135m-q4_1\n    prompt_tokens: 8\n")
+    with pytest.raises(UserError, match="key 'model': .*sha256 .* differs from the registry"):
+        load_manifest(path, gpu_offload=False)
+
+
+def test_shipped_manifests_validate(model_path):
+    from energytui.engine.paths import CONFIG_DIR
+
+    quick = load_manifest(CONFIG_DIR / "manifests" / "quickstart.yaml", gpu_offload=False)
+    assert 16 <= len(quick.trials) <= 40
+    seed = load_manifest(CONFIG_DIR / "manifests" / "seed-study.yaml", gpu_offload=True)
+    assert {t.backend for t in seed.trials} == {"cpu", "gpu", "hybrid"}
+    assert {t.n_batch for t in seed.trials} == {128, 512, 1024}
+    assert {t.threads for t in seed.trials} == {1, 4, 8}
+    assert {t.gpu_layers for t in seed.trials} == {0, 15, 30}
