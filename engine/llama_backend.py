@@ -13,6 +13,7 @@ from collections import deque
 from pathlib import Path
 
 import llama_cpp as ll
+import numpy as np
 
 from .errors import UserError
 
@@ -69,6 +70,7 @@ class LoadedModel:
         self.gpu_layers = gpu_layers
         self.vocab = ll.llama_model_get_vocab(self.model)
         self.n_layers = ll.llama_model_n_layer(self.model)
+        self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
@@ -162,21 +164,33 @@ class Context:
 
 
 class Sampler:
-    """Greedy at temperature 0, else temperature + seeded random choice (llama.cpp's sampler chain)."""
+    """Greedy at temperature 0, else temperature + seeded random choice (llama.cpp's sampler chain).
 
-    def __init__(self, temperature: float, seed: int):
-        self.chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
-        if temperature <= 0:
-            ll.llama_sampler_chain_add(self.chain, ll.llama_sampler_init_greedy())
-        else:
+    Greedy is an argmax over the logits in numpy: the same token llama.cpp's greedy
+    sampler picks (the first maximum), at a tenth of its cost per step (14 µs against
+    124 µs measured here for a 49k vocabulary), which keeps the decode loop's overhead
+    next to llama-bench's small.
+    """
+
+    def __init__(self, temperature: float, seed: int, n_vocab: int):
+        self.greedy = temperature <= 0
+        self._logits_type = ctypes.c_float * n_vocab
+        self.chain = None
+        if not self.greedy:
+            self.chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
             ll.llama_sampler_chain_add(self.chain, ll.llama_sampler_init_temp(temperature))
             ll.llama_sampler_chain_add(self.chain, ll.llama_sampler_init_dist(seed))
 
     def sample(self, ctx: Context, batch_index: int) -> int:
-        return ll.llama_sampler_sample(self.chain, ctx.ctx, batch_index)
+        if self.chain is not None:
+            return ll.llama_sampler_sample(self.chain, ctx.ctx, batch_index)
+        address = ctypes.cast(ll.llama_get_logits_ith(ctx.ctx, batch_index), ctypes.c_void_p).value
+        return int(np.frombuffer(self._logits_type.from_address(address), dtype=np.float32).argmax())
 
     def close(self) -> None:
-        ll.llama_sampler_free(self.chain)
+        if self.chain is not None:
+            ll.llama_sampler_free(self.chain)
+            self.chain = None
 
 
 def quantize(source: Path, target: Path, ftype: int, threads: int | None) -> float:

@@ -107,7 +107,7 @@ class Engine:
         ctx = self._contexts[key]
         ctx.set_threads(spec.threads)
         if (key, spec.threads) not in self._warm:  # first compute graph and thread pool, never in a trial
-            self._generate(ctx, model.tokenize(_WARMUP_PROMPT), 4, Sampler(0, 0), True, None)
+            self._generate(ctx, model.tokenize(_WARMUP_PROMPT), 4, Sampler(0, 0, model.n_vocab), True, None)
             self._warm.add((key, spec.threads))
         return ctx
 
@@ -127,7 +127,7 @@ class Engine:
             raise TrialFailed(f"prompt of {len(tokens)} tokens does not fit n_ctx={spec.n_ctx}; "
                               "raise n_ctx or use a shorter prompt")
         max_tokens = min(spec.max_tokens, spec.n_ctx - len(tokens))
-        sampler = Sampler(spec.temperature, spec.seed)
+        sampler = Sampler(spec.temperature, spec.seed, model.n_vocab)
         try:
             measurement = self._generate(ctx, tokens, max_tokens, sampler, spec.ignore_eos, on_token)
         finally:
