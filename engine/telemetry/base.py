@@ -1,0 +1,70 @@
+"""What every telemetry source produces and promises: samples, tags, the source interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Protocol, runtime_checkable
+
+COUNTER = "counter"  # a hardware energy counter (RAPL energy_uj, NVML total energy)
+INTEGRATED = "integrated"  # energy integrated from measured power samples
+ESTIMATED = "estimated"  # a declared model, e.g. CPU utilisation x TDP
+
+# Weakest first: a total is only as trustworthy as its weakest part.
+SOURCE_TAGS = (ESTIMATED, INTEGRATED, COUNTER)
+_STRENGTH = {tag: rank for rank, tag in enumerate(SOURCE_TAGS)}
+
+
+def weakest_source(tags: Iterable[str]) -> str | None:
+    """The weakest of the given source tags (estimated < integrated < counter); None if empty."""
+    ranked = [(_STRENGTH[tag], tag) for tag in tags]
+    return min(ranked)[1] if ranked else None
+
+
+@dataclass(slots=True)
+class Sample:
+    """One reading of one device, on the time.monotonic_ns() clock.
+
+    energy_j is cumulative since the source was opened and only set by counter
+    sources (wrap-corrected); power_w is the instantaneous or last-interval power.
+    extra holds optional per-device details (GPU utilisation, clocks, ...).
+    """
+
+    t_ns: int
+    device: str
+    source: str
+    power_w: float | None
+    energy_j: float | None
+    extra: dict | None = None
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A source that could not be opened here, why, and what the user can do about it."""
+
+    name: str
+    reason: str
+    remedy: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}" + (f" (fix: {self.remedy})" if self.remedy else "")
+
+
+@runtime_checkable
+class TelemetrySource(Protocol):
+    """The interface the sampler and discover() rely on.
+
+    Each concrete source also has a classmethod `probe(...)` returning either an
+    opened source or an Unavailable record; probe never raises for expected
+    conditions (missing hardware, permissions, missing packages).
+    """
+
+    name: str  # e.g. "rapl", "nvml-gpu0", "cpu-estimate", "external"
+    devices: tuple[str, ...]  # e.g. ("cpu-pkg0", "dram0")
+    source: str  # one of SOURCE_TAGS
+    method: str  # one human-readable line on how the numbers are obtained
+    update_period_s: float  # how often the underlying value changes
+    poll_interval_s: float  # the sampler polls no faster than this; > 0 gets its own thread
+
+    def read(self, t_ns: int) -> list[Sample]: ...
+
+    def close(self) -> None: ...
