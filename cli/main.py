@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--resume", action="store_true", help="finish the unfinished earlier run of this manifest")
     choice.add_argument("--fresh", action="store_true", help="start over even if an earlier run is unfinished")
     run.add_argument("--skip-gpu", action="store_true", help="leave out gpu and hybrid runs (for a CPU-only llama.cpp)")
+    _add_meter_options(run)
+    run.add_argument("--sample-hz", type=float, default=100.0, help="power sampling rate (default: %(default)g)")
+    run.add_argument("--idle-s", type=float, default=0.5,
+                     help="idle window measured before each trial, for idle power (default: %(default)g)")
     run.set_defaults(handler=_cmd_run)
 
     export = sub.add_parser("export", parents=[db_parent], help="one record per trial, as CSV or JSON")
@@ -70,8 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=lambda _args: models.print_help())
 
     doctor = sub.add_parser("doctor", help="what this machine and its llama.cpp can run and measure")
+    _add_meter_options(doctor)
     doctor.set_defaults(handler=_cmd_doctor)
     return parser
+
+
+def _add_meter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cpu-tdp", type=float, default=None, metavar="W",
+                        help="your CPU's TDP in watts, for the CPU estimate where no RAPL counter can be read")
+    parser.add_argument("--power-command", default=None, metavar="CMD",
+                        help="a command that prints the whole system's watts (smart plug, wall meter)")
+
+
+def _meter_options(args):
+    from energytui.engine.metering import MeterOptions
+
+    return MeterOptions(rate_hz=getattr(args, "sample_hz", 100.0), idle_s=getattr(args, "idle_s", 0.5),
+                        cpu_tdp_w=args.cpu_tdp, power_command=args.power_command)
 
 
 def _db_path(args) -> Path:
@@ -90,38 +109,50 @@ def _open_store(args):
 def _cmd_run(args) -> int:
     from energytui.engine import llama_backend
     from energytui.engine.manifest import load_manifest
+    from energytui.engine.metering import Meter
     from energytui.engine.queue import queue_manifest, run_queue
     from energytui.engine.report import summarise, summary_table
     from energytui.engine.runner import Engine
 
     from .progress import Progress
 
+    options = _meter_options(args)
+    options.check()
     manifest = load_manifest(args.manifest, llama_backend.supports_gpu_offload(), skip_gpu=args.skip_gpu)
     for run_id in manifest.skipped_runs:
         print(f"skipped the gpu/hybrid configurations of run {run_id!r} (--skip-gpu)")
     if not manifest.trials:
         raise UserError(f"{args.manifest}: no trials to run after --skip-gpu; add cpu runs")
     store = _open_store(args)
-    engine = Engine()
+    engine, meter = Engine(), None
     try:
         store.acquire_runner_lock()
         if aborted := store.abort_stale_running():
             print(f"marked {aborted} trial(s) left running by a stopped process as aborted")
         resume = True if args.resume else False if args.fresh else None
         run = queue_manifest(store, manifest, resume)
+        meter = Meter.open(options)
         print(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {store.path}")
+        for line in meter.method.splitlines():
+            print(f"energy: {line}")
+        if meter.only_estimates:
+            print("energy: no power counter can be read here: every energy figure of this run is an ESTIMATE "
+                  "(`energytui doctor` says why and what would fix it)")
+        meter.start()
         progress = Progress(sys.stderr)
         try:
-            run_queue(store, run, engine, progress.on_event)
+            run_queue(store, run, engine, progress.on_event, meter=meter)
         finally:
             progress.close()
             trials = store.trials("t.run = ?", [run])
-            print(summary_table(summarise(trials)))
+            print(summary_table(summarise(trials), trials))
         failed = sum(t["status"] == "failed" for t in trials)
         if failed:
             print(f"{failed} trial(s) failed; `energytui report` lists why", file=sys.stderr)
         return 1 if failed == len(trials) else 0
     finally:
+        if meter is not None:
+            meter.close()
         engine.close()
         store.close()
 
@@ -195,6 +226,7 @@ def _cmd_models_ladder(args) -> int:
 def _cmd_doctor(args) -> int:
     from energytui.engine import llama_backend
     from energytui.engine.host import describe_host
+    from energytui.engine.metering import probe_sources
 
     host = describe_host()
     print(f"host        {host['hostname']}: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM")
@@ -202,3 +234,20 @@ def _cmd_doctor(args) -> int:
     print(f"llama.cpp   llama-cpp-python {host['llama_cpp']}; GPU offload: "
           f"{'yes' if host['gpu_offload'] else 'no (CPU-only build: gpu and hybrid trials are refused)'}")
     print(f"features    {llama_backend.system_info()}")
+    report = probe_sources(_meter_options(args))
+    print("power sources (sampled for 1 s at 100 Hz):")
+    for source in report.sources:
+        print(f"  ok        {', '.join(source['devices'])}: {source['tag']}, {source['achieved_hz']:.0f} Hz achieved, "
+              f"value updates every {source['update_period_ms']:.3g} ms")
+        print(f"            {source['method']}")
+        if source.get("assumption"):
+            print(f"            assumption: {source['assumption']}")
+    for missing in report.unavailable:
+        print(f"  missing   {missing.name}: {missing.reason}")
+        if missing.remedy:
+            print(f"            fix: {missing.remedy}")
+    if report.real:
+        print("verdict     energy is measured (counter or integrated power)")
+        return 0
+    print("verdict     no power counter can be read: energy figures will be ESTIMATES (exit 3)")
+    return 3

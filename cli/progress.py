@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from energytui.engine.queue import Event
-from energytui.engine.report import config_label
+from energytui.engine.report import TAG_LABELS, config_label
 
 _BAR = 20
 
@@ -35,8 +35,11 @@ class Progress:
         trial = event.trial
         if trial["status"] != "done":
             return f"{self._head(event)}  {trial['status'].upper()}: {trial['error']}"
+        energy = ""
+        if trial.get("j_per_token") is not None:
+            energy = f", {trial['j_per_token']:.4f} J/tok {TAG_LABELS.get(trial['energy_tag'], trial['energy_tag'])}"
         return (f"{self._head(event)}  {trial['gen_tokens']} tok, TTFT {trial['ttft_ms']:.0f} ms, "
-                f"decode {trial['decode_tps'] or 0:.1f} tok/s")
+                f"decode {trial['decode_tps'] or 0:.1f} tok/s{energy}")
 
     def _draw(self, text: str, final: bool = False) -> None:
         if self.live:

@@ -58,7 +58,7 @@ class TrialSpec:
     temperature: float
     seed: int
     repetition: int
-    cooldown_s: float
+    cooldown_s: float | str  # seconds, or "auto": until power is back near idle (bounded)
 
     def load_key(self) -> tuple:
         return (self.model_path, self.gpu_layers)
@@ -175,8 +175,11 @@ class _ValueChecker:
             if c[key] is not None and (not isinstance(c[key], int) or isinstance(c[key], bool) or c[key] < 1):
                 raise p(run_id, key, f"expected a whole number ≥ 1, got {c[key]!r}", "fix the value")
         for key in ("temperature", "cooldown_s"):
+            if key == "cooldown_s" and c[key] == "auto":
+                continue
             if not isinstance(c[key], (int, float)) or isinstance(c[key], bool) or c[key] < 0:
-                raise p(run_id, key, f"expected a number ≥ 0, got {c[key]!r}", "fix the value")
+                raise p(run_id, key, f"expected a number ≥ 0{' or auto' if key == 'cooldown_s' else ''}, "
+                        f"got {c[key]!r}", "fix the value")
         for key in ("ignore_eos", "chat"):
             if not isinstance(c[key], bool):
                 raise p(run_id, key, f"expected true or false, got {c[key]!r}", "write true or false")
@@ -280,7 +283,7 @@ class _ValueChecker:
                     prompt_tokens_target=prompt if synthetic else None,
                     chat=c["chat"] and not synthetic, max_tokens=c["max_tokens"], ignore_eos=c["ignore_eos"],
                     temperature=float(c["temperature"]), seed=c["seed"], repetition=repetition,
-                    cooldown_s=float(c["cooldown_s"]),
+                    cooldown_s=c["cooldown_s"] if c["cooldown_s"] == "auto" else float(c["cooldown_s"]),
                 ))
         return specs
 

@@ -17,6 +17,7 @@ from .errors import UserError
 from .gguf import read_gguf
 from .host import describe_host
 from .manifest import Manifest, TrialSpec
+from .metering import Meter
 from .models import derivation, sha256_of
 from .runner import Engine, TrialFailed
 from .store import Store
@@ -79,11 +80,14 @@ def queue_manifest(store: Store, manifest: Manifest, resume: bool | None) -> int
     return store.create_run(str(manifest.path.resolve()), manifest.sha256, host_id, rows)
 
 
-def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threading.Event | None = None) -> str:
+def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threading.Event | None = None,
+              meter: Meter | None = None) -> str:
     """Run the run's pending trials in order; returns the run's final status.
 
-    Ctrl-C (KeyboardInterrupt) marks the current trial aborted, keeps every finished
-    one, and propagates. `stop` (for the TUI) ends the queue after the current trial.
+    With a meter, each trial gets an idle window before prefill and after its last
+    token, and its energy and raw samples are stored with it. Ctrl-C
+    (KeyboardInterrupt) marks the current trial aborted, keeps every finished one,
+    and propagates. `stop` (for the TUI) ends the queue after the current trial.
     """
     emit = on_event or (lambda event: None)
     total = store.db["trials"].count_where("run = ?", [run])
@@ -95,23 +99,38 @@ def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threa
         index = row["seq"] + 1
         if previous_ran and row["cooldown_s"]:
             emit(Event("cooldown", index, total, row))
-            time.sleep(row["cooldown_s"])
+            meter.cooldown(row["cooldown_s"]) if meter else time.sleep(float(row["cooldown_s"]))
         store.mark_running(row["id"])
         emit(Event("trial_start", index, total, row))
-        try:
-            measurement = engine.run(spec_from_row(row), _token_reporter(emit, index, total, row))
-        except KeyboardInterrupt:
-            store.fail_trial(row["id"], "aborted", "interrupted by the user (Ctrl-C)")
-            store.finish_run(run, "interrupted")
-            raise
-        except (TrialFailed, UserError, RuntimeError) as exc:
-            store.fail_trial(row["id"], "failed", str(exc))
-        else:
-            store.finish_trial(row["id"], measurement.metrics(), measurement.steps)
+        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row), run)
         previous_ran = True
         emit(Event("trial_end", index, total, store.db["trials"].get(row["id"])))
     store.finish_run(run, "done")
     return "done"
+
+
+def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_token, run: int) -> None:
+    idle = {}
+
+    def idle_window() -> None:
+        if meter:
+            idle["start"] = meter.idle_before()
+
+    try:
+        measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window)
+        samples, energy = _samples(meter, idle, measurement)
+    except KeyboardInterrupt:
+        store.fail_trial(row["id"], "aborted", "interrupted by the user (Ctrl-C)", _samples(meter, idle, None)[0])
+        store.finish_run(run, "interrupted")
+        raise
+    except (TrialFailed, UserError, RuntimeError) as exc:
+        store.fail_trial(row["id"], "failed", str(exc), _samples(meter, idle, None)[0])
+        return
+    store.finish_trial(row["id"], {**measurement.metrics(), **energy}, measurement.steps, samples)
+
+
+def _samples(meter: Meter | None, idle: dict, measurement) -> tuple[list, dict]:
+    return meter.finish(idle.get("start"), measurement) if meter else ([], {})
 
 
 def _token_reporter(emit, index: int, total: int, row: dict, every_s: float = 0.25):

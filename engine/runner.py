@@ -118,8 +118,12 @@ class Engine:
         text = (spec.chat and model.chat_prompt(spec.prompt_text)) or spec.prompt_text
         return model.tokenize(text), text
 
-    def run(self, spec: TrialSpec, on_token=None) -> Measurement:
-        """Run one trial; `on_token(generated_so_far, t_ns)` is called after each decode step."""
+    def run(self, spec: TrialSpec, on_token=None, before_start=None) -> Measurement:
+        """Run one trial; `on_token(generated_so_far, t_ns)` is called after each decode step.
+
+        `before_start()` runs once everything is loaded, warm and tokenized, just before
+        the clock starts: the meter's idle window goes there, clear of load work.
+        """
         model, load_ms = self.model(spec)
         ctx = self.context(spec, model)
         tokens, _text = self.prompt_tokens(spec, model)
@@ -128,6 +132,8 @@ class Engine:
                               "raise n_ctx or use a shorter prompt")
         max_tokens = min(spec.max_tokens, spec.n_ctx - len(tokens))
         sampler = Sampler(spec.temperature, spec.seed, model.n_vocab)
+        if before_start:
+            before_start()
         try:
             measurement = self._generate(ctx, tokens, max_tokens, sampler, spec.ignore_eos, on_token)
         finally:

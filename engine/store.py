@@ -8,6 +8,7 @@ pending → running → done | failed | aborted.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 import time
@@ -18,7 +19,7 @@ import sqlite_utils
 
 from .errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 # Each migration brings the schema from version i to i + 1; append, never edit.
@@ -65,6 +66,18 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     db["samples"].create({"trial_id": int, "t_ns": int, "device": str, "source": str, "power_w": float,
                           "energy_j": float}, foreign_keys=[("trial_id", "trials", "id")])
     db["samples"].create_index(["trial_id", "t_ns"])
+
+
+@_migration
+def _energy_v2(db: sqlite_utils.Database) -> None:
+    """Energy figures on trials with how they were measured, per-sample extras (GPU clocks, temperature)."""
+    for column, kind in (("energy_j", float), ("energy_net_j", float), ("energy_cpu_j", float),
+                         ("energy_gpu_j", float), ("prefill_energy_j", float), ("decode_energy_j", float),
+                         ("j_per_token", float), ("avg_power_w", float), ("peak_power_w", float),
+                         ("idle_power_w", float), ("edp_js", float), ("energy_source", str), ("energy_tag", str),
+                         ("sample_hz", float), ("energy_notes", str), ("energy_method", str)):
+        db["trials"].add_column(column, kind)
+    db["samples"].add_column("extra", str)
 
 
 def now_iso() -> str:
@@ -164,15 +177,25 @@ class Store:
     def mark_running(self, trial_id: int) -> None:
         self._update(trial_id, status="running", started_at=now_iso())
 
-    def finish_trial(self, trial_id: int, measured: dict, token_steps: list[tuple[int, int]]) -> None:
+    def finish_trial(self, trial_id: int, measured: dict, token_steps: list[tuple[int, int]],
+                     samples: list = ()) -> None:
         with self.db.conn:
             self.db["token_timings"].insert_all(
                 {"trial_id": trial_id, "step": step, "t_ns": t_ns, "n_tokens": n}
                 for step, (t_ns, n) in enumerate(token_steps))
+            self._insert_samples(trial_id, samples)
             self._update(trial_id, **measured, status="done", error=None, finished_at=now_iso())
 
-    def fail_trial(self, trial_id: int, status: str, error: str) -> None:
-        self._update(trial_id, status=status, error=error, finished_at=now_iso())
+    def fail_trial(self, trial_id: int, status: str, error: str, samples: list = ()) -> None:
+        with self.db.conn:
+            self._insert_samples(trial_id, samples)
+            self._update(trial_id, status=status, error=error, finished_at=now_iso())
+
+    def _insert_samples(self, trial_id: int, samples) -> None:
+        """Raw telemetry samples, kept so windows can be recomputed later."""
+        self.db["samples"].insert_all(
+            {"trial_id": trial_id, "t_ns": s.t_ns, "device": s.device, "source": s.source, "power_w": s.power_w,
+             "energy_j": s.energy_j, "extra": json.dumps(s.extra) if s.extra else None} for s in samples)
 
     def _update(self, trial_id: int, **values) -> None:
         with self.db.conn:

@@ -117,6 +117,11 @@ class Sampler:
             kept, self._kept = self._kept, []
         return kept
 
+    def drain(self) -> list[Sample]:
+        """Everything sampled and not yet taken, including the unflushed buffer (on_batch=None)."""
+        self._flush()
+        return self.take_samples()
+
     def _loop(self, sources: list[TelemetrySource], period_ns: int, stop: threading.Event, is_main: bool) -> None:
         stats = [self._stats[source.name] for source in sources]
         lock, buffer, clock = self._lock, self._buffer, time.monotonic_ns

@@ -1,0 +1,195 @@
+"""Energy of trials: the telemetry sources and sampler around a run, idle windows, attribution.
+
+The sampler runs for the whole run on the tokens' clock (time.monotonic_ns). Around
+each trial the meter holds an idle window (before prefill starts, after the last
+token), drains the samples, and attributes energy to idle-before · prefill · decode ·
+idle-after. Every figure keeps its source tag: counter, integrated or estimated.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UserError
+from .runner import Measurement
+from .telemetry import Sampler, TrialEnergy, TrialWindows, attribute, discover, update_periods
+from .telemetry.base import COUNTER, INTEGRATED, Sample
+from .telemetry.rapl import DEFAULT_POWERCAP_ROOT
+
+AUTO_COOLDOWN_BOUND_S = 30.0
+_AUTO_COOLDOWN_WINDOW_NS = 250_000_000
+
+
+@dataclass
+class MeterOptions:
+    rate_hz: float = 100.0
+    idle_s: float = 0.5  # idle window measured right before each trial's prefill
+    idle_after_s: float = 0.25
+    cpu_tdp_w: float | None = None
+    power_command: str | None = None
+    # $ENERGYTUI_POWERCAP_ROOT: a powercap tree elsewhere (a container's bind mount, or a test's fake tree)
+    powercap_root: str = field(default_factory=lambda: os.environ.get("ENERGYTUI_POWERCAP_ROOT", DEFAULT_POWERCAP_ROOT))
+    nvml: Any = None  # a pynvml-like module; tests inject a stand-in
+
+    def check(self) -> None:
+        if self.rate_hz <= 0 or self.rate_hz > 1000:
+            raise UserError(f"--sample-hz {self.rate_hz:g}: choose a rate between 1 and 1000 Hz")
+        if self.idle_s < 0.05:
+            raise UserError(f"--idle-s {self.idle_s:g}: the idle window needs at least 0.05 s to measure idle power")
+        if self.cpu_tdp_w is not None and self.cpu_tdp_w <= 0:
+            raise UserError(f"--cpu-tdp {self.cpu_tdp_w:g}: give the CPU's TDP in watts, a positive number")
+
+
+class Meter:
+    """Owns the sources and the sampler of one run; not thread-safe (one runner thread)."""
+
+    def __init__(self, sources: list, unavailable: list, options: MeterOptions):
+        self.sources, self.unavailable, self.options = sources, unavailable, options
+        self.periods = update_periods(sources)
+        self.sampler: Sampler | None = None
+        self._pending: list[Sample] = []
+        self._last_idle_w: float | None = None
+
+    @classmethod
+    def open(cls, options: MeterOptions) -> "Meter":
+        options.check()
+        sources, unavailable = discover(powercap_root=options.powercap_root, nvml=options.nvml,
+                                        cpu_tdp_w=options.cpu_tdp_w, power_command=options.power_command)
+        if not sources:
+            reasons = "; ".join(str(u) for u in unavailable)
+            raise UserError(f"no power source can be read here, not even the CPU estimate ({reasons}); "
+                            "see `energytui doctor`", exit_code=3)
+        return cls(sources, unavailable, options)
+
+    @property
+    def method(self) -> str:
+        """One line per source: how its numbers are obtained (stored with the run)."""
+        return "\n".join(f"{', '.join(s.devices)}: {s.method}" for s in self.sources)  # methods start with their tag
+
+    @property
+    def only_estimates(self) -> bool:
+        return not any(s.source in (COUNTER, INTEGRATED) for s in self.sources)
+
+    def start(self) -> None:
+        self.sampler = Sampler(self.sources, rate_hz=self.options.rate_hz)
+        self.sampler.start()
+
+    def idle_before(self) -> int:
+        """Hold still for the idle window; returns its start. Called just before prefill starts."""
+        self._pending += self.sampler.drain()
+        started = time.monotonic_ns()
+        time.sleep(self.options.idle_s)
+        return started
+
+    def finish(self, t_idle_start: int | None, measurement: Measurement | None) -> tuple[list[Sample], dict]:
+        """Idle after the trial, then its samples and energy columns ({} for a trial that did not run)."""
+        if measurement is None or t_idle_start is None:
+            return self._take(), {}
+        time.sleep(self.options.idle_after_s)
+        t_idle_end = time.monotonic_ns()
+        samples = self._take()
+        t_first = measurement.t_first_ns or measurement.t_end_ns
+        windows = TrialWindows(t_idle_start, measurement.t_start_ns, t_first, measurement.t_end_ns, t_idle_end)
+        energy = attribute(samples, windows, measurement.gen_tokens, update_period_s=self.periods)
+        self._last_idle_w = energy.total.idle_power_w
+        return samples, {**energy_columns(energy, samples), "energy_method": self.method}
+
+    def cooldown(self, seconds: float | str) -> None:
+        """A fixed pause, or 'auto': until total power is back near the last idle power (bounded)."""
+        if seconds != "auto":
+            time.sleep(float(seconds))
+            return
+        deadline = time.monotonic() + AUTO_COOLDOWN_BOUND_S
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            self._pending += self.sampler.drain()
+            if self._near_idle():
+                return
+
+    def _near_idle(self) -> bool:
+        if self._last_idle_w is None or not self._pending:
+            return True
+        recent_from = self._pending[-1].t_ns - _AUTO_COOLDOWN_WINDOW_NS
+        by_device: dict[str, list[float]] = {}
+        for sample in self._pending:
+            if sample.t_ns >= recent_from and sample.power_w is not None:
+                by_device.setdefault(sample.device, []).append(sample.power_w)
+        recent_w = sum(sum(values) / len(values) for values in by_device.values())
+        return recent_w <= self._last_idle_w * 1.1 + 0.5
+
+    def _take(self) -> list[Sample]:
+        samples, self._pending = self._pending + self.sampler.drain(), []
+        return samples
+
+    def achieved_hz(self) -> dict[str, float]:
+        return {name: stats.achieved_hz for name, stats in self.sampler.stats().items()} if self.sampler else {}
+
+    def close(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+        for source in self.sources:
+            source.close()
+
+
+def _sum_of(energy: TrialEnergy, prefix: tuple[str, ...]) -> float | None:
+    parts = [d.gross_j for name, d in energy.devices.items() if name.startswith(prefix)]
+    return None if not parts or None in parts else sum(parts)
+
+
+def energy_columns(energy: TrialEnergy, samples: list[Sample]) -> dict:
+    """The energy figures stored on a trial row, with their source tags and flags."""
+    total = energy.total
+    notes = [f"{device} {name}: {window.reason}" for device, dev in energy.devices.items()
+             for name, window in dev.windows.items() if window.energy_j is None and name in ("prefill", "decode", "trial")]
+    notes += [f"{device}: {note}" for device, dev in energy.devices.items() for note in dev.notes]
+    span_s = (energy.windows.t_idle_end - energy.windows.t_idle_start) / 1e9
+    counts: dict[str, int] = {}
+    for sample in samples:
+        if energy.windows.t_idle_start <= sample.t_ns <= energy.windows.t_idle_end:
+            counts[sample.device] = counts.get(sample.device, 0) + 1
+    return {
+        "energy_j": total.gross_j,
+        "energy_net_j": total.net_j,
+        "energy_cpu_j": _sum_of(energy, ("cpu",)),
+        "energy_gpu_j": _sum_of(energy, ("gpu",)),
+        "prefill_energy_j": total.prefill_j,
+        "decode_energy_j": total.decode_j,
+        "j_per_token": total.j_per_token,
+        "avg_power_w": total.avg_power_w,
+        "peak_power_w": total.peak_power_w,
+        "idle_power_w": total.idle_power_w,
+        "edp_js": total.edp_js,
+        "energy_source": ";".join(f"{device}:{dev.source}" for device, dev in energy.devices.items()),
+        "energy_tag": energy.source,
+        "sample_hz": min(counts.values()) / span_s if counts and span_s > 0 else None,
+        "energy_notes": "; ".join(notes) or None,
+    }
+
+
+@dataclass
+class ProbeReport:
+    sources: list[dict]
+    unavailable: list
+    real: bool  # at least one source measures (counter or integrated) rather than estimates
+
+
+def probe_sources(options: MeterOptions, seconds: float = 1.0) -> ProbeReport:
+    """Open every source, sample them briefly, and say what each achieved (for `energytui doctor`)."""
+    options.check()
+    sources, unavailable = discover(powercap_root=options.powercap_root, nvml=options.nvml,
+                                    cpu_tdp_w=options.cpu_tdp_w, power_command=options.power_command)
+    try:
+        sampler = Sampler(sources, rate_hz=options.rate_hz)
+        with sampler:
+            time.sleep(seconds)
+        stats = sampler.stats()
+        rows = [{"name": s.name, "devices": s.devices, "tag": s.source, "method": s.method,
+                 "assumption": getattr(s, "assumption", None), "update_period_ms": s.update_period_s * 1e3,
+                 "achieved_hz": stats[s.name].achieved_hz, "errors": stats[s.name].errors} for s in sources]
+    finally:
+        for source in sources:
+            source.close()
+    return ProbeReport(rows, unavailable, any(s.source in (COUNTER, INTEGRATED) for s in sources))

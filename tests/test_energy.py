@@ -1,0 +1,152 @@
+"""Energy end to end: real trials of the default model with the sampler on the tokens' clock.
+
+This VM has no RAPL and no GPU, so the real run is tagged `estimated`; a fake powercap
+tree written by a thread (tests/fakes/powercap.py, a stand-in for /sys/class/powercap)
+shows the counter path with known watts.
+"""
+
+import csv
+import io
+import sqlite3
+
+import pytest
+
+from energytui.main import main
+
+from fakes.powercap import FakePowercap, PowercapDriver
+
+MANIFEST = """defaults:
+  model: {model}
+  threads: 2
+  n_ctx: 256
+runs:
+  - id: energy
+    prompt_tokens: [16, 64]
+    max_tokens: 24
+    ignore_eos: true
+"""
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def manifest(write_manifest, model_path):
+    return write_manifest(MANIFEST.format(model=model_path))
+
+
+@pytest.fixture
+def no_rapl(monkeypatch, tmp_path):
+    """Point RAPL discovery at an empty folder, so the test means the same on any host."""
+    empty = tmp_path / "no-powercap"
+    empty.mkdir()
+    monkeypatch.setenv("ENERGYTUI_POWERCAP_ROOT", str(empty))
+
+
+def _rows(db, query):
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(query)]
+
+
+def test_estimated_energy_is_labelled_everywhere(manifest, tmp_path, capsys, no_rapl):
+    db = tmp_path / "e.db"
+    code, out, err = run_cli(capsys, "run", manifest, "--db", db, "--idle-s", "0.3")
+    assert code == 0, err
+    assert "every energy figure of this run is an ESTIMATE" in out
+    assert "ESTIMATED" in out.split("----")[-1]  # the summary's energy cells carry the tag
+    assert "J/tok ESTIMATED" in err  # and so does each progress line
+
+    trials = _rows(db, "SELECT * FROM trials")
+    assert len(trials) == 2
+    for t in trials:
+        assert t["energy_tag"] == "estimated" and t["energy_source"] == "cpu:estimated"
+        assert t["energy_method"].startswith("cpu: estimated: CPU utilisation")
+        assert t["energy_j"] > 0 and t["j_per_token"] == pytest.approx(t["energy_j"] / 24)
+        assert t["energy_j"] == pytest.approx(t["prefill_energy_j"] + t["decode_energy_j"], rel=1e-6)
+        assert t["energy_cpu_j"] == pytest.approx(t["energy_j"]) and t["energy_gpu_j"] is None
+        assert t["edp_js"] == pytest.approx(t["energy_j"] * t["e2e_ms"] / 1e3, rel=1e-6)
+        assert t["peak_power_w"] >= t["avg_power_w"] > 0 and t["idle_power_w"] >= 0
+        assert t["sample_hz"] > 80  # 100 Hz requested; this machine is shared and noisy
+    samples = _rows(db, "SELECT trial_id, MIN(t_ns) AS first, MAX(t_ns) AS last, COUNT(*) AS n, "
+                        "GROUP_CONCAT(DISTINCT source) AS sources FROM samples GROUP BY trial_id")
+    for trial, sample in zip(trials, samples):
+        assert sample["sources"] == "estimated"
+        # raw samples cover idle-before, the trial and idle-after on the tokens' clock
+        assert sample["first"] < trial["t_start_ns"] < trial["t_end_ns"] < sample["last"]
+
+    code, out, _ = run_cli(capsys, "export", "--db", db, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {r["energy_tag"] for r in rows} == {"estimated"} and all(float(r["j_per_token"]) > 0 for r in rows)
+    code, out, _ = run_cli(capsys, "report", "--db", db)
+    assert "ESTIMATED" in out and "## How energy was obtained" in out and "not a meter" in out
+
+
+def test_rapl_counters_give_measured_energy_with_known_watts(manifest, tmp_path, capsys, monkeypatch):
+    fake = FakePowercap.two_packages(tmp_path / "powercap", max_range_uj=3_000_000)  # wraps every ~0.1 s
+    zones = {"intel-rapl:0": 20.0, "intel-rapl:1": 10.0, "intel-rapl:0:1": 3.0, "intel-rapl:1:1": 2.0,
+             "intel-rapl:2": 50.0}
+    driver = PowercapDriver(fake, zones, start_uj={})
+    monkeypatch.setenv("ENERGYTUI_POWERCAP_ROOT", str(tmp_path / "powercap"))
+    driver.start()
+    try:
+        code, out, err = run_cli(capsys, "run", manifest, "--db", tmp_path / "r.db", "--idle-s", "0.2")
+        doctor_code, doctor_out, _ = run_cli(capsys, "doctor")
+    finally:
+        driver.stop()
+    assert code == 0, err
+    assert "ESTIMATE" not in out and "measured (counter)" in out
+    for t in _rows(tmp_path / "r.db", "SELECT * FROM trials"):
+        assert t["energy_tag"] == "counter"
+        assert t["energy_source"] == "cpu-pkg0:counter;cpu-pkg1:counter;dram0:counter;dram1:counter"
+        # 20 + 10 + 3 + 2 W; psys (50 W) is never added to the packages
+        assert t["avg_power_w"] == pytest.approx(35.0, rel=0.05)
+        assert t["energy_cpu_j"] == pytest.approx(30.0 * t["e2e_ms"] / 1e3, rel=0.05)
+        assert t["idle_power_w"] == pytest.approx(35.0, rel=0.05) and abs(t["energy_net_j"]) < 0.1 * t["energy_j"]
+    assert doctor_code == 0 and "energy is measured" in doctor_out and "cpu-pkg0" in doctor_out
+
+
+def test_doctor_exits_3_when_only_estimates_are_possible(capsys, no_rapl):
+    code, out, _ = run_cli(capsys, "doctor")
+    assert code == 3 and "ESTIMATES" in out and "fix:" in out and "estimated" in out
+
+
+def test_external_meter_is_total_power_and_short_windows_are_flagged_not_zero(manifest, tmp_path, capsys, no_rapl):
+    import sys
+
+    command = f"{sys.executable} -c print(42.5)"
+    code, out, err = run_cli(capsys, "run", manifest, "--db", tmp_path / "w.db", "--idle-s", "0.2",
+                             "--power-command", command)
+    assert code == 0, err
+    for t in _rows(tmp_path / "w.db", "SELECT * FROM trials"):
+        assert "wall:integrated" in t["energy_source"]
+        # the meter is read once a second: a sub-second prefill cannot be resolved
+        assert t["prefill_energy_j"] is None and "wall prefill:" in t["energy_notes"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--sample-hz", "0"), "--sample-hz 0: choose a rate between 1 and 1000 Hz"),
+    (("--idle-s", "0"), "--idle-s 0: the idle window needs at least 0.05 s"),
+    (("--cpu-tdp", "-5"), "--cpu-tdp -5: give the CPU's TDP in watts"),
+])
+def test_bad_meter_options_are_one_line_errors(manifest, tmp_path, capsys, args, message):
+    code, _, err = run_cli(capsys, "run", manifest, "--db", tmp_path / "b.db", *args)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_user_tdp_scales_the_estimate(manifest, tmp_path, capsys, no_rapl):
+    code, out, _ = run_cli(capsys, "run", manifest, "--db", tmp_path / "t.db", "--idle-s", "0.2", "--cpu-tdp", "30")
+    assert code == 0 and "30 W / 2 threads (user-given --cpu-tdp" in out
+    for t in _rows(tmp_path / "t.db", "SELECT avg_power_w FROM trials"):
+        assert 15 < t["avg_power_w"] <= 31  # both vCPUs busy decoding: about 30 W by this model
+
+
+def test_auto_cooldown_runs_between_trials(write_manifest, model_path, tmp_path, capsys, no_rapl):
+    path = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 2\n  n_ctx: 128\nruns:\n"
+                          "  - id: cool\n    prompt_tokens: [8, 16]\n    max_tokens: 4\n    cooldown_s: auto\n")
+    code, _, err = run_cli(capsys, "run", path, "--db", tmp_path / "c.db", "--idle-s", "0.1")
+    assert code == 0, err
+    assert [t["status"] for t in _rows(tmp_path / "c.db", "SELECT status FROM trials")] == ["done", "done"]
