@@ -231,6 +231,7 @@ def _cmd_doctor(args) -> int:
     host = describe_host()
     print(f"host        {host['hostname']}: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM")
     print(f"os          {host['os']}, Python {host['python']}")
+    print(f"gpu         {host['gpu'] + ', driver ' + host['gpu_driver'] if host['gpu'] else 'no NVIDIA GPU visible through NVML'}")
     print(f"llama.cpp   llama-cpp-python {host['llama_cpp']}; GPU offload: "
           f"{'yes' if host['gpu_offload'] else 'no (CPU-only build: gpu and hybrid trials are refused)'}")
     print(f"features    {llama_backend.system_info()}")

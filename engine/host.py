@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 from . import llama_backend
+from .telemetry.nvml import describe_gpus
 
 
 def _cpu_model() -> str:
@@ -32,14 +33,15 @@ def _ram_gb() -> float:
 
 
 def describe_host() -> dict:
-    """Host facts; `id` is stable for the same hostname, CPU, RAM and llama.cpp build."""
+    """Host facts; `id` is stable for the same hostname, CPU, RAM, GPUs and llama.cpp build."""
+    gpu, driver = describe_gpus()
     facts = {
         "hostname": socket.gethostname(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count() or 0,
         "ram_gb": _ram_gb(),
-        "gpu": None,  # filled by the NVML telemetry source where a GPU is present
-        "gpu_driver": None,
+        "gpu": gpu,
+        "gpu_driver": driver,
         "os": platform.platform(),
         "llama_cpp": llama_backend.version(),
         "gpu_offload": int(llama_backend.supports_gpu_offload()),

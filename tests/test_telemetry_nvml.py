@@ -75,3 +75,12 @@ def test_missing_pynvml_names_the_package_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` fail for this test only
     result = NvmlSource.probe(0)
     assert isinstance(result, Unavailable) and result.remedy == "pip install nvidia-ml-py"
+
+
+def test_gpus_are_described_for_the_host_row():
+    from energytui.engine.telemetry.nvml import describe_gpus
+
+    replay = NvmlReplay()
+    assert describe_gpus(replay) == ("Stand-in GPU A (energy counter), Stand-in GPU B (no energy counter)", "000.00 (stand-in)")
+    assert replay.init_count == 0
+    assert describe_gpus(NvmlReplay(driver_loaded=False)) == (None, None)

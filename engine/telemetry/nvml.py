@@ -205,3 +205,23 @@ class NvmlSource:
             self._closed = True
             self._nvml.nvmlShutdown()
 
+
+
+def describe_gpus(nvml: Any = None) -> tuple[str | None, str | None]:
+    """("name, name", driver version) of the visible NVIDIA GPUs, or (None, None) without NVML."""
+    module = load_nvml(nvml)
+    if isinstance(module, Unavailable):
+        return None, None
+    try:
+        module.nvmlInit()
+    except module.NVMLError:
+        return None, None
+    try:
+        names = [module.nvmlDeviceGetName(module.nvmlDeviceGetHandleByIndex(i)) for i in range(module.nvmlDeviceGetCount())]
+        driver = module.nvmlSystemGetDriverVersion()
+        text = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        return (", ".join(text) or None), (driver.decode() if isinstance(driver, bytes) else str(driver))
+    except module.NVMLError:
+        return None, None
+    finally:
+        module.nvmlShutdown()

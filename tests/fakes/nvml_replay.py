@@ -58,6 +58,9 @@ class NvmlReplay:
     def nvmlShutdown(self) -> None:
         self.init_count -= 1
 
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "000.00 (stand-in)"
+
     def nvmlDeviceGetCount(self) -> int:
         return len(self.gpus)
 

@@ -1,0 +1,73 @@
+"""What the power sampler costs: decode tokens/s with the sampler at 100 Hz against the sampler off.
+
+    .venv/bin/python bench/sampler.py [--threads 2] [--rounds 8] [--rate 100]
+
+Alternates rounds (off, on, off, on, ...) of the same fixed-length decode (1-token
+prompt, 128 generated tokens, default model) so that drift on a shared machine hits
+both sides alike. Prints tokens/s mean ± stddev per side, their ratio, and the
+sampler's achieved rate per source. Targets: ratio ≥ 0.99; achieved ≥ 95% of requested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from overhead import GENERATE, spec  # noqa: E402  (the same trial shape as bench/overhead.py)
+
+from energytui.engine.models import default_model_name, resolve_model  # noqa: E402
+from energytui.engine.runner import Engine  # noqa: E402
+from energytui.engine.telemetry import Sampler, discover  # noqa: E402
+
+TARGET_RATIO, TARGET_RATE_SHARE = 0.99, 0.95
+
+
+def decode_tps(engine: Engine, model: Path, threads: int) -> float:
+    return engine.run(spec(model, threads, 1, GENERATE + 1)).metrics()["decode_tps"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--model", default=default_model_name())
+    args = parser.parse_args()
+    model = resolve_model(args.model)
+    sources, _ = discover()
+    engine = Engine()
+    decode_tps(engine, model, args.threads)  # load and warm up outside the measured rounds
+    off, on, achieved = [], [], {}
+    for round_no in range(args.rounds):
+        off.append(decode_tps(engine, model, args.threads))
+        sampler = Sampler(sources, rate_hz=args.rate)
+        with sampler:
+            on.append(decode_tps(engine, model, args.threads))
+        for name, stats in sampler.stats().items():
+            achieved.setdefault(name, []).append(stats.achieved_hz)
+        print(f"round {round_no + 1}/{args.rounds}: off {off[-1]:.1f}  on {on[-1]:.1f} tok/s", file=sys.stderr)
+    engine.close()
+    for source in sources:
+        source.close()
+    ratio = statistics.fmean(on) / statistics.fmean(off)
+    print(f"model {model.name}, {args.threads} threads, {args.rounds} alternating rounds of {GENERATE} decoded tokens")
+    print(f"sampler off {statistics.fmean(off):6.1f} ± {statistics.stdev(off):4.1f} tok/s")
+    print(f"sampler on  {statistics.fmean(on):6.1f} ± {statistics.stdev(on):4.1f} tok/s at {args.rate:g} Hz "
+          f"({', '.join(f'{s.name}: {s.source}' for s in sources)})")
+    ratio_ok = ratio >= TARGET_RATIO
+    print(f"ratio on/off {ratio:.3f} (target ≥ {TARGET_RATIO}) {'PASS' if ratio_ok else 'FAIL'}")
+    rate_ok = True
+    for name, rates in achieved.items():
+        share = statistics.fmean(rates) / args.rate
+        rate_ok &= share >= TARGET_RATE_SHARE
+        print(f"achieved {name}: {statistics.fmean(rates):.1f} Hz = {share:.1%} of requested "
+              f"(target ≥ {TARGET_RATE_SHARE:.0%}) {'PASS' if share >= TARGET_RATE_SHARE else 'FAIL'}")
+    return 0 if ratio_ok and rate_ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
