@@ -55,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     export.set_defaults(handler=_cmd_export)
 
+    importer = sub.add_parser("import", parents=[db_parent], help="trials measured elsewhere, from CSV logs")
+    importer.add_argument("log", type=Path, help="CSV: timestamp,run_id,backend,prompt_id,prompt_template,"
+                          "prompt_length_chars,latency_ms,tokens_generated,energy_joules,notes")
+    importer.add_argument("--map", type=Path, required=True, help="YAML: host, model and run id → configuration "
+                          "(see config/imports/example-map.yaml)")
+    importer.add_argument("--power-log", type=Path, help="companion CSV: timestamp,backend,energy_joules,notes")
+    importer.set_defaults(handler=_cmd_import)
+
     report = sub.add_parser("report", parents=[db_parent], help="a markdown report per configuration")
     report.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     report.set_defaults(handler=_cmd_report)
@@ -72,6 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     ladder.add_argument("--threads", type=int, default=None)
     ladder.set_defaults(handler=_cmd_models_ladder)
     models.set_defaults(handler=lambda _args: models.print_help())
+
+    advise = sub.add_parser("advise", parents=[db_parent], help="recommend a configuration for a workload and a power budget")
+    advise.add_argument("--tokens", type=int, help="tokens to generate per request")
+    advise.add_argument("--prompt-tokens", type=int, default=128, help="prompt length (default: %(default)s)")
+    advise.add_argument("--batch", type=int, default=None, help="requests decoded together (default: as measured)")
+    advise.add_argument("--budget", default=None, help="average power limit, e.g. 50W, 50, 0.05kW (default: none)")
+    advise.add_argument("--latency", default=None, help="latency limit per request, e.g. 5s or 500ms")
+    advise.add_argument("--objective", default="energy", choices=("energy", "edp", "latency"))
+    advise.add_argument("--model", default=None, help="only this model (name or quant)")
+    advise.add_argument("--host", default=None, help="advise for another host's trials (id from `energytui report`)")
+    advise.add_argument("--json", action="store_true", help="the same content as JSON")
+    advise.add_argument("--fit", action="store_true", help="refit even if the data did not change")
+    advise.add_argument("--explain", action="store_true", help="held-out error per target and the data learned from")
+    advise.set_defaults(handler=_cmd_advise)
 
     doctor = sub.add_parser("doctor", help="what this machine and its llama.cpp can run and measure")
     _add_meter_options(doctor)
@@ -167,6 +189,21 @@ def _cmd_export(args) -> int:
         store.close()
 
 
+def _cmd_import(args) -> int:
+    from energytui.engine.importer import import_logs
+
+    store = _open_store(args)
+    try:
+        result = import_logs(store, args.log, args.map, args.power_log)
+    finally:
+        store.close()
+    for line in result.skipped:
+        print(f"energytui: skipped {args.log}: {line}", file=sys.stderr)
+    print(f"imported {result.trials} trials ({result.with_energy} with energy) from {args.log} as run {result.run}, "
+          f"host {result.host_id}; they are marked imported, with their caveats")
+    print(f"advise for that host: energytui advise --host {result.host_id} --tokens 256 --budget 50W")
+
+
 def _cmd_report(args) -> int:
     from energytui.engine.report import markdown_report
 
@@ -221,6 +258,34 @@ def _cmd_models_ladder(args) -> int:
 
     quants = [q.strip() for q in args.quants.split(",") if q.strip()]
     ladder(args.model or default_model_name(), quants, args.threads)
+
+
+def _cmd_advise(args) -> int:
+    from energytui.advisor.recommend import advise, parse_duration, parse_power, render, to_json
+    from energytui.advisor.service import check_host, current_fit, explain, has_gpu_trials, local_host_id
+
+    if args.tokens is None and not (args.fit or args.explain):
+        raise UserError("advise: give --tokens N (tokens to generate per request), or --fit / --explain")
+    budget = parse_power(args.budget) if args.budget is not None else float("inf")
+    latency = parse_duration(args.latency) if args.latency is not None else None
+    if args.db is not None and not args.db.is_file():
+        raise UserError(f"--db {args.db}: no such database; run a manifest first (`energytui run ...`)")
+    store = _open_store(args)
+    try:
+        host = check_host(store, args.host) if args.host else local_host_id(store)
+        fit, refitted = current_fit(store, host, refit=args.fit)
+        if args.explain or (args.fit and args.tokens is None):
+            print(("refitted: " if refitted else "cached fit (data unchanged): ") + explain(fit).split("\n", 1)[0])
+            if args.explain:
+                print(explain(fit).split("\n", 1)[1])
+            if args.tokens is None:
+                return 0
+        result = advise(fit, args.tokens, args.prompt_tokens, budget, latency, args.objective, args.batch,
+                        args.model, has_gpu_trials(store, host))
+        print(to_json(result) if args.json else render(result))
+        return 0 if result.recommendation else 4
+    finally:
+        store.close()
 
 
 def _cmd_doctor(args) -> int:

@@ -17,7 +17,7 @@ EXPORT_FIELDS = (
     "seed", "repetition", "bits_per_weight", "n_params", "host_id", "started_at",
     "energy_j", "energy_net_j", "energy_cpu_j", "energy_gpu_j", "prefill_energy_j", "decode_energy_j", "j_per_token",
     "avg_power_w", "peak_power_w", "idle_power_w", "edp_js", "energy_source", "energy_tag", "sample_hz",
-    "energy_notes", "energy_method", "error",
+    "energy_notes", "energy_method", "imported", "caveats", "error",
 )
 # How each source tag reads next to a number, so an estimate never passes for a measurement.
 TAG_LABELS = {"counter": "measured (counter)", "integrated": "measured (integrated power)", "estimated": "ESTIMATED"}
@@ -65,9 +65,11 @@ def stat(values) -> Stat:
 
 def config_label(trial: dict) -> str:
     layers = f" ngl={trial['gpu_layers']}" if trial["backend"] != "cpu" else ""
+    chunk = f" nb={trial['n_batch']}" if trial.get("n_batch") else ""
     prompt = trial["suite"] or trial["prompt_id"]
-    return (f"{trial['run_id']}: {trial['quant']} {trial['backend']} t={trial['threads']}{layers} "
-            f"nb={trial['n_batch']} B={trial['batch_size']} {prompt}")
+    origin = " (imported)" if trial.get("imported") else ""
+    return (f"{trial['run_id']}{origin}: {trial['quant']} {trial['backend']} t={trial['threads']}{layers}"
+            f"{chunk} B={trial['batch_size']} {prompt}")
 
 
 def summarise(trials: list[dict]) -> list[dict]:

@@ -19,7 +19,7 @@ import sqlite_utils
 
 from .errors import UserError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 # Each migration brings the schema from version i to i + 1; append, never edit.
@@ -78,6 +78,22 @@ def _energy_v2(db: sqlite_utils.Database) -> None:
                          ("sample_hz", float), ("energy_notes", str), ("energy_method", str)):
         db["trials"].add_column(column, kind)
     db["samples"].add_column("extra", str)
+
+
+@_migration
+def _advisor_v3(db: sqlite_utils.Database) -> None:
+    """Fitted advisor models (portable JSON), reused until their data hash changes."""
+    db["advisor_fits"].create({"id": int, "host_id": str, "data_hash": str, "created_at": str, "payload": str},
+                              pk="id")
+    db["advisor_fits"].create_index(["host_id", "data_hash"])
+
+
+@_migration
+def _imports_v4(db: sqlite_utils.Database) -> None:
+    """Trials and hosts imported from other machines' logs, with their caveats."""
+    db["trials"].add_column("imported", int)
+    db["trials"].add_column("caveats", str)
+    db["hosts"].add_column("imported", int)
 
 
 def now_iso() -> str:
@@ -163,15 +179,17 @@ class Store:
     def upsert_model(self, row: dict) -> None:
         self.db["models"].upsert(row, pk="path")
 
-    def create_run(self, manifest: str, manifest_sha: str, host_id: str, trials: list[dict]) -> int:
+    def create_run(self, manifest: str, manifest_sha: str, host_id: str, trials: list[dict],
+                   status: str = "running") -> int:
+        """A run and its trials: pending ones to run, or (status="done") finished ones being imported."""
         with self.db.conn:
             run_id = self.db["runs"].insert({
-                "manifest": manifest, "manifest_sha256": manifest_sha, "host_id": host_id, "status": "running",
+                "manifest": manifest, "manifest_sha256": manifest_sha, "host_id": host_id, "status": status,
                 "n_trials": len(trials), "created_at": now_iso(),
             }).last_pk
             self.db["trials"].insert_all(
-                {**trial, "run": run_id, "seq": seq, "status": "pending", "host_id": host_id}
-                for seq, trial in enumerate(trials))
+                ({"status": "pending", **trial, "run": run_id, "seq": seq, "host_id": host_id}
+                 for seq, trial in enumerate(trials)), alter=True)
         return run_id
 
     def mark_running(self, trial_id: int) -> None:
@@ -230,8 +248,20 @@ class Store:
 
     def trials(self, where: str = "1=1", params=()) -> list[dict]:
         return list(self.db.query(
-            f"SELECT t.*, m.bits_per_weight, m.n_params FROM trials t LEFT JOIN models m ON m.path = t.model_path "
+            f"SELECT t.*, m.bits_per_weight, m.n_params, m.n_layers FROM trials t "
+            f"LEFT JOIN models m ON m.path = t.model_path "
             f"WHERE {where} ORDER BY t.id", params))
+
+    def latest_fit(self, host_id: str) -> tuple[str, str] | None:
+        """(data_hash, payload) of the newest advisor fit for this host."""
+        row = self.db.execute("SELECT data_hash, payload FROM advisor_fits WHERE host_id = ? ORDER BY id DESC LIMIT 1",
+                              [host_id]).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def save_fit(self, host_id: str, data_hash: str, payload: str) -> None:
+        with self.db.conn:
+            self.db["advisor_fits"].insert({"host_id": host_id, "data_hash": data_hash, "created_at": now_iso(),
+                                            "payload": payload})
 
     def token_steps(self, trial_id: int) -> list[tuple[int, int]]:
         return [(r["t_ns"], r["n_tokens"]) for r in

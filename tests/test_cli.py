@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -12,7 +11,8 @@ import time
 
 import pytest
 
-from energytui.main import main
+
+from helpers import run_cli
 from energytui.engine.report import EXPORT_FIELDS
 from energytui.engine.store import Store
 
@@ -33,11 +33,6 @@ runs:
 """
 
 
-def run_cli(*args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 @pytest.fixture
 def small_manifest(write_manifest, model_path):
@@ -46,12 +41,12 @@ def small_manifest(write_manifest, model_path):
 
 def test_run_export_and_report(small_manifest, tmp_path, capsys):
     db = tmp_path / "e.db"
-    code, out, err = run_cli("run", small_manifest, "--db", db, capsys=capsys)
+    code, out, err = run_cli(capsys, "run", small_manifest, "--db", db)
     assert code == 0, err
     assert "run 1: 6 trials" in out and "decode tok/s" in out and "quick:" in out
     assert err.count("trial ") == 6  # one progress line per trial when not on a terminal
 
-    code, out, _ = run_cli("export", "--db", db, "--format", "csv", capsys=capsys)
+    code, out, _ = run_cli(capsys, "export", "--db", db, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) == 6 and tuple(rows[0]) == EXPORT_FIELDS
     assert {r["status"] for r in rows} == {"done"}
@@ -59,10 +54,10 @@ def test_run_export_and_report(small_manifest, tmp_path, capsys):
     assert {r["gen_tokens"] for r in fixed} == {"6"} and {r["prompt_tokens"] for r in fixed} == {"16", "32"}
     assert all(float(r["decode_tps"]) > 0 for r in rows)
 
-    code, out, _ = run_cli("export", "--db", db, "--format", "json", capsys=capsys)
+    code, out, _ = run_cli(capsys, "export", "--db", db, "--format", "json")
     assert code == 0 and len(json.loads(out)) == 6
 
-    code, out, _ = run_cli("report", "--db", db, capsys=capsys)
+    code, out, _ = run_cli(capsys, "report", "--db", db)
     assert code == 0 and out.startswith("# energytui report") and out.count("| quick:") == 2
 
     with sqlite3.connect(db) as conn:
@@ -75,7 +70,7 @@ def test_run_export_and_report(small_manifest, tmp_path, capsys):
 def test_prompt_too_long_fails_that_trial_and_the_run_goes_on(write_manifest, model_path, tmp_path, capsys):
     manifest = write_manifest(f"defaults:\n  model: {model_path}\n  n_ctx: 64\n  max_tokens: 4\n"
                               "runs:\n  - id: mixed\n    prompt_tokens: [100, 16]\n")
-    code, out, err = run_cli("run", manifest, "--db", tmp_path / "f.db", capsys=capsys)
+    code, out, err = run_cli(capsys, "run", manifest, "--db", tmp_path / "f.db")
     assert code == 0
     assert "FAILED: prompt of 100 tokens does not fit n_ctx=64" in err
     with sqlite3.connect(tmp_path / "f.db") as conn:
@@ -87,7 +82,7 @@ def test_prompt_too_long_fails_that_trial_and_the_run_goes_on(write_manifest, mo
     (lambda tmp: "/proc/energytui-test.db", "cannot"),
 ])
 def test_bad_db_locations(small_manifest, tmp_path, capsys, make_db, message):
-    code, _, err = run_cli("run", small_manifest, "--db", make_db(tmp_path), capsys=capsys)
+    code, _, err = run_cli(capsys, "run", small_manifest, "--db", make_db(tmp_path))
     assert code == 2 and err.startswith("energytui: error: --db") and err.count("\n") == 1
     assert "Traceback" not in err
     import re
@@ -96,7 +91,7 @@ def test_bad_db_locations(small_manifest, tmp_path, capsys, make_db, message):
 
 def test_bad_manifest_is_one_line_exit_2(write_manifest, tmp_path, capsys):
     path = write_manifest("runs: [\n")
-    code, out, err = run_cli("run", path, "--db", tmp_path / "x.db", capsys=capsys)
+    code, out, err = run_cli(capsys, "run", path, "--db", tmp_path / "x.db")
     assert code == 2 and err.count("\n") == 1 and "manifest.yaml: line" in err
     assert not (tmp_path / "x.db").exists()  # validation happens before anything is written
 
@@ -106,7 +101,7 @@ def test_second_runner_on_the_same_db_is_refused(small_manifest, tmp_path, capsy
     holder = Store(db)
     holder.acquire_runner_lock()
     try:
-        code, _, err = run_cli("run", small_manifest, "--db", db, capsys=capsys)
+        code, _, err = run_cli(capsys, "run", small_manifest, "--db", db)
     finally:
         holder.close()
     assert code == 3 and "already running on this database" in err
@@ -146,10 +141,10 @@ def test_ctrl_c_keeps_finished_trials_and_resume_finishes_the_rest(write_manifes
     assert "Traceback" not in err and "finished trials are kept" in err
     assert _statuses(db) == ["done", "aborted", "pending", "pending", "pending"]
 
-    code, _, err = run_cli("run", manifest, "--db", db, capsys=capsys)
+    code, _, err = run_cli(capsys, "run", manifest, "--db", db)
     assert code == 2 and "1 of 5 trials done; add --resume" in err
 
-    code, out, _ = run_cli("run", manifest, "--db", db, "--resume", capsys=capsys)
+    code, out, _ = run_cli(capsys, "run", manifest, "--db", db, "--resume")
     assert code == 0 and _statuses(db) == ["done"] * 5
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
@@ -161,24 +156,24 @@ def test_killed_process_leaves_running_trials_that_the_next_start_aborts(small_m
     run = store.create_run("m.yaml", "sha", None, [{"run_id": "x", "config_id": "c"}])
     store.mark_running(store.next_pending(run)["id"])
     store.close()
-    code, out, _ = run_cli("run", small_manifest, "--db", db, capsys=capsys)
+    code, out, _ = run_cli(capsys, "run", small_manifest, "--db", db)
     assert code == 0 and "marked 1 trial(s) left running by a stopped process as aborted" in out
 
 
 def test_gpu_trial_is_refused_on_a_cpu_only_build(write_manifest, model_path, tmp_path, capsys):
     path = write_manifest(f"runs:\n  - id: g\n    model: {model_path}\n    backend: gpu\n    prompt_tokens: 8\n")
-    code, _, err = run_cli("run", path, "--db", tmp_path / "g.db", capsys=capsys)
+    code, _, err = run_cli(capsys, "run", path, "--db", tmp_path / "g.db")
     assert code == 2 and "gpu needs GPU offload" in err and "--skip-gpu" in err
 
 
 def test_models_list_shows_the_default_model(capsys, model_path):
-    code, out, _ = run_cli("models", "list", capsys=capsys)
+    code, out, _ = run_cli(capsys, "models", "list")
     line = next(l for l in out.splitlines() if l.startswith("smollm2-135m-q4_1"))
     assert code == 0 and "Q4_1" in line and "yes" in line and "30" in line
 
 
 def test_doctor_reports_the_llama_cpp_build(capsys):
-    code, out, _ = run_cli("doctor", capsys=capsys)
+    code, out, _ = run_cli(capsys, "doctor")
     assert "llama-cpp-python 0.3.36" in out and "GPU offload:" in out
     assert code in (0, 3)  # 3: this host has no readable power counter (tests/test_energy.py covers both)
 

@@ -11,7 +11,8 @@ import sqlite3
 
 import pytest
 
-from energytui.main import main
+
+from helpers import run_cli
 
 from fakes.powercap import FakePowercap, PowercapDriver
 
@@ -26,11 +27,6 @@ runs:
     ignore_eos: true
 """
 
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
