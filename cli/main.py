@@ -15,8 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        parser.print_help()
-        return 0
+        args.handler = _cmd_tui
     try:
         return args.handler(args) or 0
     except UserError as exc:
@@ -31,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="energytui", description="Measure what running a small LLM costs in "
-                                     "time and joules, and how to run it better.")
+                                     "time and joules, and how to run it better. With no command: the app.")
     parser.add_argument("--version", action="version", version=f"energytui {__version__}")
+    parser.add_argument("--db", type=Path, default=None, help="database for the app (with no command)")
+    parser.add_argument("--manifest", type=Path, default=None, help="manifest to show in the app's Queue")
     sub = parser.add_subparsers(metavar="COMMAND")
     db_parent = argparse.ArgumentParser(add_help=False)
     db_parent.add_argument("--db", type=Path, default=None,
@@ -113,6 +114,14 @@ def _meter_options(args):
 
     return MeterOptions(rate_hz=getattr(args, "sample_hz", 100.0), idle_s=getattr(args, "idle_s", 0.5),
                         cpu_tdp_w=args.cpu_tdp, power_command=args.power_command)
+
+
+def _cmd_tui(args) -> int:
+    from energytui.tui.app import create_app
+
+    store = _open_store(args)  # validates --db and creates the schema before the app starts
+    store.close()
+    create_app(_db_path(args), args.manifest).run()
 
 
 def _db_path(args) -> Path:

@@ -120,6 +120,11 @@ class Meter:
         recent_w = sum(sum(values) / len(values) for values in by_device.values())
         return recent_w <= self._last_idle_w * 1.1 + 0.5
 
+    def peek(self) -> list[Sample]:
+        """The running trial's samples so far, without taking them (runner thread only)."""
+        self._pending += self.sampler.drain()
+        return list(self._pending)
+
     def _take(self) -> list[Sample]:
         samples, self._pending = self._pending + self.sampler.drain(), []
         return samples

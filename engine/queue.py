@@ -45,6 +45,8 @@ class Event:
     trial: dict
     tokens: int = 0
     tokens_per_s: float | None = None
+    t_first_ns: int | None = None  # first token of the running trial (the prefill/decode boundary)
+    samples: list | None = None  # power samples of the running trial so far, for live charts
 
 
 def spec_from_row(row: dict) -> TrialSpec:
@@ -102,7 +104,7 @@ def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threa
             meter.cooldown(row["cooldown_s"]) if meter else time.sleep(float(row["cooldown_s"]))
         store.mark_running(row["id"])
         emit(Event("trial_start", index, total, row))
-        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row), run)
+        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, meter), run)
         previous_ran = True
         emit(Event("trial_end", index, total, store.db["trials"].get(row["id"])))
     store.finish_run(run, "done")
@@ -133,8 +135,8 @@ def _samples(meter: Meter | None, idle: dict, measurement) -> tuple[list, dict]:
     return meter.finish(idle.get("start"), measurement) if meter else ([], {})
 
 
-def _token_reporter(emit, index: int, total: int, row: dict, every_s: float = 0.25):
-    """A cheap on_token callback: emits at most every `every_s` seconds."""
+def _token_reporter(emit, index: int, total: int, row: dict, meter: Meter | None = None, every_s: float = 0.25):
+    """A cheap on_token callback: emits at most every `every_s` seconds, with the trial's power so far."""
     state = {"next": 0, "t0": None, "n0": 0}
 
     def on_token(generated: int, t_ns: int) -> None:
@@ -144,6 +146,7 @@ def _token_reporter(emit, index: int, total: int, row: dict, every_s: float = 0.
             state["next"] = t_ns + int(every_s * 1e9)
             elapsed = (t_ns - state["t0"]) / 1e9
             rate = (generated - state["n0"]) / elapsed if elapsed > 0 else None
-            emit(Event("tokens", index, total, row, generated, rate))
+            samples = meter.peek() if meter else None
+            emit(Event("tokens", index, total, row, generated, rate, state["t0"], samples))
 
     return on_token

@@ -57,3 +57,30 @@ def write_manifest(tmp_path):
 def copy_model(model_path: Path, target: Path) -> Path:
     shutil.copyfile(model_path, target)
     return target
+
+
+ADVISOR_SWEEP = """defaults:
+  model: {model}
+  threads: 2
+  n_ctx: 256
+  ignore_eos: true
+runs:
+  - id: small-sweep
+    prompt_tokens: [16, 64]
+    batch_size: [1, 2, 3]
+    max_tokens: [6, 12]
+"""
+
+
+
+@pytest.fixture(scope="session")
+def measured_db(tmp_path_factory, model_path):
+    """A database with 12 real trials over 3 configurations: enough for the advisor to fit."""
+    from energytui.main import main
+
+    folder = tmp_path_factory.mktemp("advisor")
+    manifest = folder / "sweep.yaml"
+    manifest.write_text(ADVISOR_SWEEP.format(model=model_path))
+    db = folder / "a.db"
+    assert main(["run", str(manifest), "--db", str(db), "--idle-s", "0.2"]) == 0
+    return db

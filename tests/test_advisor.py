@@ -10,7 +10,6 @@ import pytest
 from energytui.advisor.fit import NotEnoughData, fit
 from energytui.advisor.recommend import advise, parse_duration, parse_power
 from energytui.engine.errors import UserError
-from energytui.main import main
 
 from helpers import run_cli
 
@@ -118,30 +117,6 @@ def test_too_little_data_names_the_manifest_to_run():
 
 
 # --- real trials of the default model ---------------------------------------------------------
-
-SWEEP = """defaults:
-  model: {model}
-  threads: 2
-  n_ctx: 256
-  ignore_eos: true
-runs:
-  - id: small-sweep
-    prompt_tokens: [16, 64]
-    batch_size: [1, 2, 3]
-    max_tokens: [6, 12]
-"""
-
-
-
-@pytest.fixture(scope="module")
-def measured_db(tmp_path_factory, model_path):
-    folder = tmp_path_factory.mktemp("advisor")
-    manifest = folder / "sweep.yaml"
-    manifest.write_text(SWEEP.format(model=model_path))
-    db = folder / "a.db"
-    assert main(["run", str(manifest), "--db", str(db), "--idle-s", "0.2"]) == 0
-    return db
-
 
 def test_advise_on_real_trials(measured_db, capsys):
     code, out, err = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "10", "--prompt-tokens", "32",

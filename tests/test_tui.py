@@ -1,0 +1,139 @@
+"""The Textual app driven by its Pilot: a real trial of the default model from load to Results."""
+
+import asyncio
+import sqlite3
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from energytui.engine.metering import MeterOptions
+from energytui.tui.app import HelpScreen, create_app
+
+MANIFEST = """defaults:
+  model: {model}
+  threads: 2
+  n_ctx: 128
+runs:
+  - id: tui
+    prompt_tokens: [16, 24{more}]
+    max_tokens: 8
+    ignore_eos: true
+"""
+
+
+@pytest.fixture
+def quiet_meter(tmp_path):
+    empty = tmp_path / "no-powercap"
+    empty.mkdir()
+    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
+
+
+def _statuses(db):
+    with sqlite3.connect(db) as conn:
+        return [s for (s,) in conn.execute("SELECT status FROM trials ORDER BY seq")]
+
+
+async def _until(pilot, predicate, timeout=90.0):
+    waited = 0.0
+    while not predicate():
+        assert waited < timeout, f"timed out waiting for the app; notifications: {[str(n.message) for n in pilot.app._notifications]}"
+        await pilot.pause(0.2)
+        waited += 0.2
+
+
+def _text(app, selector) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+def test_load_run_and_see_results(write_manifest, model_path, tmp_path, quiet_meter):
+    manifest = write_manifest(MANIFEST.format(model=model_path, more=""))
+    db = tmp_path / "tui.db"
+
+    async def scenario():
+        app = create_app(db, manifest, quiet_meter)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.click("#load")
+            queue = app.query_one("#queue-table", DataTable)
+            await _until(pilot, lambda: queue.row_count == 2)
+            await pilot.press("escape", "s")
+            await _until(pilot, lambda: not app.running and _statuses(db) == ["done", "done"])
+            results = app.query_one("#results-table", DataTable)
+            await _until(pilot, lambda: results.row_count == 2)
+            row = results.get_row_at(0)
+            assert row[1] == "done" and row[-1] == "ESTIMATED"  # energy source shown with every figure
+            assert app.query_one("#recent-table", DataTable).row_count == 2
+            assert "2 done" in _text(app, "#queue-status")
+            await pilot.press("2")
+            assert "energy source cpu:estimated" in _text(app, "#live-info")
+            app.query_one("#results-filter", Input).value = "synthetic-24"
+            await _until(pilot, lambda: results.row_count == 1)
+
+    asyncio.run(scenario())
+
+
+def test_pause_after_the_current_trial(write_manifest, model_path, tmp_path, quiet_meter):
+    manifest = write_manifest(MANIFEST.format(model=model_path, more=", 32, 40"))
+    db = tmp_path / "pause.db"
+
+    async def scenario():
+        app = create_app(db, manifest, quiet_meter)
+        async with app.run_test() as pilot:
+            await pilot.click("#load")
+            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 4, timeout=20)
+            await pilot.press("s")
+            await _until(pilot, lambda: "running" in _statuses(db) or "done" in _statuses(db))
+            await pilot.press("p")
+            await _until(pilot, lambda: not app.running)
+        statuses = _statuses(db)
+        assert "pending" in statuses and "done" in statuses and "running" not in statuses
+
+    asyncio.run(scenario())
+
+
+def test_bad_manifest_is_a_notification_not_a_crash(tmp_path, write_manifest, quiet_meter):
+    bad = write_manifest("runs: [\n")
+
+    async def scenario():
+        app = create_app(tmp_path / "bad.db", bad, quiet_meter)
+        async with app.run_test() as pilot:
+            await pilot.pause(0.3)
+            await pilot.press("l")  # the table has focus at start, so single keys are bindings
+            await _until(pilot, lambda: any("line" in str(n.message) for n in app._notifications))
+            assert app.query_one("#queue-table", DataTable).row_count == 0
+
+    asyncio.run(scenario())
+
+
+def test_advisor_form_with_good_and_bad_input(measured_db, quiet_meter):
+    async def scenario():
+        app = create_app(measured_db, None, quiet_meter)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("4")
+            app.query_one("#adv-tokens", Input).value = "ten"
+            await pilot.click("#advise")
+            await _until(pilot, lambda: "Cannot advise" in _text(app, "#advice-text"))
+            assert "tokens 'ten': give a whole number" in _text(app, "#advice-text")
+            app.query_one("#adv-tokens", Input).value = "10"
+            app.query_one("#adv-budget", Input).value = "0.05kW"
+            await pilot.click("#advise")
+            await _until(pilot, lambda: "Recommended:" in _text(app, "#advice-text"), timeout=120)
+            assert "ESTIMATED energy" in _text(app, "#advice-text")
+
+    asyncio.run(scenario())
+
+
+def test_help_screen_and_every_tab_in_80x24(tmp_path, quiet_meter):
+    async def scenario():
+        app = create_app(tmp_path / "small.db", None, quiet_meter)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
+            for key, tab in (("2", "live"), ("3", "results"), ("4", "advisor"), ("5", "host"), ("1", "queue")):
+                await pilot.press(key)
+                assert app.query_one("TabbedContent").active == tab
+            await _until(pilot, lambda: "Power sources" in _text(app, "#host-text"))
+            assert "ESTIMATES" in _text(app, "#host-text")
+
+    asyncio.run(scenario())

@@ -1,0 +1,1 @@
+"""The Textual app. Talks to engine/ and advisor/ only through their public functions."""

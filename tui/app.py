@@ -1,0 +1,457 @@
+"""The energytui app: Queue, Live, Results, Advisor and Host in tabs, over one SQLite database.
+
+Trials run in a worker thread through the engine's public functions (the same
+run_queue as `energytui run`); progress reaches the widgets as messages. Database
+reads and advisor fits also run in workers, so the UI thread never waits on
+llama.cpp, SQLite or scikit-learn. The database stays the source of truth: trials
+queued by `energytui run` in another terminal appear after a refresh (r).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Select, Static, TabbedContent, TabPane
+
+from energytui.engine.errors import UserError
+from energytui.engine.metering import MeterOptions
+from energytui.engine.queue import Event
+from energytui.engine.report import TAG_LABELS, config_label
+
+from .charts import BarChart, PowerChart, ScatterChart
+
+TRIAL_COLUMNS = ("id", "status", "run", "configuration", "prompt", "tok/s", "TTFT ms", "J/token", "energy source")
+
+
+class TrialEvent(Message):
+    """Progress from the runner thread."""
+
+    def __init__(self, event: Event):
+        super().__init__()
+        self.event = event
+
+
+class RunEnded(Message):
+    def __init__(self, status: str, error: str | None = None):
+        super().__init__()
+        self.status, self.error = status, error
+
+
+@dataclass
+class AppConfig:
+    db_path: Path
+    manifest: Path | None = None
+    meter: MeterOptions | None = None
+
+
+def trial_cells(t: dict) -> tuple:
+    tag = TAG_LABELS.get(t.get("energy_tag"), "–") if t.get("energy_tag") else "–"
+    return (t["id"], t["status"], t["run_id"], config_label(t), t["prompt_id"],
+            f"{t['decode_tps']:.1f}" if t.get("decode_tps") else "–",
+            f"{t['ttft_ms']:.0f}" if t.get("ttft_ms") else "–",
+            f"{t['j_per_token']:.4f}" if t.get("j_per_token") is not None else "–", tag)
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        lines = ["energytui — keys", "",
+                 "1-5    Queue · Live · Results · Advisor · Host",
+                 "l      load the manifest in the Queue path box",
+                 "s      start (or resume) the queue",
+                 "p      pause after the current trial",
+                 "x      stop: pause, and abort nothing that finished",
+                 "r      refresh tables from the database",
+                 "esc    leave a text box (keys go to the box while it has focus)",
+                 "?      this help          q  quit", "",
+                 "Energy marked ESTIMATED comes from a model (CPU utilisation × TDP), not a meter.",
+                 "Tables sort by clicking a column header; the mouse works everywhere."]
+        yield Static("\n".join(lines), id="help-text")
+
+
+class EnergyApp(App):
+    TITLE = "energytui"
+    CSS = """
+    TabPane { padding: 0 1; }
+    .row { height: auto; }
+    .row Input { width: 1fr; }
+    .row Button { margin-left: 1; }
+    #queue-table, #results-table { height: 1fr; min-height: 6; }
+    #live-info, #queue-status, #advice-text, #host-text { height: auto; }
+    PowerChart, ScatterChart, BarChart { height: 1fr; min-height: 8; }
+    #results-charts { height: 1fr; }
+    HelpScreen { align: center middle; }
+    #help-text { width: 78; height: auto; border: round $accent; padding: 1 2; background: $surface; }
+    """
+    BINDINGS = [
+        Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help"),
+        Binding("1", "tab('queue')", "Queue"), Binding("2", "tab('live')", "Live"),
+        Binding("3", "tab('results')", "Results"), Binding("4", "tab('advisor')", "Advisor"),
+        Binding("5", "tab('host')", "Host"), Binding("l", "load", "Load", show=False),
+        Binding("s", "start", "Start"), Binding("p", "pause", "Pause"), Binding("x", "stop", "Stop", show=False),
+        Binding("r", "refresh", "Refresh"), Binding("escape", "leave_input", "Leave input", show=False),
+    ]
+
+    def __init__(self, config: AppConfig):
+        super().__init__()
+        self.config = config
+        self.run_id: int | None = None
+        self.stop_event = threading.Event()
+        self.running = False
+        self._sort_reverse = False
+        self._results: list[dict] = []
+
+    # --- layout ---
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(initial="queue"):
+            with TabPane("Queue", id="queue"):
+                with Horizontal(classes="row"):
+                    yield Input(str(self.config.manifest or ""), placeholder="manifest path (YAML)", id="manifest-path")
+                    yield Button("Load", id="load")
+                    yield Button("Start", id="start", variant="success")
+                    yield Button("Pause", id="pause")
+                yield Static("Load a manifest to queue its trials.", id="queue-status", markup=False)
+                yield DataTable(id="queue-table", zebra_stripes=True)
+            with TabPane("Live", id="live"):
+                yield Static("No trial running.", id="live-info", markup=False)
+                yield PowerChart(id="power-chart")
+                yield DataTable(id="recent-table")
+            with TabPane("Results", id="results"):
+                with Horizontal(classes="row"):
+                    yield Input(placeholder="filter: any text in the row", id="results-filter")
+                    yield Input(placeholder="export to .csv or .json", id="export-path")
+                    yield Button("Export", id="export")
+                yield DataTable(id="results-table", zebra_stripes=True)
+                with Horizontal(id="results-charts"):
+                    yield ScatterChart(id="scatter")
+                    yield BarChart("J/token per configuration", id="jpt-chart")
+            with TabPane("Advisor", id="advisor"):
+                with Horizontal(classes="row"):
+                    yield Input("256", placeholder="tokens", id="adv-tokens")
+                    yield Input("128", placeholder="prompt tokens", id="adv-prompt")
+                    yield Input("50W", placeholder="budget (50W)", id="adv-budget")
+                    yield Input("", placeholder="latency limit (5s)", id="adv-latency")
+                    yield Select([(o, o) for o in ("energy", "edp", "latency")], value="energy", allow_blank=False,
+                                 id="adv-objective")
+                    yield Button("Advise", id="advise", variant="primary")
+                with VerticalScroll():
+                    yield Static("Ask for a recommendation: tokens, prompt, budget, latency limit.", id="advice-text",
+                                 markup=False)
+                    yield BarChart("predicted average power (W) against the budget", id="advice-chart")
+            with TabPane("Host", id="host"):
+                with VerticalScroll():
+                    yield Static("Probing power sources…", id="host-text", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for table_id, columns in (("queue-table", TRIAL_COLUMNS), ("results-table", TRIAL_COLUMNS),
+                                  ("recent-table", ("trial", "prompt", "tok/s", "TTFT ms", "J/token"))):
+            self.query_one(f"#{table_id}", DataTable).add_columns(*columns)
+        self.query_one("#queue-table", DataTable).focus()  # not a text box, so single-key bindings work at once
+        self.load_results()
+        self.probe_host()
+
+    # --- actions ---
+
+    def action_leave_input(self) -> None:
+        """Escape leaves a text box, so the single-key bindings work again."""
+        self.set_focus(None)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_load(self) -> None:
+        self.load_manifest(self.query_one("#manifest-path", Input).value.strip())
+
+    def action_start(self) -> None:
+        if self.running:
+            self.notify("a run is already going", severity="warning")
+        elif self.run_id is None:
+            self.notify("load a manifest first", severity="warning")
+        else:
+            self.stop_event.clear()
+            self.running = True
+            self.run_trials(self.run_id)
+
+    def action_pause(self) -> None:
+        if self.running:
+            self.stop_event.set()
+            self.notify("pausing after the current trial")
+
+    def action_stop(self) -> None:
+        self.action_pause()
+
+    def action_refresh(self) -> None:
+        self.load_results()
+        if self.run_id is not None:
+            self.load_queue(self.run_id)
+
+    @on(Button.Pressed, "#load")
+    def _load_pressed(self) -> None:
+        self.action_load()
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#pause")
+    def _pause_pressed(self) -> None:
+        self.action_pause()
+
+    @on(Button.Pressed, "#export")
+    def _export_pressed(self) -> None:
+        self.export(self.query_one("#export-path", Input).value.strip())
+
+    @on(Button.Pressed, "#advise")
+    def _advise_pressed(self) -> None:
+        values = {name: self.query_one(f"#adv-{name}", Input).value.strip() for name in ("tokens", "prompt", "budget", "latency")}
+        self.advise(values, str(self.query_one("#adv-objective", Select).value))
+
+    @on(Input.Changed, "#results-filter")
+    def _filter_changed(self) -> None:
+        self.show_results()
+
+    @on(DataTable.HeaderSelected, "#results-table")
+    def _sort_results(self, event: DataTable.HeaderSelected) -> None:
+        self._sort_reverse = not self._sort_reverse
+        event.data_table.sort(event.column_key, key=_sort_key, reverse=self._sort_reverse)
+
+    # --- workers (threads): llama.cpp, SQLite and the advisor never run on the UI thread ---
+
+    def _store(self):
+        from energytui.engine.store import Store
+
+        return Store(self.config.db_path)
+
+    @work(thread=True, exclusive=True, group="load")
+    def load_manifest(self, path: str) -> None:
+        from energytui.engine import llama_backend
+        from energytui.engine.manifest import load_manifest
+        from energytui.engine.queue import queue_manifest
+
+        try:
+            manifest = load_manifest(Path(path), llama_backend.supports_gpu_offload())
+            store = self._store()
+            try:
+                run = queue_manifest(store, manifest, resume=True)
+            finally:
+                store.close()
+        except UserError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
+            return
+        self.run_id = run
+        self.call_from_thread(self.notify, f"run {run}: {len(manifest.trials)} trials queued from {path}")
+        self.load_queue(run)
+
+    @work(thread=True, exclusive=True, group="runner")
+    def run_trials(self, run: int) -> None:
+        from energytui.engine.metering import Meter
+        from energytui.engine.queue import run_queue
+        from energytui.engine.runner import Engine
+
+        store, engine, meter, status, error = None, None, None, "failed", None
+        try:
+            store = self._store()
+            store.acquire_runner_lock()
+            store.abort_stale_running()
+            meter = Meter.open(self.config.meter or MeterOptions())
+            meter.start()
+            engine = Engine()
+            status = run_queue(store, run, engine, lambda event: self.post_message(TrialEvent(event)),
+                               stop=self.stop_event, meter=meter)
+        except UserError as exc:
+            error = str(exc)
+        finally:
+            for resource in (meter, engine, store):
+                if resource is not None:
+                    resource.close()
+        self.post_message(RunEnded(status, error))
+
+    @work(thread=True, exclusive=True, group="queue")
+    def load_queue(self, run: int) -> None:
+        store = self._store()
+        try:
+            trials = store.trials("t.run = ?", [run])
+        finally:
+            store.close()
+        self.call_from_thread(self._fill, "queue-table", trials)
+        counts = {s: sum(t["status"] == s for t in trials) for s in ("pending", "running", "done", "failed", "aborted")}
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        self.call_from_thread(self.query_one("#queue-status", Static).update, f"run {run}: {summary}")
+
+    @work(thread=True, exclusive=True, group="results")
+    def load_results(self) -> None:
+        store = self._store()
+        try:
+            self._results = store.trials()
+        finally:
+            store.close()
+        self.call_from_thread(self.show_results)
+
+    @work(thread=True, exclusive=True, group="advisor")
+    def advise(self, values: dict, objective: str) -> None:
+        from energytui.advisor.recommend import advise, parse_duration, parse_power, render
+        from energytui.advisor.service import current_fit, has_gpu_trials, local_host_id
+
+        try:
+            tokens, prompt = _whole(values["tokens"], "tokens"), _whole(values["prompt"], "prompt tokens")
+            budget = parse_power(values["budget"]) if values["budget"] else float("inf")
+            latency = parse_duration(values["latency"]) if values["latency"] else None
+            store = self._store()
+            try:
+                host = local_host_id(store)
+                fit, _ = current_fit(store, host)
+                result = advise(fit, tokens, prompt, budget, latency, objective, None, None, has_gpu_trials(store, host))
+            finally:
+                store.close()
+        except UserError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
+            self.call_from_thread(self.query_one("#advice-text", Static).update, f"Cannot advise: {exc}")
+            return
+        shown = ([result.recommendation] if result.recommendation else []) + result.alternatives + result.rejected
+        chart = self.query_one("#advice-chart", BarChart)
+        self.call_from_thread(self.query_one("#advice-text", Static).update, render(result))
+        self.call_from_thread(chart.show, [str(i + 1) for i in range(len(shown))],
+                              [p.values["avg_power_w"] for p in shown],
+                              "predicted average power (W) per candidate (1 = recommended) against the budget",
+                              budget if budget != float("inf") else None)
+
+    @work(thread=True, exclusive=True, group="export")
+    def export(self, path: str) -> None:
+        from energytui.engine.report import export_text
+
+        target = Path(path)
+        if target.suffix not in (".csv", ".json"):
+            self.call_from_thread(self.notify, f"export: {path!r} must end in .csv or .json", severity="error", markup=False)
+            return
+        store = self._store()
+        try:
+            text = export_text(store.trials(), target.suffix[1:])
+        finally:
+            store.close()
+        try:
+            target.write_text(text)
+        except OSError as exc:
+            self.call_from_thread(self.notify, f"export: cannot write {path} ({exc.strerror})", severity="error", markup=False)
+            return
+        self.call_from_thread(self.notify, f"exported to {path}")
+
+    @work(thread=True, exclusive=True, group="host")
+    def probe_host(self) -> None:
+        from energytui.engine.host import describe_host
+        from energytui.engine.metering import probe_sources
+
+        host = describe_host()
+        report = probe_sources(self.config.meter or MeterOptions())
+        lines = [f"{host['hostname']}: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM",
+                 f"GPU: {host['gpu'] or 'none visible through NVML'}; llama-cpp-python {host['llama_cpp']}, "
+                 f"GPU offload {'yes' if host['gpu_offload'] else 'no'}", "", "Power sources:"]
+        for s in report.sources:
+            lines.append(f"  ok  {', '.join(s['devices'])}: {s['tag']}, {s['achieved_hz']:.0f} Hz, "
+                         f"updates every {s['update_period_ms']:.3g} ms — {s['method']}")
+        for u in report.unavailable:
+            lines.append(f"  missing  {u.name}: {u.reason}" + (f" — fix: {u.remedy}" if u.remedy else ""))
+        lines.append("")
+        lines.append("Energy is measured." if report.real else
+                     "No power counter can be read: energy figures are ESTIMATES.")
+        self.call_from_thread(self.query_one("#host-text", Static).update, "\n".join(lines))
+
+    # --- messages from the runner ---
+
+    def on_trial_event(self, message: TrialEvent) -> None:
+        event = message.event
+        trial = event.trial
+        info = self.query_one("#live-info", Static)
+        if event.kind in ("trial_start", "cooldown"):
+            what = "cooling down before" if event.kind == "cooldown" else "running"
+            info.update(f"{what} trial {event.index}/{event.total}: {config_label(trial)} · prompt {trial['prompt_id']}")
+            self.load_queue(trial["run"])
+        elif event.kind == "tokens":
+            rate = f"{event.tokens_per_s:.1f} tok/s" if event.tokens_per_s else "…"
+            info.update(f"trial {event.index}/{event.total}: {config_label(trial)} · prompt {trial['prompt_id']} · "
+                        f"{event.tokens} tokens · {rate}")
+            if event.samples:
+                tags = sorted({s.source for s in event.samples})
+                self.query_one(PowerChart).show([(s.t_ns, s.device, s.power_w) for s in event.samples],
+                                                {"decode": event.t_first_ns}, "/".join(tags))
+        elif event.kind == "trial_end":
+            self._trial_ended(trial)
+
+    def _trial_ended(self, trial: dict) -> None:
+        recent = self.query_one("#recent-table", DataTable)
+        recent.add_row(trial["id"], trial["prompt_id"], f"{trial['decode_tps'] or 0:.1f}",
+                       f"{trial['ttft_ms'] or 0:.0f}",
+                       f"{trial['j_per_token']:.4f} {TAG_LABELS.get(trial['energy_tag'], '')}"
+                       if trial.get("j_per_token") is not None else trial["status"])
+        rate = f" · sampled at {trial['sample_hz']:.0f} Hz" if trial.get("sample_hz") else ""
+        self.query_one("#live-info", Static).update(
+            f"trial {trial['id']} {trial['status']}{rate} · energy source {trial.get('energy_source') or '–'}")
+        self.load_queue(trial["run"])
+        self.load_results()
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        self.running = False
+        if message.error:
+            self.notify(message.error, severity="error", markup=False, timeout=10)
+        else:
+            self.notify(f"run {message.status}")
+        if self.run_id is not None:
+            self.load_queue(self.run_id)
+        self.load_results()
+
+    # --- tables and charts ---
+
+    def _fill(self, table_id: str, trials: list[dict]) -> None:
+        table = self.query_one(f"#{table_id}", DataTable)
+        table.clear()
+        for t in trials:
+            table.add_row(*trial_cells(t), key=str(t["id"]))
+
+    def show_results(self) -> None:
+        needle = self.query_one("#results-filter", Input).value.strip().lower()
+        shown = [t for t in self._results if not needle or needle in " ".join(map(str, trial_cells(t))).lower()]
+        self._fill("results-table", shown)
+        done = [t for t in shown if t["status"] == "done" and t.get("energy_j") is not None]
+        tags = sorted({t["energy_tag"] for t in done if t.get("energy_tag")})
+        tag = "ESTIMATED" if "estimated" in tags else "/".join(tags)
+        self.query_one(ScatterChart).show([(t["e2e_ms"] / 1e3, t["energy_j"]) for t in done], tag)
+        per_config: dict[str, list[float]] = {}
+        for t in done:
+            per_config.setdefault(config_label(t), []).append(t["j_per_token"])
+        labels = list(per_config)
+        self.query_one("#jpt-chart", BarChart).show(
+            [str(i + 1) for i in range(len(labels))], [sum(v) / len(v) for v in per_config.values()],
+            f"J/token per configuration{' (' + tag + ')' if tag else ''}")
+
+
+def _whole(text: str, name: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"{name} {text!r}: give a whole number ≥ 1")
+    return int(text)
+
+
+def _sort_key(value):
+    """Numbers sort as numbers, '–' last, text as text."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def create_app(db_path: Path, manifest: Path | None = None, meter: MeterOptions | None = None) -> EnergyApp:
+    """The app factory, shared by `energytui` and the tests."""
+    return EnergyApp(AppConfig(Path(db_path), manifest, meter))
