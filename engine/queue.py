@@ -135,7 +135,7 @@ def _samples(meter: Meter | None, idle: dict, measurement) -> tuple[list, dict]:
     return meter.finish(idle.get("start"), measurement) if meter else ([], {})
 
 
-def _token_reporter(emit, index: int, total: int, row: dict, meter: Meter | None = None, every_s: float = 0.25):
+def _token_reporter(emit, index: int, total: int, row: dict, meter: Meter | None = None, every_s: float = 0.2):
     """A cheap on_token callback: emits at most every `every_s` seconds, with the trial's power so far."""
     state = {"next": 0, "t0": None, "n0": 0}
 
