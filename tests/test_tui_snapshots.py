@@ -1,0 +1,78 @@
+"""Snapshots (pytest-textual-snapshot) of the app's screens with fixed data.
+
+Update after an intended change of the layout: `pytest tests/test_tui_snapshots.py --snapshot-update`,
+then look at the SVGs in tests/__snapshots__/ before committing them. The Host screen shows
+this machine's own facts, so it has a Pilot test (tests/test_tui.py) instead of a snapshot.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from energytui.engine.importer import import_logs
+from energytui.engine.metering import MeterOptions
+from energytui.engine.store import Store
+from energytui.tui.app import create_app
+
+import test_import
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = Path("config/manifests/quickstart.yaml")  # relative: the path is on screen
+
+
+@pytest.fixture
+def meter(tmp_path):
+    empty = tmp_path / "no-powercap"
+    empty.mkdir()
+    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
+
+
+@pytest.fixture
+def imported_db(tmp_path):
+    """Deterministic trials: the import test's logs from another machine."""
+    db = tmp_path / "imported.db"
+    store = Store(db)
+    import_logs(store, test_import._log(tmp_path, energy_in_log=True), test_import.EXAMPLE_MAP)
+    store.close()
+    return db
+
+
+async def _settle(pilot, predicate):
+    for _ in range(300):
+        if predicate():
+            await pilot.pause(0.3)
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("the app did not reach the state to snapshot")
+
+
+def test_queue_with_the_quickstart_loaded(snap_compare, tmp_path, meter, monkeypatch, model_path):
+    monkeypatch.chdir(ROOT)
+    app = create_app(tmp_path / "q.db", QUICKSTART, meter)
+
+    async def load(pilot):
+        await pilot.pause(0.3)  # let the first layout land before clicking
+        await pilot.click("#load")
+        await _settle(pilot, lambda: app.query_one("#queue-table").row_count == 24)
+        app.clear_notifications()
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, run_before=load, terminal_size=(120, 32))
+
+
+def test_live_before_a_run(snap_compare, tmp_path, meter):
+    assert snap_compare(create_app(tmp_path / "l.db", None, meter), press=["2"], terminal_size=(100, 28))
+
+
+def test_results_with_imported_trials(snap_compare, imported_db, meter):
+    app = create_app(imported_db, None, meter)
+
+    async def show(pilot):
+        await pilot.press("3")
+        await _settle(pilot, lambda: app.query_one("#results-table").row_count == 24)
+
+    assert snap_compare(app, run_before=show, terminal_size=(120, 36))
+
+
+def test_advisor_form_in_80x24(snap_compare, tmp_path, meter):
+    assert snap_compare(create_app(tmp_path / "a.db", None, meter), press=["4"], terminal_size=(80, 24))
