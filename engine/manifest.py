@@ -106,6 +106,12 @@ def load_manifest(path: str | Path, gpu_offload: bool, skip_gpu: bool = False) -
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(exc, "problem", None) or "malformed YAML"
         raise problem(None, None, f"{where}{reason}", "fix the YAML syntax") from None
+    return parse_manifest(doc, path, hashlib.sha256(raw_bytes).hexdigest(), gpu_offload, skip_gpu)
+
+
+def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool, skip_gpu: bool = False) -> Manifest:
+    """Validate and expand an already-parsed manifest; `path` names it in errors and anchors relative files."""
+    problem = _Problem(path)
     if not isinstance(doc, dict):
         raise problem(None, None, "the manifest must be a mapping with 'runs:'", "see config/manifests/quickstart.yaml")
     for key in doc:
@@ -138,7 +144,7 @@ def load_manifest(path: str | Path, gpu_offload: bool, skip_gpu: bool = False) -
             trials += checker.trials(run_id, config)
     if doc.get("shuffle"):
         random.Random(doc.get("shuffle_seed", 0)).shuffle(trials)
-    return Manifest(path, hashlib.sha256(raw_bytes).hexdigest(), trials, skipped)
+    return Manifest(path, sha256, trials, skipped)
 
 
 def _check_keys(problem: _Problem, run_id, mapping: dict, allow_id: bool = False) -> None:

@@ -82,6 +82,14 @@ def queue_manifest(store: Store, manifest: Manifest, resume: bool | None) -> int
     return store.create_run(str(manifest.path.resolve()), manifest.sha256, host_id, rows)
 
 
+def add_to_run(store: Store, run: int, manifest: Manifest) -> int:
+    """Append a manifest's trials (e.g. one trial from the app's form) to an existing run."""
+    host_id = store.upsert_host(describe_host())
+    register_models(store, manifest)
+    store.add_trials(run, [spec.as_row() for spec in manifest.trials], host_id)
+    return len(manifest.trials)
+
+
 def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threading.Event | None = None,
               meter: Meter | None = None) -> str:
     """Run the run's pending trials in order; returns the run's final status.

@@ -223,6 +223,37 @@ class Store:
         with self.db.conn:
             self.db["runs"].update(run, {"status": status, "finished_at": now_iso()})
 
+    def add_trials(self, run: int, trials: list[dict], host_id: str) -> None:
+        """Append pending trials to a run (the app's "add trial" form)."""
+        with self.db.conn:
+            last = self.db.execute("SELECT COALESCE(MAX(seq), -1) FROM trials WHERE run = ?", [run]).fetchone()[0]
+            self.db["trials"].insert_all(
+                {**trial, "run": run, "seq": last + 1 + i, "status": "pending", "host_id": host_id}
+                for i, trial in enumerate(trials))
+            self.db["runs"].update(run, {"n_trials": self.db["trials"].count_where("run = ?", [run])})
+
+    def remove_pending(self, trial_id: int) -> bool:
+        """Delete a trial that has not run; finished trials are never removed."""
+        with self.db.conn:
+            cursor = self.db.execute("DELETE FROM trials WHERE id = ? AND status = 'pending'", [trial_id])
+        return cursor.rowcount == 1
+
+    def move_pending(self, trial_id: int, step: int) -> bool:
+        """Swap a pending trial with the next pending one before (step -1) or after (step 1) it."""
+        row = self.db.execute("SELECT run, seq FROM trials WHERE id = ? AND status = 'pending'", [trial_id]).fetchone()
+        if row is None:
+            return False
+        run, seq = row
+        compare, order = ("<", "DESC") if step < 0 else (">", "ASC")
+        other = self.db.execute(f"SELECT id, seq FROM trials WHERE run = ? AND status = 'pending' AND seq {compare} ? "
+                                f"ORDER BY seq {order} LIMIT 1", [run, seq]).fetchone()
+        if other is None:
+            return False
+        with self.db.conn:
+            self.db["trials"].update(trial_id, {"seq": other[1]})
+            self.db["trials"].update(other[0], {"seq": seq})
+        return True
+
     def requeue(self, run: int) -> int:
         """Aborted trials of a run go back to pending (for --resume)."""
         with self.db.conn:

@@ -137,3 +137,51 @@ def test_help_screen_and_every_tab_in_80x24(tmp_path, quiet_meter):
             assert "ESTIMATES" in _text(app, "#host-text")
 
     asyncio.run(scenario())
+
+
+def test_queue_editing_add_remove_move_and_the_file_picker(write_manifest, model_path, tmp_path, quiet_meter):
+    from energytui.tui.app import AddTrialScreen, ManifestPicker
+
+    manifest = write_manifest(MANIFEST.format(model=model_path, more=", 32"))
+    db = tmp_path / "edit.db"
+
+    def prompts():
+        with sqlite3.connect(db) as conn:
+            return [p for (p,) in conn.execute("SELECT prompt_id FROM trials ORDER BY seq")]
+
+    async def scenario():
+        app = create_app(db, manifest, quiet_meter)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.click("#load")
+            queue = app.query_one("#queue-table", DataTable)
+            await _until(pilot, lambda: queue.row_count == 3)
+            await pilot.press("escape")
+            app.query_one("#queue-table", DataTable).focus()
+
+            await pilot.press("a")
+            assert isinstance(app.screen, AddTrialScreen)
+            app.screen.query_one("#add-prompt", Input).value = "sd"
+            app.screen.query_one("#add-threads", Input).value = "1,2"
+            await pilot.click("#add-ok")
+            await _until(pilot, lambda: queue.row_count == 5)  # threads 1,2 expand into two trials
+            assert prompts()[-2:] == ["sd-01", "sd-01"]
+
+            queue.move_cursor(row=0)
+            await pilot.press("shift+down")
+            await _until(pilot, lambda: prompts()[:2] == ["synthetic-24", "synthetic-16"])
+            queue.move_cursor(row=4)
+            await pilot.press("delete")
+            await _until(pilot, lambda: queue.row_count == 4)
+
+            await pilot.press("a")
+            app.screen.query_one("#add-max", Input).value = "lots"
+            await pilot.click("#add-ok")
+            await _until(pilot, lambda: any("key 'max_tokens'" in str(n.message) for n in app._notifications))
+            assert queue.row_count == 4
+
+            await pilot.press("o")
+            assert isinstance(app.screen, ManifestPicker)
+            await pilot.press("escape")
+            assert not isinstance(app.screen, ManifestPicker)
+
+    asyncio.run(scenario())

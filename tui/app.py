@@ -16,10 +16,11 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Select, Static, TabbedContent, TabPane
+from textual.widgets import (Button, DataTable, DirectoryTree, Footer, Header, Input, Select, Static, TabbedContent,
+                             TabPane)
 
 from energytui.engine.errors import UserError
 from energytui.engine.metering import MeterOptions
@@ -66,7 +67,10 @@ class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         lines = ["energytui — keys", "",
                  "1-5    Queue · Live · Results · Advisor · Host",
-                 "l      load the manifest in the Queue path box",
+                 "l      load the manifest in the Queue path box     o  pick one from files",
+                 "a      add trials to the loaded run (a form)",
+                 "del    remove the selected pending trial",
+                 "shift+↑/↓  move the selected pending trial earlier or later",
                  "s      start (or resume) the queue",
                  "p      pause after the current trial",
                  "x      stop: pause, and abort nothing that finished",
@@ -76,6 +80,81 @@ class HelpScreen(ModalScreen):
                  "Energy marked ESTIMATED comes from a model (CPU utilisation × TDP), not a meter.",
                  "Tables sort by clicking a column header; the mouse works everywhere."]
         yield Static("\n".join(lines), id="help-text")
+
+
+class AddTrialScreen(ModalScreen[dict | None]):
+    """A form for one trial (or a small sweep: comma lists expand like a manifest's lists)."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, default_model: str):
+        super().__init__()
+        self.default_model = default_model
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="add-form"):
+            yield Static("Add trials to the loaded run (comma lists expand, e.g. threads 1,2)", markup=False)
+            yield Input(self.default_model, placeholder="model: registry name or .gguf path", id="add-model")
+            yield Select([(b, b) for b in ("cpu", "gpu", "hybrid")], value="cpu", allow_blank=False, id="add-backend")
+            yield Input("2", placeholder="threads", id="add-threads")
+            yield Input("64", placeholder="prompt: a suite (sd, ar, ng) or a token count", id="add-prompt")
+            yield Input("64", placeholder="max tokens", id="add-max")
+            yield Input("1", placeholder="batch size", id="add-batch")
+            with Horizontal(classes="row"):
+                yield Button("Add", id="add-ok", variant="primary")
+                yield Button("Cancel", id="add-cancel")
+
+    @on(Button.Pressed, "#add-cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#add-ok")
+    def _ok(self) -> None:
+        value = {name: self.query_one(f"#add-{name}", Input).value.strip()
+                 for name in ("model", "threads", "prompt", "max", "batch")}
+        value["backend"] = str(self.query_one("#add-backend", Select).value)
+        self.dismiss(value)
+
+
+class ManifestPicker(ModalScreen[Path | None]):
+    """Pick a manifest file from a directory tree (YAML files only)."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker"):
+            yield Static("Choose a manifest (enter on a .yaml file, esc to cancel)", markup=False)
+            yield _YamlTree(Path.cwd())
+
+    @on(DirectoryTree.FileSelected)
+    def _chosen(self, event: DirectoryTree.FileSelected) -> None:
+        self.dismiss(event.path)
+
+
+class _YamlTree(DirectoryTree):
+    def filter_paths(self, paths):
+        return [p for p in paths if p.is_dir() and not p.name.startswith(".") or p.suffix in (".yaml", ".yml")]
+
+
+def form_manifest(form: dict) -> dict:
+    """The add-trial form as a manifest document (validated by the same code as files)."""
+
+    def values(text: str, kind=int):
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        try:
+            converted = [kind(p) for p in parts]
+        except ValueError:
+            converted = parts  # the manifest validator names the bad value
+        return converted[0] if len(converted) == 1 else converted
+
+    run = {"id": "added", "model": form["model"], "backend": form["backend"], "threads": values(form["threads"]),
+           "max_tokens": values(form["max"]), "batch_size": values(form["batch"])}
+    prompt = values(form["prompt"], str)
+    is_count = all(str(p).isdigit() for p in (prompt if isinstance(prompt, list) else [prompt]))
+    run["prompt_tokens" if is_count else "suite"] = values(form["prompt"]) if is_count else prompt
+    if not is_count:
+        run["prompt_limit"] = 1
+    return {"runs": [run]}
 
 
 class EnergyApp(App):
@@ -91,6 +170,10 @@ class EnergyApp(App):
     #results-charts { height: 1fr; }
     HelpScreen { align: center middle; }
     #help-text { width: 78; height: auto; border: round $accent; padding: 1 2; background: $surface; }
+    AddTrialScreen, ManifestPicker { align: center middle; }
+    #add-form, #picker { width: 72; height: auto; max-height: 90%; border: round $accent; background: $surface;
+                         padding: 0 1; }
+    #picker DirectoryTree { height: 20; }
     """
     BINDINGS = [
         Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help"),
@@ -99,6 +182,9 @@ class EnergyApp(App):
         Binding("5", "tab('host')", "Host"), Binding("l", "load", "Load", show=False),
         Binding("s", "start", "Start"), Binding("p", "pause", "Pause"), Binding("x", "stop", "Stop", show=False),
         Binding("r", "refresh", "Refresh"), Binding("escape", "leave_input", "Leave input", show=False),
+        Binding("o", "pick", "Open", show=False), Binding("a", "add", "Add trial", show=False),
+        Binding("delete", "remove", "Remove", show=False),
+        Binding("shift+up", "move(-1)", "Move up", show=False), Binding("shift+down", "move(1)", "Move down", show=False),
     ]
 
     def __init__(self, config: AppConfig):
@@ -176,6 +262,40 @@ class EnergyApp(App):
 
     def action_load(self) -> None:
         self.load_manifest(self.query_one("#manifest-path", Input).value.strip())
+
+    def action_pick(self) -> None:
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.query_one("#manifest-path", Input).value = str(path)
+                self.load_manifest(str(path))
+
+        self.push_screen(ManifestPicker(), chosen)
+
+    def action_add(self) -> None:
+        if self.run_id is None:
+            self.notify("load a manifest first: trials are added to its run", severity="warning")
+            return
+        from energytui.engine.models import default_model_name
+
+        def added(form: dict | None) -> None:
+            if form is not None:
+                self.add_trials(self.run_id, form)
+
+        self.push_screen(AddTrialScreen(default_model_name()), added)
+
+    def action_remove(self) -> None:
+        if (trial_id := self._selected_trial()) is not None:
+            self.edit_queue("remove", trial_id)
+
+    def action_move(self, step: int) -> None:
+        if (trial_id := self._selected_trial()) is not None:
+            self.edit_queue("move", trial_id, step)
+
+    def _selected_trial(self) -> int | None:
+        table = self.query_one("#queue-table", DataTable)
+        if self.query_one(TabbedContent).active != "queue" or not table.row_count:
+            return None
+        return int(table.get_row_at(table.cursor_row)[0])
 
     def action_start(self) -> None:
         if self.running:
@@ -256,6 +376,39 @@ class EnergyApp(App):
         self.run_id = run
         self.call_from_thread(self.notify, f"run {run}: {len(manifest.trials)} trials queued from {path}")
         self.load_queue(run)
+
+    @work(thread=True, exclusive=True, group="load")
+    def add_trials(self, run: int, form: dict) -> None:
+        from energytui.engine import llama_backend
+        from energytui.engine.manifest import parse_manifest
+        from energytui.engine.queue import add_to_run
+
+        try:
+            manifest = parse_manifest(form_manifest(form), Path("add-trial form"), "form", llama_backend.supports_gpu_offload())
+            store = self._store()
+            try:
+                added = add_to_run(store, run, manifest)
+            finally:
+                store.close()
+        except UserError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
+            return
+        self.call_from_thread(self.notify, f"added {added} trial(s) to run {run}")
+        self.load_queue(run)
+
+    @work(thread=True, group="queue-edit")
+    def edit_queue(self, action: str, trial_id: int, step: int = 0) -> None:
+        store = self._store()
+        try:
+            done = store.remove_pending(trial_id) if action == "remove" else store.move_pending(trial_id, step)
+        finally:
+            store.close()
+        if not done:
+            self.call_from_thread(self.notify, f"trial {trial_id}: only pending trials can be "
+                                  f"{'removed' if action == 'remove' else 'moved'} (and not past the ends)",
+                                  severity="warning")
+        elif self.run_id is not None:
+            self.load_queue(self.run_id)
 
     @work(thread=True, exclusive=True, group="runner")
     def run_trials(self, run: int) -> None:
@@ -416,10 +569,16 @@ class EnergyApp(App):
     # --- tables and charts ---
 
     def _fill(self, table_id: str, trials: list[dict]) -> None:
+        """Refill a table, keeping the cursor on the same trial (or the same row) when it can."""
         table = self.query_one(f"#{table_id}", DataTable)
+        previous = table.get_row_at(table.cursor_row)[0] if table.row_count else None
+        row = table.cursor_row
         table.clear()
         for t in trials:
             table.add_row(*trial_cells(t), key=str(t["id"]))
+        ids = [t["id"] for t in trials]
+        if trials:
+            table.move_cursor(row=ids.index(previous) if previous in ids else min(row, len(ids) - 1))
 
     def show_results(self) -> None:
         needle = self.query_one("#results-filter", Input).value.strip().lower()
