@@ -92,7 +92,7 @@ def summarise(trials: list[dict]) -> list[dict]:
     return rows
 
 
-def _energy_cell(row: dict, key: str, digits: int) -> str:
+def energy_cell(row: dict, key: str, digits: int) -> str:
     """An energy figure with its source tag beside it, e.g. '0.0123 ± 0.0004 ESTIMATED'."""
     if row[key].mean is None:
         return "–"
@@ -104,7 +104,7 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
                + [label for _, label, _ in ENERGY_METRICS])
     body = [[r["label"], f"{r['done']}/{r['trials']}", r["prompt_tokens"].fmt(0), r["gen_tokens"].fmt(0)]
             + [r[key].fmt() for key, _ in SUMMARY_METRICS]
-            + [_energy_cell(r, key, digits) for key, _, digits in ENERGY_METRICS] for r in rows]
+            + [energy_cell(r, key, digits) for key, _, digits in ENERGY_METRICS] for r in rows]
     return headers, body
 
 

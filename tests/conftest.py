@@ -83,4 +83,5 @@ def measured_db(tmp_path_factory, model_path):
     manifest.write_text(ADVISOR_SWEEP.format(model=model_path))
     db = folder / "a.db"
     assert main(["run", str(manifest), "--db", str(db), "--idle-s", "0.2"]) == 0
+    assert main(["advise", "--db", str(db), "--fit"]) == 0  # cache the fit: tests that only ask stay fast
     return db

@@ -4,7 +4,7 @@ import asyncio
 import sqlite3
 
 import pytest
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Button, DataTable, Input, Static
 
 from energytui.engine.metering import MeterOptions
 from energytui.tui.app import HelpScreen, create_app
@@ -33,7 +33,7 @@ def _statuses(db):
         return [s for (s,) in conn.execute("SELECT status FROM trials ORDER BY seq")]
 
 
-async def _until(pilot, predicate, timeout=90.0):
+async def _until(pilot, predicate, timeout=180.0):
     waited = 0.0
     while not predicate():
         assert waited < timeout, f"timed out waiting for the app; notifications: {[str(n.message) for n in pilot.app._notifications]}"
@@ -67,6 +67,17 @@ def test_load_run_and_see_results(write_manifest, model_path, tmp_path, quiet_me
             assert "energy source cpu:estimated" in _text(app, "#live-info")
             app.query_one("#results-filter", Input).value = "synthetic-24"
             await _until(pilot, lambda: results.row_count == 1)
+            app.query_one("#results-filter", Input).value = ""
+            results.focus()
+            await pilot.press("c")  # configurations, mean ± stddev
+            await _until(pilot, lambda: len(results.columns) == 7 and results.row_count == 2)
+            assert "ESTIMATED" in str(results.get_row_at(0)[-1])
+            await pilot.press("c")
+            await _until(pilot, lambda: len(results.columns) == 9 and results.row_count == 2)
+            results.move_cursor(row=0)
+            await pilot.press("enter")  # the selected trial's power trace with its windows
+            trace = app.query_one("#trace-chart")
+            await _until(pilot, lambda: trace.series.get("cpu") and set(trace.marks) == {"prefill", "decode", "end"})
 
     asyncio.run(scenario())
 
@@ -110,13 +121,14 @@ def test_advisor_form_with_good_and_bad_input(measured_db, quiet_meter):
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("4")
             app.query_one("#adv-tokens", Input).value = "ten"
-            await pilot.click("#advise")
+            app.query_one("#advise", Button).press()
             await _until(pilot, lambda: "Cannot advise" in _text(app, "#advice-text"))
             assert "tokens 'ten': give a whole number" in _text(app, "#advice-text")
             app.query_one("#adv-tokens", Input).value = "10"
             app.query_one("#adv-budget", Input).value = "0.05kW"
-            await pilot.click("#advise")
-            await _until(pilot, lambda: "Recommended:" in _text(app, "#advice-text"), timeout=120)
+            await pilot.pause(0.2)
+            app.query_one("#advise", Button).press()
+            await _until(pilot, lambda: "Recommended:" in _text(app, "#advice-text"))
             assert "ESTIMATED energy" in _text(app, "#advice-text")
 
     asyncio.run(scenario())

@@ -25,11 +25,13 @@ from textual.widgets import (Button, DataTable, DirectoryTree, Footer, Header, I
 from energytui.engine.errors import UserError
 from energytui.engine.metering import MeterOptions
 from energytui.engine.queue import Event
-from energytui.engine.report import TAG_LABELS, config_label
+from energytui.engine.report import TAG_LABELS, config_label, energy_cell, summarise
 
 from .charts import BarChart, PowerChart, ScatterChart
 
 TRIAL_COLUMNS = ("id", "status", "run", "configuration", "prompt", "tok/s", "TTFT ms", "J/token", "energy source")
+CONFIG_COLUMNS = ("configuration", "done", "TTFT ms", "decode tok/s", "e2e ms", "J/token", "avg W")
+POLL_S = 2.0  # how often the app looks for trials written by another process (`energytui run`)
 
 
 class TrialEvent(Message):
@@ -74,7 +76,9 @@ class HelpScreen(ModalScreen):
                  "s      start (or resume) the queue",
                  "p      pause after the current trial",
                  "x      stop: pause, and abort nothing that finished",
-                 "r      refresh tables from the database",
+                 "r      refresh tables from the database (also every 2 s when it changed)",
+                 "c      Results: trials or configurations (mean ± stddev)",
+                 "enter  Results: the selected trial's power trace with its windows",
                  "esc    leave a text box (keys go to the box while it has focus)",
                  "?      this help          q  quit", "",
                  "Energy marked ESTIMATED comes from a model (CPU utilisation × TDP), not a meter.",
@@ -182,6 +186,7 @@ class EnergyApp(App):
         Binding("5", "tab('host')", "Host"), Binding("l", "load", "Load", show=False),
         Binding("s", "start", "Start"), Binding("p", "pause", "Pause"), Binding("x", "stop", "Stop", show=False),
         Binding("r", "refresh", "Refresh"), Binding("escape", "leave_input", "Leave input", show=False),
+        Binding("c", "toggle_configs", "Trials/configs", show=False),
         Binding("o", "pick", "Open", show=False), Binding("a", "add", "Add trial", show=False),
         Binding("delete", "remove", "Remove", show=False),
         Binding("shift+up", "move(-1)", "Move up", show=False), Binding("shift+down", "move(1)", "Move down", show=False),
@@ -195,6 +200,8 @@ class EnergyApp(App):
         self.running = False
         self._sort_reverse = False
         self._results: list[dict] = []
+        self._by_config = False
+        self._db_version = None
 
     # --- layout ---
 
@@ -208,7 +215,7 @@ class EnergyApp(App):
                     yield Button("Start", id="start", variant="success")
                     yield Button("Pause", id="pause")
                 yield Static("Load a manifest to queue its trials.", id="queue-status", markup=False)
-                yield DataTable(id="queue-table", zebra_stripes=True)
+                yield DataTable(id="queue-table", zebra_stripes=True, cursor_type="row")
             with TabPane("Live", id="live"):
                 yield Static("No trial running.", id="live-info", markup=False)
                 yield PowerChart(id="power-chart")
@@ -218,10 +225,11 @@ class EnergyApp(App):
                     yield Input(placeholder="filter: any text in the row", id="results-filter")
                     yield Input(placeholder="export to .csv or .json", id="export-path")
                     yield Button("Export", id="export")
-                yield DataTable(id="results-table", zebra_stripes=True)
+                yield DataTable(id="results-table", zebra_stripes=True, cursor_type="row")
                 with Horizontal(id="results-charts"):
                     yield ScatterChart(id="scatter")
                     yield BarChart("J/token per configuration", id="jpt-chart")
+                    yield PowerChart(id="trace-chart", hint="enter on a trial: its trace")
             with TabPane("Advisor", id="advisor"):
                 with Horizontal(classes="row"):
                     yield Input("256", placeholder="tokens", id="adv-tokens")
@@ -247,6 +255,7 @@ class EnergyApp(App):
         self.query_one("#queue-table", DataTable).focus()  # not a text box, so single-key bindings work at once
         self.load_results()
         self.probe_host()
+        self.set_interval(POLL_S, self.poll_database)
 
     # --- actions ---
 
@@ -315,6 +324,13 @@ class EnergyApp(App):
     def action_stop(self) -> None:
         self.action_pause()
 
+    def action_toggle_configs(self) -> None:
+        self._by_config = not self._by_config
+        table = self.query_one("#results-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns(*(CONFIG_COLUMNS if self._by_config else TRIAL_COLUMNS))
+        self.show_results()
+
     def action_refresh(self) -> None:
         self.load_results()
         if self.run_id is not None:
@@ -344,6 +360,11 @@ class EnergyApp(App):
     @on(Input.Changed, "#results-filter")
     def _filter_changed(self) -> None:
         self.show_results()
+
+    @on(DataTable.RowSelected, "#results-table")
+    def _trial_selected(self, event: DataTable.RowSelected) -> None:
+        if not self._by_config and event.row_key.value is not None:
+            self.load_trace(int(event.row_key.value))
 
     @on(DataTable.HeaderSelected, "#results-table")
     def _sort_results(self, event: DataTable.HeaderSelected) -> None:
@@ -454,6 +475,33 @@ class EnergyApp(App):
         finally:
             store.close()
         self.call_from_thread(self.show_results)
+
+    @work(thread=True, exclusive=True, group="poll")
+    def poll_database(self) -> None:
+        """Reload tables only when the trials changed (e.g. `energytui run` in another terminal)."""
+        store = self._store()
+        try:
+            version = store.db.execute("SELECT COUNT(*), MAX(id), MAX(finished_at), "
+                                       "SUM(status = 'done') FROM trials").fetchone()
+        finally:
+            store.close()
+        if version != self._db_version:
+            self._db_version = version
+            self.call_from_thread(self.action_refresh)
+
+    @work(thread=True, exclusive=True, group="trace")
+    def load_trace(self, trial_id: int) -> None:
+        store = self._store()
+        try:
+            trial = store.db["trials"].get(trial_id)
+            samples = [(r["t_ns"], r["device"], r["power_w"]) for r in store.db.query(
+                "SELECT t_ns, device, power_w FROM samples WHERE trial_id = ? ORDER BY t_ns", [trial_id])]
+        finally:
+            store.close()
+        marks = {"prefill": trial["t_start_ns"], "decode": trial["t_first_ns"], "end": trial["t_end_ns"]}
+        tag = TAG_LABELS.get(trial.get("energy_tag"), "")
+        chart = self.query_one("#trace-chart", PowerChart)
+        self.call_from_thread(chart.show, samples, marks, f"trial {trial_id} {tag}".strip())
 
     @work(thread=True, exclusive=True, group="advisor")
     def advise(self, values: dict, objective: str) -> None:
@@ -583,7 +631,10 @@ class EnergyApp(App):
     def show_results(self) -> None:
         needle = self.query_one("#results-filter", Input).value.strip().lower()
         shown = [t for t in self._results if not needle or needle in " ".join(map(str, trial_cells(t))).lower()]
-        self._fill("results-table", shown)
+        if self._by_config:
+            self._fill_configs(shown)
+        else:
+            self._fill("results-table", shown)
         done = [t for t in shown if t["status"] == "done" and t.get("energy_j") is not None]
         tags = sorted({t["energy_tag"] for t in done if t.get("energy_tag")})
         tag = "ESTIMATED" if "estimated" in tags else "/".join(tags)
@@ -594,7 +645,16 @@ class EnergyApp(App):
         labels = list(per_config)
         self.query_one("#jpt-chart", BarChart).show(
             [str(i + 1) for i in range(len(labels))], [sum(v) / len(v) for v in per_config.values()],
-            f"J/token per configuration{' (' + tag + ')' if tag else ''}")
+            f"J/token per config{' ' + tag if tag else ''}")
+
+
+    def _fill_configs(self, trials: list[dict]) -> None:
+        table = self.query_one("#results-table", DataTable)
+        table.clear()
+        for row in summarise(trials):
+            table.add_row(row["label"], f"{row['done']}/{row['trials']}", row["ttft_ms"].fmt(0),
+                          row["decode_tps"].fmt(1), row["e2e_ms"].fmt(0), energy_cell(row, "j_per_token", 4),
+                          energy_cell(row, "avg_power_w", 1), key=row["config_id"])
 
 
 def _whole(text: str, name: str) -> int:

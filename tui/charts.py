@@ -40,11 +40,11 @@ class PowerChart(_Chart):
 
     title = "power (W)"
 
-    def __init__(self, **kwargs):
+    def __init__(self, hint: str = "", **kwargs):
         super().__init__(**kwargs)
         self.series: dict[str, list[tuple[float, float]]] = {}
         self.marks: dict[str, float] = {}
-        self.tag = ""
+        self.tag = hint
 
     def show(self, samples: list, marks_ns: dict[str, int | None], tag: str = "") -> None:
         """samples: (t_ns, device, power_w) rows; marks_ns: label -> time of a window edge."""
@@ -83,7 +83,7 @@ class ScatterChart(_Chart):
         self.replot()
 
     def plot(self) -> None:
-        self.plt.title(f"energy (J{' ' + self.tag if self.tag else ''}) vs latency (s)")
+        self.plt.title(f"J{' ' + self.tag if self.tag else ''} vs s")
         if self.points:
             self.plt.scatter([p[0] for p in self.points], [p[1] for p in self.points], marker="dot")
 
