@@ -90,14 +90,19 @@ def add_to_run(store: Store, run: int, manifest: Manifest) -> int:
     return len(manifest.trials)
 
 
+class TrialStopped(Exception):
+    """The user stopped the run in the middle of a trial."""
+
+
 def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threading.Event | None = None,
-              meter: Meter | None = None) -> str:
+              meter: Meter | None = None, abort: threading.Event | None = None) -> str:
     """Run the run's pending trials in order; returns the run's final status.
 
     With a meter, each trial gets an idle window before prefill and after its last
     token, and its energy and raw samples are stored with it. Ctrl-C
     (KeyboardInterrupt) marks the current trial aborted, keeps every finished one,
-    and propagates. `stop` (for the TUI) ends the queue after the current trial.
+    and propagates. `stop` (for the TUI) ends the queue after the current trial;
+    `abort` ends it at the next decode step, marking the current trial aborted.
     """
     emit = on_event or (lambda event: None)
     total = store.db["trials"].count_where("run = ?", [run])
@@ -112,9 +117,12 @@ def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threa
             meter.cooldown(row["cooldown_s"]) if meter else time.sleep(float(row["cooldown_s"]))
         store.mark_running(row["id"])
         emit(Event("trial_start", index, total, row))
-        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, meter), run)
+        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, meter, abort), run)
         previous_ran = True
         emit(Event("trial_end", index, total, store.db["trials"].get(row["id"])))
+        if abort is not None and abort.is_set():
+            store.finish_run(run, "stopped")
+            return "stopped"
     store.finish_run(run, "done")
     return "done"
 
@@ -133,6 +141,9 @@ def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_to
         store.fail_trial(row["id"], "aborted", "interrupted by the user (Ctrl-C)", _samples(meter, idle, None)[0])
         store.finish_run(run, "interrupted")
         raise
+    except TrialStopped:
+        store.fail_trial(row["id"], "aborted", "stopped by the user", _samples(meter, idle, None)[0])
+        return
     except (TrialFailed, UserError, RuntimeError) as exc:
         store.fail_trial(row["id"], "failed", str(exc), _samples(meter, idle, None)[0])
         return
@@ -143,11 +154,14 @@ def _samples(meter: Meter | None, idle: dict, measurement) -> tuple[list, dict]:
     return meter.finish(idle.get("start"), measurement) if meter else ([], {})
 
 
-def _token_reporter(emit, index: int, total: int, row: dict, meter: Meter | None = None, every_s: float = 0.2):
+def _token_reporter(emit, index: int, total: int, row: dict, meter: Meter | None = None,
+                    abort: threading.Event | None = None, every_s: float = 0.2):
     """A cheap on_token callback: emits at most every `every_s` seconds, with the trial's power so far."""
     state = {"next": 0, "t0": None, "n0": 0}
 
     def on_token(generated: int, t_ns: int) -> None:
+        if abort is not None and abort.is_set():
+            raise TrialStopped
         if state["t0"] is None:
             state["t0"], state["n0"] = t_ns, generated
         if t_ns >= state["next"]:

@@ -197,3 +197,25 @@ def test_queue_editing_add_remove_move_and_the_file_picker(write_manifest, model
             assert not isinstance(app.screen, ManifestPicker)
 
     asyncio.run(scenario())
+
+
+def test_stop_aborts_the_current_trial_and_keeps_finished_ones(write_manifest, model_path, tmp_path, quiet_meter):
+    manifest = write_manifest(MANIFEST.format(model=model_path, more=", 32").replace("max_tokens: 8", "max_tokens: 400")
+                              .replace("n_ctx: 128", "n_ctx: 512"))
+    db = tmp_path / "stop.db"
+
+    async def scenario():
+        app = create_app(db, manifest, quiet_meter)
+        async with app.run_test() as pilot:
+            await pilot.click("#load")
+            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 3)
+            await pilot.press("escape", "s")
+            await _until(pilot, lambda: _statuses(db)[:2] == ["done", "running"])
+            await pilot.press("x")
+            await _until(pilot, lambda: not app.running)
+        assert _statuses(db) == ["done", "aborted", "pending"]
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT error FROM trials WHERE status='aborted'").fetchone()[0] == "stopped by the user"
+            assert conn.execute("SELECT status FROM runs").fetchone()[0] == "stopped"
+
+    asyncio.run(scenario())

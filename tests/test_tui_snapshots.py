@@ -2,7 +2,7 @@
 
 Update after an intended change of the layout: `pytest tests/test_tui_snapshots.py --snapshot-update`,
 then look at the SVGs in tests/__snapshots__/ before committing them. The Host screen shows
-this machine's own facts, so it has a Pilot test (tests/test_tui.py) instead of a snapshot.
+this machine's own facts, so its snapshot replaces them with fixed ones.
 """
 
 from pathlib import Path
@@ -76,3 +76,27 @@ def test_results_with_imported_trials(snap_compare, imported_db, meter):
 
 def test_advisor_form_in_80x24(snap_compare, tmp_path, meter):
     assert snap_compare(create_app(tmp_path / "a.db", None, meter), press=["4"], terminal_size=(80, 24))
+
+
+def test_host_with_fixed_facts(snap_compare, tmp_path, meter, monkeypatch):
+    from energytui.engine import host, metering
+    from energytui.engine.telemetry import Unavailable
+
+    facts = {"hostname": "lab-laptop", "cpu": "Example CPU 8-core", "cores": 16, "ram_gb": 32.0, "gpu": None,
+             "llama_cpp": "0.3.36", "gpu_offload": 0}
+    report = metering.ProbeReport(
+        sources=[{"name": "cpu-estimate", "devices": ("cpu",), "tag": "estimated", "achieved_hz": 100.0,
+                  "update_period_ms": 10.0, "method": "estimated: CPU utilisation × 65 W / 16 threads (example)",
+                  "assumption": None, "errors": 0}],
+        unavailable=[Unavailable("rapl", "energy_uj is readable by root only",
+                                 "sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj")],
+        real=False)
+    monkeypatch.setattr(host, "describe_host", lambda: facts)
+    monkeypatch.setattr(metering, "probe_sources", lambda options: report)
+    app = create_app(tmp_path / "h.db", None, meter)
+
+    async def show(pilot):
+        await pilot.press("5")
+        await _settle(pilot, lambda: "Power sources" in str(app.query_one("#host-text").render()))
+
+    assert snap_compare(app, run_before=show, terminal_size=(100, 24))

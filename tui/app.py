@@ -75,7 +75,7 @@ class HelpScreen(ModalScreen):
                  "shift+↑/↓  move the selected pending trial earlier or later",
                  "s      start (or resume) the queue",
                  "p      pause after the current trial",
-                 "x      stop: pause, and abort nothing that finished",
+                 "x      stop now: the current trial is marked aborted, finished ones stay",
                  "r      refresh tables from the database (also every 2 s when it changed)",
                  "c      Results: trials or configurations (mean ± stddev)",
                  "enter  Results: the selected trial's power trace with its windows",
@@ -184,7 +184,7 @@ class EnergyApp(App):
         Binding("1", "tab('queue')", "Queue"), Binding("2", "tab('live')", "Live"),
         Binding("3", "tab('results')", "Results"), Binding("4", "tab('advisor')", "Advisor"),
         Binding("5", "tab('host')", "Host"), Binding("l", "load", "Load", show=False),
-        Binding("s", "start", "Start"), Binding("p", "pause", "Pause"), Binding("x", "stop", "Stop", show=False),
+        Binding("s", "start", "Start"), Binding("p", "pause", "Pause"), Binding("x", "stop", "Stop"),
         Binding("r", "refresh", "Refresh"), Binding("escape", "leave_input", "Leave input", show=False),
         Binding("c", "toggle_configs", "Trials/configs", show=False),
         Binding("o", "pick", "Open", show=False), Binding("a", "add", "Add trial", show=False),
@@ -196,7 +196,8 @@ class EnergyApp(App):
         super().__init__()
         self.config = config
         self.run_id: int | None = None
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # pause: after the current trial
+        self.abort_event = threading.Event()  # stop: now, the current trial is marked aborted
         self.running = False
         self._sort_reverse = False
         self._results: list[dict] = []
@@ -214,6 +215,7 @@ class EnergyApp(App):
                     yield Button("Load", id="load")
                     yield Button("Start", id="start", variant="success")
                     yield Button("Pause", id="pause")
+                    yield Button("Stop", id="stop", variant="error")
                 yield Static("Load a manifest to queue its trials.", id="queue-status", markup=False)
                 yield DataTable(id="queue-table", zebra_stripes=True, cursor_type="row")
             with TabPane("Live", id="live"):
@@ -313,6 +315,7 @@ class EnergyApp(App):
             self.notify("load a manifest first", severity="warning")
         else:
             self.stop_event.clear()
+            self.abort_event.clear()
             self.running = True
             self.run_trials(self.run_id)
 
@@ -322,7 +325,10 @@ class EnergyApp(App):
             self.notify("pausing after the current trial")
 
     def action_stop(self) -> None:
-        self.action_pause()
+        if self.running:
+            self.stop_event.set()
+            self.abort_event.set()
+            self.notify("stopping: the current trial is marked aborted")
 
     def action_toggle_configs(self) -> None:
         self._by_config = not self._by_config
@@ -347,6 +353,10 @@ class EnergyApp(App):
     @on(Button.Pressed, "#pause")
     def _pause_pressed(self) -> None:
         self.action_pause()
+
+    @on(Button.Pressed, "#stop")
+    def _stop_pressed(self) -> None:
+        self.action_stop()
 
     @on(Button.Pressed, "#export")
     def _export_pressed(self) -> None:
@@ -446,7 +456,7 @@ class EnergyApp(App):
             meter.start()
             engine = Engine()
             status = run_queue(store, run, engine, lambda event: self.post_message(TrialEvent(event)),
-                               stop=self.stop_event, meter=meter)
+                               stop=self.stop_event, meter=meter, abort=self.abort_event)
         except UserError as exc:
             error = str(exc)
         finally:
