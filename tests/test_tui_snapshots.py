@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = Path("config/manifests/quickstart.yaml")  # relative: the path is on screen
 
 
+@pytest.fixture(autouse=True)
+def colours(monkeypatch):
+    """Snapshots are in colour: a NO_COLOR in the environment must not change them."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
 @pytest.fixture
 def meter(tmp_path):
     empty = tmp_path / "no-powercap"
