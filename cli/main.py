@@ -141,7 +141,7 @@ def _cmd_run(args) -> int:
     from energytui.engine import llama_backend
     from energytui.engine.manifest import load_manifest
     from energytui.engine.metering import Meter
-    from energytui.engine.queue import queue_manifest, run_queue
+    from energytui.engine.queue import ResumeAvailable, queue_manifest, run_queue
     from energytui.engine.report import summarise, summary_table
     from energytui.engine.runner import Engine
 
@@ -161,7 +161,12 @@ def _cmd_run(args) -> int:
         if aborted := store.abort_stale_running():
             print(f"marked {aborted} trial(s) left running by a stopped process as aborted")
         resume = True if args.resume else False if args.fresh else None
-        run = queue_manifest(store, manifest, resume)
+        try:
+            run = queue_manifest(store, manifest, resume)
+        except ResumeAvailable as offer:
+            if not sys.stdin.isatty():
+                raise
+            run = queue_manifest(store, manifest, _ask_resume(offer))
         meter = Meter.open(options)
         print(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {store.path}")
         for line in meter.method.splitlines():
@@ -186,6 +191,18 @@ def _cmd_run(args) -> int:
             meter.close()
         engine.close()
         store.close()
+
+
+def _ask_resume(offer) -> bool:
+    """On a terminal, offer to resume an unfinished earlier run of the same manifest."""
+    previous = offer.previous
+    answer = input(f"run {previous['id']} of this manifest ({previous['created_at']}) has {previous['done']} of "
+                   f"{previous['total']} trials done. Resume it? [Y]es / [f]resh run / [q]uit: ").strip().lower()
+    if answer in ("", "y", "yes"):
+        return True
+    if answer in ("f", "fresh"):
+        return False
+    raise UserError("nothing run; add --resume or --fresh next time to choose without being asked", 1)
 
 
 def _cmd_export(args) -> int:

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -182,3 +183,40 @@ def test_module_entry_point_has_no_traceback_for_missing_manifest(tmp_path):
     result = subprocess.run([sys.executable, "-m", "energytui", "run", str(tmp_path / "none.yaml"),
                              "--db", str(tmp_path / "n.db")], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip().endswith("manifest not found; check the path")
+
+
+def test_on_a_terminal_an_unfinished_run_is_offered_for_resuming(write_manifest, model_path, tmp_path):
+    """A real pseudo-terminal: answering Enter resumes the unfinished run instead of failing."""
+    import pty
+
+    from energytui.engine import llama_backend
+    from energytui.engine.manifest import load_manifest
+    from energytui.engine.queue import queue_manifest
+
+    manifest = write_manifest(f"defaults:\n  model: {model_path}\n  n_ctx: 128\nruns:\n"
+                              "  - id: tty\n    prompt_tokens: [8, 12]\n    max_tokens: 2\n")
+    db = tmp_path / "tty.db"
+    store = Store(db)  # an earlier run of this manifest that never ran its trials
+    queue_manifest(store, load_manifest(manifest, llama_backend.supports_gpu_offload()), resume=False)
+    store.close()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a terminal
+        os.execv(sys.executable, [sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db)])
+    output, answered = b"", False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not answered and b"Resume it?" in output:
+            os.write(fd, b"\n")
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    assert answered and os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
+    assert _statuses(db) == ["done", "done"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # resumed, not a new run
