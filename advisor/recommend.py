@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from energytui.engine.errors import UserError
 
 from . import portable
@@ -102,7 +100,7 @@ def _extrapolation(fit: Fit, config: Config, prompt_tokens: int, gen_tokens: int
     return flags
 
 
-def advise(fit: Fit, gen_tokens: int, prompt_tokens: int, budget_w: float, latency_s: float | None,
+def advise(fit: Fit, gen_tokens: int, prompt_tokens: int, budget_w: float | None, latency_s: float | None,
            objective: str, batch: int | None, model: str | None, gpu_trials: bool) -> Advice:
     if objective not in OBJECTIVES:
         raise UserError(f"--objective {objective!r}: choose energy, edp or latency")
@@ -116,7 +114,7 @@ def advise(fit: Fit, gen_tokens: int, prompt_tokens: int, budget_w: float, laten
                      for q in ("latency_s", "energy_j", "j_per_token", "avg_power_w")}
         prediction = Prediction(config.as_dict(), config.label(), values, intervals,
                                 _extrapolation(fit, config, prompt_tokens, gen_tokens))
-        if values["avg_power_w"] > budget_w:
+        if budget_w is not None and values["avg_power_w"] > budget_w:
             prediction.rejected.append(f"over budget: {values['avg_power_w']:.1f} W > {budget_w:g} W")
         if latency_s is not None and values["latency_s"] > latency_s:
             prediction.rejected.append(f"over the latency limit: {values['latency_s']:.2f} s > {latency_s:g} s")
@@ -136,15 +134,16 @@ def advise(fit: Fit, gen_tokens: int, prompt_tokens: int, budget_w: float, laten
     )
 
 
-def _closest(rejected: list[Prediction], budget_w: float, latency_s: float | None) -> tuple[Prediction, str]:
+def _closest(rejected: list[Prediction], budget_w: float | None, latency_s: float | None) -> tuple[Prediction, str]:
     """The candidate that misses by the smallest factor, and what it would take."""
     def miss(p: Prediction) -> float:
-        over_power = p.values["avg_power_w"] / budget_w
+        over_power = p.values["avg_power_w"] / budget_w if budget_w else 0
         over_time = p.values["latency_s"] / latency_s if latency_s else 0
         return max(over_power, over_time)
 
     best = min(rejected, key=miss)
-    needs = [f"a budget of at least {best.values['avg_power_w']:.1f} W"] if best.values["avg_power_w"] > budget_w else []
+    over_budget = budget_w is not None and best.values["avg_power_w"] > budget_w
+    needs = [f"a budget of at least {best.values['avg_power_w']:.1f} W"] if over_budget else []
     if latency_s is not None and best.values["latency_s"] > latency_s:
         needs.append(f"a latency limit of at least {best.values['latency_s']:.2f} s")
     return best, " and ".join(needs)
@@ -171,10 +170,11 @@ def render(advice: Advice) -> str:
     r = advice.request
     batch = f"batch {r['batch']}" if r["batch"] else "each configuration's measured batch size"
     slo = f", latency ≤ {r['latency_s']:g} s" if r["latency_s"] else ""
+    budget = f"budget {r['budget_w']:g} W" if r["budget_w"] is not None else "no power budget"
     weakest = weakest_source(advice.model["energy_tags"])
     tag = f" [{PREDICTION_BASIS[weakest]}]" if weakest else ""
     lines = [f"Request: {r['gen_tokens']} generated tokens after a {r['prompt_tokens']}-token prompt, {batch}, "
-             f"budget {r['budget_w']:g} W{slo}, minimising {r['objective']}.", ""]
+             f"{budget}{slo}, minimising {r['objective']}.", ""]
     if advice.recommendation:
         lines += ["Recommended:", *_describe(advice.recommendation, tag)]
     else:
@@ -214,9 +214,4 @@ def _describe(p: Prediction, tag: str, brief: bool = False) -> list[str]:
 def to_json(advice: Advice) -> str:
     import json
 
-    def clean(value):
-        if isinstance(value, float) and not np.isfinite(value):
-            return None
-        return value
-
-    return json.dumps(advice.as_json(), indent=2, default=clean)
+    return json.dumps(advice.as_json(), indent=2, allow_nan=False)  # strict JSON for scripts

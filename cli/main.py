@@ -292,7 +292,7 @@ def _cmd_advise(args) -> int:
 
     if args.tokens is None and not (args.fit or args.explain):
         raise UserError("advise: give --tokens N (tokens to generate per request), or --fit / --explain")
-    budget = parse_power(args.budget) if args.budget is not None else float("inf")
+    budget = parse_power(args.budget) if args.budget is not None else None
     latency = parse_duration(args.latency) if args.latency is not None else None
     if args.db is not None and not args.db.is_file():
         raise UserError(f"--db {args.db}: no such database; run a manifest first (`energytui run ...`)")
@@ -301,9 +301,10 @@ def _cmd_advise(args) -> int:
         host = check_host(store, args.host) if args.host else local_host_id(store)
         fit, refitted = current_fit(store, host, refit=args.fit)
         if args.explain or (args.fit and args.tokens is None):
-            print(("refitted: " if refitted else "cached fit (data unchanged): ") + explain(fit).split("\n", 1)[0])
+            summary, details = explain(fit).split("\n", 1)
+            print(("refitted: " if refitted else "cached fit (data unchanged): ") + summary)
             if args.explain:
-                print(explain(fit).split("\n", 1)[1])
+                print(details)
             if args.tokens is None:
                 return 0
         result = advise(fit, args.tokens, args.prompt_tokens, budget, latency, args.objective, args.batch,

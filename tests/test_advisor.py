@@ -176,3 +176,11 @@ def test_advise_without_trials_says_what_to_run(tmp_path, capsys):
     Store(tmp_path / "empty.db").close()
     code, _, err = run_cli(capsys, "advise", "--db", tmp_path / "empty.db", "--tokens", "10")
     assert code == 1 and "advisor-sweep.yaml" in err
+
+
+def test_no_budget_is_null_in_strict_json_and_said_in_words(measured_db, capsys):
+    code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "10", "--json")
+    data = json.loads(out, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
+    assert code == 0 and data["request"]["budget_w"] is None
+    code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "10")
+    assert code == 0 and "no power budget" in out.splitlines()[0]

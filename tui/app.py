@@ -520,7 +520,7 @@ class EnergyApp(App):
 
         try:
             tokens, prompt = _whole(values["tokens"], "tokens"), _whole(values["prompt"], "prompt tokens")
-            budget = parse_power(values["budget"]) if values["budget"] else float("inf")
+            budget = parse_power(values["budget"]) if values["budget"] else None
             latency = parse_duration(values["latency"]) if values["latency"] else None
             store = self._store()
             try:
@@ -539,7 +539,7 @@ class EnergyApp(App):
         self.call_from_thread(chart.show, [str(i + 1) for i in range(len(shown))],
                               [p.values["avg_power_w"] for p in shown],
                               "predicted average power (W) per candidate (1 = recommended) against the budget",
-                              budget if budget != float("inf") else None)
+                              budget)
 
     @work(thread=True, exclusive=True, group="export")
     def export(self, path: str) -> None:
