@@ -7,6 +7,7 @@ after their size and sha256 match, so an interrupted download never looks comple
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -84,8 +85,19 @@ def looks_like_path(ref: str) -> bool:
 
 
 def sha256_of(path: Path) -> str:
+    """The file's sha256, hashed once per process for the same unchanged file.
+
+    `run` verifies a registry model while validating the manifest and records its
+    digest when queueing; a 600 MB model need not be read twice for that.
+    """
+    stat = Path(path).stat()
+    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
