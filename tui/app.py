@@ -342,21 +342,10 @@ class EnergyApp(App):
         if self.run_id is not None:
             self.load_queue(self.run_id)
 
-    @on(Button.Pressed, "#load")
-    def _load_pressed(self) -> None:
-        self.action_load()
-
-    @on(Button.Pressed, "#start")
-    def _start_pressed(self) -> None:
-        self.action_start()
-
-    @on(Button.Pressed, "#pause")
-    def _pause_pressed(self) -> None:
-        self.action_pause()
-
-    @on(Button.Pressed, "#stop")
-    def _stop_pressed(self) -> None:
-        self.action_stop()
+    @on(Button.Pressed, "#load, #start, #pause, #stop")
+    def _queue_button(self, event: Button.Pressed) -> None:
+        """The Queue's buttons do what their keys do (action_load, action_start, ...)."""
+        getattr(self, f"action_{event.button.id}")()
 
     @on(Button.Pressed, "#export")
     def _export_pressed(self) -> None:
