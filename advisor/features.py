@@ -98,14 +98,6 @@ def targets_of(trial: dict, mode: str = "phases") -> dict[str, float]:
     }
 
 
-@dataclass
-class Request:
-    """What one prediction is for: a configuration and a workload."""
-
-    prompt_tokens: int
-    gen_tokens: int  # per sequence
-
-
 def derive(parts: dict[str, float], gen_tokens: int, batch_size: int) -> dict[str, float]:
     """Latency, energy per request, J/token and average power from the four predicted parts.
 

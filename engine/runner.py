@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .llama_backend import Context, LoadedModel, Sampler
 from .manifest import TrialSpec
@@ -37,7 +37,6 @@ class Measurement:
     stop_reason: str
     batch_size: int
     load_ms: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def metrics(self) -> dict:
         """The per-trial numbers stored in the trials table."""

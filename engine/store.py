@@ -129,10 +129,6 @@ class Store:
                 migrate(self.db)
                 self.db.execute(f"PRAGMA user_version={target}")
 
-    @property
-    def schema_version(self) -> int:
-        return self.db.execute("PRAGMA user_version").fetchone()[0]
-
     # --- the runner's lock: one process runs trials on a database at a time ---
 
     def acquire_runner_lock(self) -> None:
@@ -293,10 +289,6 @@ class Store:
         with self.db.conn:
             self.db["advisor_fits"].insert({"host_id": host_id, "data_hash": data_hash, "created_at": now_iso(),
                                             "payload": payload})
-
-    def token_steps(self, trial_id: int) -> list[tuple[int, int]]:
-        return [(r["t_ns"], r["n_tokens"]) for r in
-                self.db.query("SELECT t_ns, n_tokens FROM token_timings WHERE trial_id=? ORDER BY step", [trial_id])]
 
     def close(self) -> None:
         self.release_runner_lock()
