@@ -1,117 +1,263 @@
-"""From trial rows to the advisor's features and targets.
+"""The physics of llama.cpp inference, as the work each phase does on each device.
 
-Targets of trials measured here ("phases" mode):
-  prefill_ms          time to first token (all sequences' prompts)
-  decode_ms_per_step  one decode step for every sequence of the batch
-  prefill_power_w     average total power during prefill
-  decode_power_w      average total power during decode
-Energy and latency per request are derived from these four, so the parts stay consistent.
-Imported logs carry only whole requests ("request" mode): latency_ms and power_w.
+A configuration runs a model's layers on the CPU, the GPU, or split between them
+(hybrid: `gpu_layers` of `n_layers` on the GPU). For a request of P prompt tokens,
+G generated tokens per sequence and B sequences decoded together:
+
+  prefill       ≈ FLOPs (2 × matrix weights × P × B, plus attention over the context)
+                  ÷ effective compute, + one pass over the weights per n_batch chunk,
+                  + per-token and fixed overhead
+  decode step   ≈ bytes read (the weights once for the whole batch + each sequence's KV
+                  cache at the current context) ÷ effective bandwidth, + FLOPs (2 ×
+                  matrix weights × B) ÷ effective compute, + per-sequence and per-step
+                  overhead
+  power         = idle + dynamic (per busy CPU thread, per GPU share)
+
+Each term below is one column; calibration (fit.py) finds one non-negative coefficient
+per column (seconds per FLOP, seconds per byte, watts per thread, ...). CPU terms come
+in pairs, divided by the thread count and not (Amdahl: the parallel and serial parts),
+so the calibration answers for thread counts it did not measure.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
-TARGETS = ("prefill_ms", "decode_ms_per_step", "prefill_power_w", "decode_power_w")
-MODES = {"phases": TARGETS, "request": ("latency_ms", "power_w")}
-FEATURES = ("log_prompt", "log_batch", "log_gen", "log_context", "bits_per_weight", "log_params", "log_threads",
-            "gpu_fraction")
+from energytui.engine.report import build_of
+
+# ggml block sizes in bits per weight, for a rung of the quantization ladder not on disk.
+QUANT_BITS = {"F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.5625, "Q5_1": 6.0, "Q5_0": 5.5,
+              "Q5_K_M": 5.5, "Q4_1": 5.0, "Q4_0": 4.5, "Q4_K_M": 4.5, "Q3_K_M": 3.4375, "Q2_K": 2.625}
+# llama.cpp's CPU matrix kernels by weight type (vendor/llama.cpp ggml-cpu: llamafile/sgemm.cpp's tinyBLAS
+# handles F32, BF16, F16, Q8_0, Q4_0, Q5_0 and IQ4_NL; repack.cpp tiles Q4_0, Q8_0 and the K-quants). The
+# others take the row-by-row dot-product path, several times slower in prefill here (Q4_1: 115 tok/s
+# against Q4_0's 470). A quantization never measured borrows the calibration of its own family.
+TILED_KERNELS = frozenset({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "IQ4_NL", "Q2_K", "Q4_K_M", "Q5_K_M",
+                           "Q6_K"})
+KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is F16
+
+PHASES = ("prefill", "decode")
+COLUMNS = {
+    "prefill": ("cpu_flops/thread", "cpu_flops", "cpu_attn_flops/thread", "cpu_weight_passes", "gpu_flops",
+                "gpu_weight_passes", "weight_uploads", "chunks", "tokens", "logits", "fixed"),
+    "decode": ("cpu_weight_bytes/thread", "cpu_weight_bytes", "cpu_flops/thread", "cpu_kv_bytes/thread",
+               "cpu_kv_bytes", "gpu_weight_bytes", "gpu_kv_bytes", "gpu_flops", "split_steps", "logits", "cpu_step", "gpu_step"),
+    "power": ("fixed", "cpu_threads", "gpu_share"),
+}
+# What a coefficient means, to print calibrations in words (explain).
+UNITS = {"flops": "FLOP", "bytes": "B", "passes": "B", "uploads": "B"}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the physics needs of a model, from its GGUF header (engine/gguf.py)."""
+
+    name: str
+    path: str
+    quant: str
+    n_params: int
+    n_layers: int
+    bits_per_weight: float
+    decode_bytes: int  # weight bytes read per decode step
+    matmul_params: int  # weights multiplied per token
+    layer_bytes: int = 0
+    n_embd: int = 0
+    n_head: int = 0
+    n_head_kv: int = 0
+    head_dim: int = 0
+    n_ctx_train: int = 0
+    n_vocab: int = 0
+    size: int = 0  # file bytes (weights in memory)
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """K and V of one token in every layer (0 when the header did not say: then KV is not modelled)."""
+        return 2 * self.n_layers * self.n_head_kv * self.head_dim * KV_BYTES_PER_VALUE
+
+    @property
+    def attn_flops_per_context_token(self) -> int:
+        """Q·Kᵀ and attention·V for one new token against one context token, every layer."""
+        return 4 * self.n_layers * self.n_head * self.head_dim
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.size or self.decode_bytes
+
+    def at_quant(self, quant: str) -> "ModelShape":
+        """The same model at another rung of the ladder: matrix bytes rescaled by bits per weight."""
+        bits = QUANT_BITS[quant]
+        scale = bits / self.bits_per_weight
+        return replace(self, quant=quant, name=f"{self.name} as {quant}", path=f"{self.path}#{quant}",
+                       bits_per_weight=bits, decode_bytes=round(self.decode_bytes * scale),
+                       layer_bytes=round(self.layer_bytes * scale), size=round(self.weight_bytes * scale))
+
+    @classmethod
+    def from_row(cls, row: dict) -> "ModelShape":
+        """From a trial row joined with its model (store.trials); imported models may lack the header's shape."""
+        n_params, bits = int(row["n_params"]), float(row["bits_per_weight"])
+        return cls(name=row["model"], path=row["model_path"], quant=row["quant"], n_params=n_params,
+                   n_layers=int(row.get("n_layers") or 0), bits_per_weight=bits,
+                   decode_bytes=int(row.get("decode_bytes") or n_params * bits / 8),
+                   matmul_params=int(row.get("matmul_params") or n_params),
+                   layer_bytes=int(row.get("layer_bytes") or 0), n_embd=int(row.get("n_embd") or 0),
+                   n_head=int(row.get("n_head") or 0), n_head_kv=int(row.get("n_head_kv") or 0),
+                   head_dim=int(row.get("head_dim") or 0), n_ctx_train=int(row.get("n_ctx_train") or 0),
+                   n_vocab=int(row.get("n_vocab") or 0), size=int(row.get("model_size") or 0))
+
+    @classmethod
+    def from_gguf(cls, info, name: str | None = None) -> "ModelShape":
+        return cls(name=name or info.path.stem, path=str(info.path), quant=info.quant, n_params=info.n_params,
+                   n_layers=info.n_layers, bits_per_weight=info.bits_per_weight, decode_bytes=info.decode_bytes,
+                   matmul_params=info.matmul_params, layer_bytes=info.layer_bytes, n_embd=info.n_embd,
+                   n_head=info.n_head, n_head_kv=info.n_head_kv, head_dim=info.head_dim,
+                   n_ctx_train=info.n_ctx_train, n_vocab=info.n_vocab, size=info.size)
 
 
 @dataclass(frozen=True)
 class Config:
-    """A configuration the advisor can recommend: everything but the workload."""
+    """Everything that identifies how a request runs, but the request itself.
 
-    model: str
-    model_path: str
-    quant: str
-    bits_per_weight: float
-    n_params: int
-    n_layers: int
+    `build` is how llama.cpp was built on the host ("cpu" or "gpu": with GPU offload),
+    because a GPU build uses the GPU for large prompt batches even at 0 GPU layers.
+    `threads` and `n_batch` stay None where a log did not record them.
+    """
+
+    host_id: str
+    build: str
     backend: str
-    threads: int
+    threads: int | None
     gpu_layers: int
+    n_batch: int | None
     batch_size: int
+    model: ModelShape
+    device: str = ""  # a spec-table device for what-if answers ("" = the host itself)
 
     @property
-    def gpu_fraction(self) -> float:
-        return self.gpu_layers / self.n_layers if self.n_layers else 0.0
+    def gpu_share(self) -> float:
+        if self.backend == "gpu":
+            return 1.0
+        return min(self.gpu_layers / self.model.n_layers, 1.0) if self.model.n_layers else 0.0
+
+    def key(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+    def settings_key(self) -> str:
+        """The identity without the model's shape details: host, build, backend, layers, threads, batches, file."""
+        return json.dumps([self.host_id, self.build, self.backend, self.threads, self.gpu_layers, self.n_batch,
+                           self.batch_size, self.model.path, self.model.quant, self.device])
 
     def label(self) -> str:
-        where = {"cpu": "CPU", "gpu": "GPU", "hybrid": f"hybrid ({self.gpu_layers}/{self.n_layers} layers on GPU)"}
-        return (f"{where[self.backend]} · {self.model} ({self.quant}, {self.bits_per_weight:.2f} bits/weight) · "
-                f"{self.threads} threads · batch {self.batch_size}")
+        m = self.model
+        where = {"cpu": "CPU", "gpu": "GPU",
+                 "hybrid": f"hybrid ({self.gpu_layers}/{m.n_layers} layers on GPU)"}[self.backend]
+        if self.device:
+            where += f" [{self.device}]"
+        threads = "threads unknown" if self.threads is None else f"{self.threads} thread{'s' * (self.threads != 1)}"
+        n_batch = f" · n_batch {self.n_batch}" if self.n_batch not in (None, 512) else ""
+        build = " · GPU build" if self.build == "gpu" and self.backend == "cpu" else ""
+        return (f"{where} · {m.name} ({m.quant}, {m.bits_per_weight:.2f} bits/weight) · {threads}{n_batch}{build} · "
+                f"batch {self.batch_size}")
 
     def as_dict(self) -> dict:
         return asdict(self)
 
-
-def feature_vector(config: Config, prompt_tokens: int, gen_tokens: int, quants: list[str]) -> list[float]:
-    """The numbers every model family sees; `gen_tokens` is per sequence.
-
-    Besides bits per weight, each quantization type seen in the data gets an indicator:
-    llama.cpp's CPU kernels differ by type (Q4_0 and Q8_0 have repacked fast paths here),
-    so speed is not monotonic in bits per weight.
-    """
-    return [
-        math.log(max(prompt_tokens, 1)),
-        math.log(config.batch_size),
-        math.log(max(gen_tokens, 1)),
-        math.log(prompt_tokens + gen_tokens / 2),  # mean context length while decoding
-        config.bits_per_weight,
-        math.log(config.n_params),
-        math.log(config.threads),
-        config.gpu_fraction,
-        *(float(config.quant == quant) for quant in quants),
-    ]
+    @classmethod
+    def from_dict(cls, data: dict) -> "Config":
+        return cls(**{**data, "model": ModelShape(**data["model"])})
 
 
-def config_of(trial: dict) -> Config:
-    return Config(
-        model=trial["model"], model_path=trial["model_path"], quant=trial["quant"],
-        bits_per_weight=float(trial["bits_per_weight"]), n_params=int(trial["n_params"]),
-        n_layers=int(trial["n_layers"] or 0), backend=trial["backend"], threads=int(trial["threads"]),
-        gpu_layers=int(trial["gpu_layers"]), batch_size=int(trial["batch_size"]),
-    )
+def config_of(row: dict) -> Config:
+    threads = row.get("threads")
+    return Config(host_id=row.get("host_id") or "", build=build_of(row) or "unknown", backend=row["backend"],
+                  threads=int(threads) if threads else None, gpu_layers=int(row.get("gpu_layers") or 0),
+                  n_batch=int(row["n_batch"]) if row.get("n_batch") else None,
+                  batch_size=int(row.get("batch_size") or 1), model=ModelShape.from_row(row))
 
 
-def usable(trial: dict, mode: str = "phases") -> bool:
-    """Done, with the mode's timings and energy, and the model's size and bits per weight known."""
-    steps = (trial.get("gen_tokens") or 0) / (trial.get("batch_size") or 1)
-    needed = ("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j") if mode == "phases" else ("e2e_ms", "energy_j")
-    return bool(trial["status"] == "done" and steps >= (2 if mode == "phases" else 1) and trial.get("bits_per_weight")
-                and trial.get("n_params") and all(trial.get(k) for k in needed))
+@dataclass(frozen=True)
+class Workload:
+    prompt_tokens: int
+    gen_tokens: int  # per sequence
 
 
-def targets_of(trial: dict, mode: str = "phases") -> dict[str, float]:
-    if mode == "request":
-        return {"latency_ms": trial["e2e_ms"], "power_w": trial["energy_j"] / (trial["e2e_ms"] / 1e3)}
-    steps = trial["gen_tokens"] / trial["batch_size"]
-    decode_ms = trial["e2e_ms"] - trial["ttft_ms"]
+def _cpu_threads(config: Config) -> float:
+    """The thread count CPU work divides by; NaN when unknown and the CPU has work (never a made-up default)."""
+    if config.gpu_share >= 1.0:
+        return 1.0  # no CPU layers: the per-thread columns are zero anyway
+    return float(config.threads) if config.threads else math.nan
+
+
+def prefill_work(config: Config, w: Workload) -> dict[str, float]:
+    m, b, p = config.model, config.batch_size, w.prompt_tokens
+    gpu = config.gpu_share
+    cpu, threads = 1.0 - gpu, _cpu_threads(config)
+    tokens = p * b
+    chunks = math.ceil(tokens / (config.n_batch or 512))
+    matmul = 2.0 * m.matmul_params * tokens
+    attention = m.attn_flops_per_context_token * p * (p + 1) / 2 * b  # causal: token i attends to i tokens
+    # A GPU build multiplies large CPU-resident batches on the GPU, uploading those weights each chunk.
+    uploads = chunks * m.decode_bytes * cpu if config.build == "gpu" and (config.n_batch or 512) >= 32 else 0.0
     return {
-        "prefill_ms": trial["ttft_ms"],
-        "decode_ms_per_step": decode_ms / (steps - 1),
-        "prefill_power_w": trial["prefill_energy_j"] / (trial["ttft_ms"] / 1e3),
-        "decode_power_w": trial["decode_energy_j"] / (decode_ms / 1e3),
+        "cpu_flops/thread": cpu * (matmul + attention) / threads, "cpu_flops": cpu * matmul,
+        "cpu_attn_flops/thread": cpu * attention / threads, "cpu_weight_passes": cpu * chunks * m.decode_bytes,
+        "gpu_flops": gpu * (matmul + attention), "gpu_weight_passes": gpu * chunks * m.decode_bytes,
+        "weight_uploads": uploads, "chunks": chunks, "tokens": tokens,
+        "logits": float(m.n_vocab * b),  # each sequence's first token is sampled over the whole vocabulary
+        "fixed": 1.0,
     }
 
 
-def derive(parts: dict[str, float], gen_tokens: int, batch_size: int) -> dict[str, float]:
-    """Latency, energy per request, J/token and average power from the four predicted parts.
+def decode_work(config: Config, w: Workload) -> dict[str, float]:
+    """One decode step, averaged over the generation: the context grows from P to P + G."""
+    m, b = config.model, config.batch_size
+    gpu = config.gpu_share
+    cpu, threads = 1.0 - gpu, _cpu_threads(config)
+    context = w.prompt_tokens + w.gen_tokens / 2
+    kv = m.kv_bytes_per_token * context * b
+    return {
+        "cpu_weight_bytes/thread": cpu * m.decode_bytes / threads, "cpu_weight_bytes": cpu * m.decode_bytes,
+        "cpu_flops/thread": cpu * 2.0 * m.matmul_params * b / threads,
+        "cpu_kv_bytes/thread": cpu * kv / threads, "cpu_kv_bytes": cpu * kv,
+        "gpu_weight_bytes": gpu * m.decode_bytes, "gpu_kv_bytes": gpu * kv,
+        "gpu_flops": gpu * 2.0 * m.matmul_params * b,
+        "split_steps": 1.0 if 0.0 < gpu < 1.0 else 0.0, "logits": float(m.n_vocab * b),
+        "cpu_step": cpu, "gpu_step": gpu,  # per-layer launch and sync overhead, per device
+    }
+
+
+def power_load(config: Config) -> dict[str, float]:
+    """Busy CPU threads (the share of layers on the CPU) and the GPU's share of layers."""
+    gpu = config.gpu_share
+    threads = config.threads if config.threads else (0.0 if gpu >= 1.0 else math.nan)
+    return {"fixed": 1.0, "cpu_threads": (1.0 - gpu) * threads, "gpu_share": gpu}
+
+
+def vector(work: dict[str, float], columns: tuple[str, ...]) -> list[float]:
+    return [work[c] for c in columns]
+
+
+@dataclass
+class Parts:
+    """Predicted phases of one batch: seconds and average watts."""
+
+    prefill_s: float
+    decode_step_s: float
+    prefill_w: float
+    decode_w: float
+    extra: dict = field(default_factory=dict)
+
+
+def derive(parts: Parts, gen_tokens: int, batch_size: int) -> dict[str, float]:
+    """Latency, energy per request, J/token and average power from the predicted parts.
 
     A batch serves `batch_size` requests at once: each waits the whole batch's latency and
     is charged its share of the batch's energy.
     """
-    if "latency_ms" in parts:  # request mode
-        latency_s = parts["latency_ms"] / 1e3
-        batch_energy = parts["power_w"] * latency_s
-    else:
-        prefill_s = parts["prefill_ms"] / 1e3
-        decode_s = parts["decode_ms_per_step"] * max(gen_tokens - 1, 0) / 1e3
-        batch_energy = parts["prefill_power_w"] * prefill_s + parts["decode_power_w"] * decode_s
-        latency_s = prefill_s + decode_s
+    decode_s = parts.decode_step_s * max(gen_tokens - 1, 0)
+    latency_s = parts.prefill_s + decode_s
+    batch_energy = parts.prefill_w * parts.prefill_s + parts.decode_w * decode_s
     energy = batch_energy / batch_size
-    return {"latency_s": latency_s, "energy_j": energy, "j_per_token": energy / gen_tokens,
+    return {"latency_s": latency_s, "energy_j": energy, "j_per_token": energy / max(gen_tokens, 1),
             "avg_power_w": batch_energy / latency_s, "edp_js": energy * latency_s}

@@ -1,27 +1,40 @@
-"""Fitting: a few model families per target, chosen by cross-validation that holds out whole configurations.
+"""Calibration: the physical model's few effective constants, fitted per host on its trials.
 
-The held-out errors are stored with the fit and shown to the user; a fit is reused
-until the data it learned from changes (its hash).
+For each part (prefill time, decode-step time, prefill power, decode power) a
+non-negative linear fit on the physical columns of features.py finds seconds per FLOP,
+seconds per byte, overheads and watts. The fit minimises relative error and is made
+robust by re-weighting: trials far off the rest (a noisy neighbour on the machine)
+are down-weighted rather than allowed to bend the constants. Held-out errors come from
+grouped cross-validation (whole configurations held out), and a residual model is
+kept only where that cross-validation shows it helps.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import statistics
+import math
 import time
 from dataclasses import asdict, dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from energytui.engine.errors import UserError
 
 from . import portable
-from .features import MODES, Config, config_of, derive, feature_vector, targets_of, usable
+from .features import COLUMNS, TILED_KERNELS, Config, Parts, Workload, config_of, decode_work, derive, power_load, prefill_work, vector
+
+if TYPE_CHECKING:  # numpy is imported where fitting needs it: a cached `advise` never pays for it
+    import numpy as np
 
 MIN_CONFIGS, MIN_TRIALS = 3, 12
-SWEEP_HINT = "run `energytui models ladder` then `energytui run config/manifests/advisor-sweep.yaml`"
-INTERVAL_QUANTILE = 0.9  # intervals cover 90% of the held-out relative errors
+SWEEP_HINT = "run `energytui run config/manifests/calibrate.yaml` (about 3 minutes)"
+INTERVAL_QUANTILE = 0.9  # intervals cover 90% of the held-out errors
+PARTS = ("prefill_s", "decode_step_s", "prefill_w", "decode_w")
+REQUEST_PARTS = ("latency_s", "power_w")
+KERNEL_COLUMNS = ("cpu_flops/thread", "gpu_flops")
+RESIDUAL_FEATURES = ("log_prompt", "log_gen", "log_batch", "threads", "gpu_share", "bits_per_weight")
+RESIDUAL_GAIN = 0.9  # keep a residual model only if it cuts the held-out error by at least 10 %
+RESIDUAL_MIN_POINTS = 0.005  # ... and by at least half a percentage point
 
 
 class NotEnoughData(UserError):
@@ -36,18 +49,21 @@ class Fit:
     created_at: str
     n_trials: int
     n_configs: int
-    families: dict[str, str]  # target -> chosen family
-    models: dict[str, dict]  # target -> portable model
-    cv_mape: dict[str, dict[str, float]]  # target -> family -> held-out MAPE
-    held_out_mape: dict[str, float]  # chosen families, plus latency_s and energy_j per request
-    intervals: dict[str, float]  # quantity -> relative half-width
+    mode: str  # "phases" (measured here) or "request" (imported whole-request logs)
+    coefficients: dict[str, dict[str, float]]  # part -> column -> coefficient
+    residuals: dict[str, dict]  # part -> portable residual model (only where CV showed it helps)
+    held_out_mape: dict[str, float]  # per part, plus latency_s and energy_j per request
+    in_sample_mape: dict[str, float]
+    residual_cv: dict[str, dict[str, float]]  # part -> {"physical": mape, "physical+residual": mape}
+    intervals: dict[str, dict[str, float]]  # basis -> quantity -> log half-width
     configs: list[dict]
     ranges: dict  # measured prompt/gen ranges, overall and per configuration
     energy_tags: list[str]
     models_seen: list[str] = field(default_factory=list)
-    mode: str = "phases"  # "request" for imported whole-request logs
     imported_trials: int = 0
-    quants: list[str] = field(default_factory=list)  # the quantization indicators' order in the features
+    excluded: dict[str, int] = field(default_factory=dict)  # reason -> trials left out
+    quants: list[str] = field(default_factory=list)
+    host: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -57,74 +73,208 @@ class Fit:
         return cls(**json.loads(text))
 
     def config_objects(self) -> list[Config]:
-        return [Config(**c) for c in self.configs]
+        return [Config.from_dict(c) for c in self.configs]
+
+    def calibrated(self, part: str, column: str) -> bool:
+        return column in self.coefficients.get(part, {})
 
 
-def config_key(config: Config) -> str:
-    return json.dumps(config.as_dict(), sort_keys=True)
+FIT_VERSION = "physical-3"  # part of the data hash: a new model never reuses an older model's cached fit
 
 
 def data_hash(trials: list[dict]) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(FIT_VERSION.encode())
     for t in sorted(trials, key=lambda t: t["id"]):
         digest.update(f"{t['id']}|{t['finished_at']}|{t['energy_j']}|{t['e2e_ms']}\n".encode())
     return digest.hexdigest()
 
 
-def _families():
-    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+# --- from trials to targets -------------------------------------------------------------------
 
-    return {
-        "log-linear": (lambda: make_pipeline(StandardScaler(), Ridge(alpha=0.1)), portable.export_linear),
-        "boosting": (lambda: GradientBoostingRegressor(n_estimators=150, max_depth=3, learning_rate=0.08,
-                                                       subsample=0.9, random_state=0), portable.export_boosting),
-        "forest": (lambda: RandomForestRegressor(n_estimators=80, min_samples_leaf=2, random_state=0),
-                   portable.export_forest),
-    }
+def steps_of(trial: dict) -> float:
+    return (trial.get("gen_tokens") or 0) / (trial.get("batch_size") or 1)
 
 
-def fit(trials: list[dict], host_id: str) -> Fit:
-    """Fit every target with every family, keep the best by grouped CV, refit it on all data."""
+def usable(trial: dict, mode: str = "phases") -> bool:
+    """Done, with the mode's timings and energy, and the model's size and bits per weight known."""
+    needed = ("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j") if mode == "phases" else ("e2e_ms", "energy_j")
+    return bool(trial["status"] == "done" and steps_of(trial) >= (2 if mode == "phases" else 1)
+                and trial.get("bits_per_weight") and trial.get("n_params") and trial.get("prompt_tokens")
+                and all(trial.get(k) for k in needed) and (mode == "request" or trial["e2e_ms"] > trial["ttft_ms"]))
+
+
+def targets_of(trial: dict, mode: str) -> dict[str, float]:
+    if mode == "request":
+        return {"latency_s": trial["e2e_ms"] / 1e3, "power_w": trial["energy_j"] / (trial["e2e_ms"] / 1e3)}
+    decode_ms = trial["e2e_ms"] - trial["ttft_ms"]
+    return {"prefill_s": trial["ttft_ms"] / 1e3, "decode_step_s": decode_ms / (steps_of(trial) - 1) / 1e3,
+            "prefill_w": trial["prefill_energy_j"] / (trial["ttft_ms"] / 1e3),
+            "decode_w": trial["decode_energy_j"] / (decode_ms / 1e3)}
+
+
+def workload_of(trial: dict) -> Workload:
+    return Workload(int(trial["prompt_tokens"]), max(int(round(steps_of(trial))), 1))
+
+
+def design(config: Config, workload: Workload, part: str) -> list[float]:
+    """The physical columns of one part (request mode: a whole request's time is prefill + all steps)."""
+    if part == "prefill_s":
+        return vector(prefill_work(config, workload), COLUMNS["prefill"])
+    if part == "decode_step_s":
+        return vector(decode_work(config, workload), COLUMNS["decode"])
+    if part == "latency_s":
+        steps = max(workload.gen_tokens - 1, 0)
+        return design(config, workload, "prefill_s") + [steps * v for v in design(config, workload, "decode_step_s")]
+    return vector(power_load(config), COLUMNS["power"])
+
+
+def columns_of(part: str) -> list[str]:
+    if part == "latency_s":
+        return [f"prefill:{c}" for c in COLUMNS["prefill"]] + [f"decode:{c}" for c in COLUMNS["decode"]]
+    return list(COLUMNS[{"prefill_s": "prefill", "decode_step_s": "decode"}.get(part, "power")])
+
+
+def kernel_columns(part: str, quants: list[str]) -> list[str]:
+    """The calibrated columns: compute columns split per quantization type, since llama.cpp's kernels
+    differ by type (here Q4_0's repacked path ran prefill four times faster than Q4_1's)."""
+    out = []
+    for column in columns_of(part):
+        bare = column.split(":")[-1]
+        out += [f"{column}@{q}" for q in quants] if bare in KERNEL_COLUMNS and quants else [column]
+    return out
+
+
+def expand(x: list[float], part: str, quant: str, quants: list[str]) -> list[float]:
+    """A row of the generic design spread over the per-quantization columns (its own quant's only)."""
+    out = []
+    for column, value in zip(columns_of(part), x):
+        if column.split(":")[-1] in KERNEL_COLUMNS and quants:
+            out += [value if q == quant else 0.0 for q in quants]
+        else:
+            out.append(value)
+    return out
+
+
+def coefficient(coefficients: dict[str, float], column: str, quant: str) -> float | None:
+    """A column's coefficient for a quantization; an unmeasured one takes the mean of the measured ones of
+    its kernel family (tiled GEMM or dot product), else of all measured ones."""
+    if column in coefficients:
+        return coefficients[column]
+    if f"{column}@{quant}" in coefficients:
+        return coefficients[f"{column}@{quant}"]
+    kernels = {k.split("@")[1]: v for k, v in coefficients.items() if k.startswith(f"{column}@")}
+    family = [v for q, v in kernels.items() if (q in TILED_KERNELS) == (quant in TILED_KERNELS)]
+    chosen = family or list(kernels.values())
+    return sum(chosen) / len(chosen) if chosen else None
+
+
+def residual_features(config: Config, workload: Workload) -> list[float]:
+    return [math.log(workload.prompt_tokens), math.log(max(workload.gen_tokens, 1)), math.log(config.batch_size),
+            float(config.threads or 0), config.gpu_share, config.model.bits_per_weight]
+
+
+# --- the robust non-negative fit ----------------------------------------------------------------
+
+def fit_nonnegative(x: np.ndarray, y: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Coefficients ≥ 0 minimising the squared *relative* error, with outliers down-weighted.
+
+    Columns are scaled to unit size so the solver treats FLOPs and bytes alike; every
+    round re-weights trials by a Tukey-style weight on their relative residual against
+    the median absolute deviation of all residuals.
+    """
+    import numpy as np
+
+    from sklearn.linear_model import LinearRegression
+
+    a = x / y[:, None]
+    scale = np.abs(a).max(axis=0)
+    live = scale > 0
+    coef = np.zeros(x.shape[1])
+    weights = np.ones(len(y))
+    for _ in range(rounds):
+        model = LinearRegression(fit_intercept=False, positive=True)
+        model.fit(a[:, live] / scale[live], np.ones(len(y)), sample_weight=weights)
+        coef[live] = model.coef_ / scale[live]
+        rel = x @ coef / y - 1
+        mad = max(float(np.median(np.abs(rel - np.median(rel)))), 0.01)
+        weights = np.clip(1 - (rel / (6 * mad)) ** 2, 0.0, 1.0) ** 2
+        if weights.sum() < 0.5 * len(y):  # too few trials agree: keep everything, unweighted
+            weights = np.ones(len(y))
+    return coef
+
+
+def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
+    """Calibrate the physical model on a host's trials; held-out errors by grouped cross-validation."""
+    import numpy as np
+
     from sklearn.model_selection import GroupKFold
 
     mode = choose_mode(trials)
-    targets = MODES[mode]
-    data = [t for t in trials if usable(t, mode)]
-    configs = {config_key(config_of(t)): config_of(t) for t in data}
+    parts = PARTS if mode == "phases" else REQUEST_PARTS
+    data, excluded = _usable_rows(trials, mode)
+    configs = {c.key(): c for c in (config_of(t) for t in data)}
     if len(configs) < MIN_CONFIGS or len(data) < MIN_TRIALS:
         raise NotEnoughData(f"the advisor needs at least {MIN_TRIALS} done trials with energy over {MIN_CONFIGS} "
                             f"configurations on this host (has {len(data)} over {len(configs)}); {SWEEP_HINT}")
+    rows = [(config_of(t), workload_of(t)) for t in data]
+    y = {p: np.array([targets_of(t, mode)[p] for t in data]) for p in parts}
     quants = sorted({t["quant"] for t in data})
-    x = np.array([feature_vector(config_of(t), t["prompt_tokens"], t["gen_tokens"] // t["batch_size"], quants)
-                  for t in data])
-    y = {name: np.array([targets_of(t, mode)[name] for t in data]) for name in targets}
-    groups = np.array([t["config_id"] for t in data])
-    folds = list(GroupKFold(n_splits=min(5, len(set(groups)))).split(x, groups=groups))
-    families = _families()
-    oof = {target: {} for target in targets}
-    for target in targets:
-        for name, (make, _export) in families.items():
-            predicted = np.empty(len(data))
-            for train, test in folds:
-                model = make().fit(x[train], np.log(y[target][train]))
-                predicted[test] = np.exp(model.predict(x[test]))
-            oof[target][name] = predicted
-    cv_mape = {t: {n: _mape(p, y[t]) for n, p in oof[t].items()} for t in targets}
-    chosen = {t: min(cv_mape[t], key=cv_mape[t].get) for t in targets}
-    models = {t: families[chosen[t]][1](families[chosen[t]][0]().fit(x, np.log(y[t]))) for t in targets}
-    held_out, intervals = _derived_errors(data, {t: oof[t][chosen[t]] for t in targets})
-    held_out.update({t: cv_mape[t][chosen[t]] for t in targets})
+    x = {p: np.array([expand(design(c, w, p), p, c.model.quant, quants) for c, w in rows]) for p in parts}
+    r = np.array([residual_features(c, w) for c, w in rows])
+    groups = np.array([str(t.get(groups_by)) for t in data])
+    folds = list(GroupKFold(n_splits=min(5, len(set(groups)))).split(r, groups=groups))
+
+    oof, residual_cv = {}, {}
+    for p in parts:
+        plain, with_residual = np.empty(len(data)), np.empty(len(data))
+        for train, test in folds:
+            coef = fit_nonnegative(x[p][train], y[p][train])
+            plain[test] = np.maximum(x[p][test] @ coef, 1e-12)
+            residual = _fit_residual(r[train], y[p][train] / np.maximum(x[p][train] @ coef, 1e-12))
+            with_residual[test] = plain[test] * np.exp(_predict_residual(residual, r[test]))
+        residual_cv[p] = {"physical": _mape(plain, y[p]), "physical+residual": _mape(with_residual, y[p])}
+        oof[p] = with_residual if _residual_helps(residual_cv[p]) else plain
+
+    coefficients, residuals, fitted = {}, {}, {}
+    for p in parts:
+        coef = fit_nonnegative(x[p], y[p])
+        names = kernel_columns(p, quants)
+        calibrated = np.abs(x[p]).max(axis=0) > 0
+        coefficients[p] = {names[i]: float(coef[i]) for i in range(len(names)) if calibrated[i]}
+        fitted[p] = np.maximum(x[p] @ coef, 1e-12)
+        if _residual_helps(residual_cv[p]):
+            residuals[p] = _fit_residual(r, y[p] / fitted[p])
+            fitted[p] = fitted[p] * np.exp(_predict_residual(residuals[p], r))
+
+    held_out, held_out_log = _per_request_errors(data, rows, oof, mode)
+    in_sample, in_sample_log = _per_request_errors(data, rows, fitted, mode)
+    held_out.update({p: _mape(oof[p], y[p]) for p in parts})
+    in_sample.update({p: _mape(fitted[p], y[p]) for p in parts})
     return Fit(
         host_id=host_id, data_hash=data_hash(data), created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        n_trials=len(data), n_configs=len(configs), families=chosen, models=models, cv_mape=cv_mape,
-        held_out_mape=held_out, intervals=intervals, configs=[c.as_dict() for c in configs.values()],
-        ranges=_ranges(data), energy_tags=sorted({t["energy_tag"] for t in data if t.get("energy_tag")}),
-        models_seen=sorted({t["model"] for t in data}), mode=mode,
-        imported_trials=sum(bool(t.get("imported")) for t in data), quants=quants,
+        n_trials=len(data), n_configs=len(configs), mode=mode, coefficients=coefficients, residuals=residuals,
+        held_out_mape=held_out, in_sample_mape=in_sample, residual_cv=residual_cv,
+        intervals={"measured here": in_sample_log, "calibrated here": held_out_log},
+        configs=[c.as_dict() for c in configs.values()], ranges=_ranges(data, rows),
+        energy_tags=sorted({t["energy_tag"] for t in data if t.get("energy_tag")}),
+        models_seen=sorted({t["model"] for t in data}), imported_trials=sum(bool(t.get("imported")) for t in data),
+        excluded=excluded, quants=quants,
+        host={k: data[0].get(k) for k in ("gpu_build", "host_cores", "host_ram_gb")},
     )
+
+
+def _usable_rows(trials: list[dict], mode: str) -> tuple[list[dict], dict[str, int]]:
+    data, excluded = [], {}
+    for t in trials:
+        if not usable(t, mode):
+            continue
+        config = config_of(t)
+        if config.threads is None and config.gpu_share < 1.0:
+            excluded["thread count not recorded (CPU work cannot be scaled)"] = \
+                excluded.get("thread count not recorded (CPU work cannot be scaled)", 0) + 1
+            continue
+        data.append(t)
+    return data, excluded
 
 
 def choose_mode(trials: list[dict]) -> str:
@@ -134,40 +284,81 @@ def choose_mode(trials: list[dict]) -> str:
 
 
 def usable_data(trials: list[dict]) -> list[dict]:
-    mode = choose_mode(trials)
-    return [t for t in trials if usable(t, mode)]
+    return _usable_rows(trials, choose_mode(trials))[0]
+
+
+def _residual_helps(scores: dict[str, float]) -> bool:
+    gain = scores["physical"] - scores["physical+residual"]
+    return scores["physical+residual"] < RESIDUAL_GAIN * scores["physical"] and gain >= RESIDUAL_MIN_POINTS
+
+
+def _fit_residual(features: np.ndarray, ratio: np.ndarray) -> dict:
+    import numpy as np
+
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    model = GradientBoostingRegressor(n_estimators=60, max_depth=2, learning_rate=0.1, subsample=0.9, random_state=0)
+    return portable.export_boosting(model.fit(features, np.log(ratio)))
+
+
+def _predict_residual(model: dict | None, features: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return np.log(portable.predict(model, features)) if model else np.zeros(len(features))
 
 
 def _mape(predicted: np.ndarray, actual: np.ndarray) -> float:
+    import numpy as np
+
     return float(np.mean(np.abs(predicted / actual - 1)))
 
 
-def _derived_errors(data: list[dict], oof: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Held-out errors of latency and energy per request, built from the parts' held-out predictions."""
-    rel = {"latency_s": [], "energy_j": [], "avg_power_w": []}
+def parts_from(values: dict[str, float], mode: str) -> Parts:
+    if mode == "request":
+        return Parts(values["latency_s"], 0.0, values["power_w"], values["power_w"])
+    return Parts(values["prefill_s"], values["decode_step_s"], values["prefill_w"], values["decode_w"])
+
+
+def _per_request_errors(data: list[dict], rows: list, predicted: dict[str, np.ndarray],
+                        mode: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Errors of latency, energy and power per request built from predicted parts.
+
+    Returns MAPE per trial, MAPE of each configuration's mean (`… config mean`: what the
+    advisor predicts is a configuration's expected cost, which a single noisy trial
+    misses by its own noise too), and the 90 % quantile of |log(predicted / actual)| per
+    trial that sets the intervals (a log interval never goes below zero).
+    """
+    import numpy as np
+
+    logs: dict[str, list[float]] = {"latency_s": [], "energy_j": [], "avg_power_w": []}
+    pairs: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for i, t in enumerate(data):
-        parts = {target: float(values[i]) for target, values in oof.items()}
-        predicted = derive(parts, t["gen_tokens"] // t["batch_size"], t["batch_size"])
-        actual_latency = t["e2e_ms"] / 1e3
-        actual_energy = t["energy_j"] / t["batch_size"]
-        rel["latency_s"].append(predicted["latency_s"] / actual_latency - 1)
-        rel["energy_j"].append(predicted["energy_j"] / actual_energy - 1)
-        rel["avg_power_w"].append(predicted["avg_power_w"] / (actual_energy * t["batch_size"] / actual_latency) - 1)
-    mape = {k: statistics.fmean(abs(v) for v in values) for k, values in rel.items()}
-    intervals = {k: float(np.quantile(np.abs(values), INTERVAL_QUANTILE)) for k, values in rel.items()}
-    intervals["j_per_token"] = intervals["energy_j"]
-    return mape, intervals
+        config, workload = rows[i]
+        values = {p: float(v[i]) for p, v in predicted.items()}
+        gen = workload.gen_tokens if mode == "phases" else 1
+        d = derive(parts_from(values, mode), gen, config.batch_size)
+        latency, energy = t["e2e_ms"] / 1e3, t["energy_j"] / config.batch_size
+        actual = {"latency_s": latency, "energy_j": energy, "avg_power_w": energy * config.batch_size / latency}
+        for quantity, value in actual.items():
+            logs[quantity].append(math.log(d[quantity] / value))
+            pairs.setdefault((quantity, str(t.get("config_id"))), []).append((d[quantity], value))
+    mape = {k: float(np.mean(np.abs(np.expm1(v)))) for k, v in logs.items()}
+    for quantity in logs:
+        means = [np.mean(pair, axis=0) for (q, _), pair in pairs.items() if q == quantity]
+        mape[f"{quantity} config mean"] = float(np.mean([abs(p / a - 1) for p, a in means]))
+    widths = {k: float(np.quantile(np.abs(v), INTERVAL_QUANTILE)) for k, v in logs.items()}
+    widths["j_per_token"] = widths["energy_j"]
+    widths["edp_js"] = widths["energy_j"] + widths["latency_s"]
+    return mape, widths
 
 
-def _ranges(data: list[dict]) -> dict:
+def _ranges(data: list[dict], rows: list) -> dict:
     per_config: dict[str, dict] = {}
-    for t in data:
-        entry = per_config.setdefault(config_key(config_of(t)), {"prompt": [t["prompt_tokens"]] * 2,
-                                                                 "gen": [t["gen_tokens"] // t["batch_size"]] * 2})
-        for key, value in (("prompt", t["prompt_tokens"]), ("gen", t["gen_tokens"] // t["batch_size"])):
+    for t, (config, workload) in zip(data, rows):
+        entry = per_config.setdefault(config.key(), {"prompt": [workload.prompt_tokens] * 2,
+                                                     "gen": [workload.gen_tokens] * 2})
+        for key, value in (("prompt", workload.prompt_tokens), ("gen", workload.gen_tokens)):
             entry[key] = [min(entry[key][0], value), max(entry[key][1], value)]
-    return {
-        "prompt": [min(t["prompt_tokens"] for t in data), max(t["prompt_tokens"] for t in data)],
-        "gen": [min(t["gen_tokens"] // t["batch_size"] for t in data), max(t["gen_tokens"] // t["batch_size"] for t in data)],
-        "per_config": per_config,
-    }
+    prompts = [w.prompt_tokens for _, w in rows]
+    gens = [w.gen_tokens for _, w in rows]
+    return {"prompt": [min(prompts), max(prompts)], "gen": [min(gens), max(gens)], "per_config": per_config}

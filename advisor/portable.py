@@ -7,8 +7,6 @@ it back with numpy only.
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def export_linear(pipeline) -> dict:
     """A StandardScaler + Ridge pipeline on a log target."""
@@ -35,9 +33,9 @@ def export_forest(model) -> dict:
             "trees": [_export_tree(tree) for tree in model.estimators_]}
 
 
-def _tree_predict(tree: list[list], x: np.ndarray) -> np.ndarray:
+def _tree_predict(tree: list[list], x) -> list[float]:
     left, right, feature, threshold, value = tree
-    out = np.empty(len(x))
+    out = [0.0] * len(x)
     for row, sample in enumerate(x):
         node = 0
         while left[node] != -1:
@@ -46,12 +44,14 @@ def _tree_predict(tree: list[list], x: np.ndarray) -> np.ndarray:
     return out
 
 
-def predict(model: dict, x) -> np.ndarray:
-    """Predictions on the original scale (the models are fitted on log targets)."""
+def predict(model: dict, x):
+    """Predictions on the original scale (the models are fitted on log targets), as a numpy array."""
+    import numpy as np  # only where a residual or tree model is used: a purely physical advise never imports it
+
     x = np.asarray(x, dtype=float)
     if model["kind"] == "linear":
         z = (x - np.asarray(model["mean"])) / np.asarray(model["scale"])
         log_y = z @ np.asarray(model["coef"]) + model["intercept"]
     else:
-        log_y = model["base"] + model["weight"] * sum(_tree_predict(tree, x) for tree in model["trees"])
+        log_y = model["base"] + model["weight"] * sum(np.asarray(_tree_predict(tree, x)) for tree in model["trees"])
     return np.exp(log_y)

@@ -1,4 +1,9 @@
-"""Recommendation: predict every measured configuration for the request, filter by budget and SLO, rank.
+"""Recommendation: predict every candidate for the request, reject what cannot run or does not fit, rank.
+
+Candidates are the configurations measured on this host, moved to the request's batch
+size or thread count when asked, plus what-if ones: another GGUF (`--model`), rungs of
+the quantization ladder (`--quant`), or a device from the spec table (`--hardware`).
+Every prediction names its basis: measured here, calibrated here, or spec prior only.
 
 The power budget is compared with the predicted average power of the request, which is
 the sum over the devices the trials measured (CPU packages and DRAM, or the CPU
@@ -7,16 +12,16 @@ estimate, plus GPUs; or the wall meter alone when one was used).
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from energytui.engine.errors import UserError
 
-from . import portable
-from .features import Config, derive, feature_vector
-from energytui.engine.telemetry.base import weakest_source
-
-from .fit import Fit, config_key
+from . import hardware
+from .features import Config, ModelShape, Workload
+from .fit import Fit
+from .predict import CALIBRATED, MEASURED, SPEC, Basis, NotCalibrated, host_basis, predict
 
 # What a predicted energy rests on, by the weakest source tag of the trials it learned from.
 PREDICTION_BASIS = {"counter": "from energy counters", "integrated": "from integrated power",
@@ -24,14 +29,18 @@ PREDICTION_BASIS = {"counter": "from energy counters", "integrated": "from integ
 OBJECTIVES = {"energy": "energy_j", "edp": "edp_js", "latency": "latency_s"}
 _POWER_UNITS = {"w": 1.0, "kw": 1e3, "mw": 1e-3}
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "min": 60.0}
+MAX_BUDGET_W = 100_000.0  # a power budget above 100 kW is a typo, not a desktop
+UNMEASURED_WIDEN = 1.5  # intervals for lengths, models or quantizations never measured in this configuration
+MEMORY_HEADROOM = 0.9  # the OS and the rest of the machine keep a tenth
 
 
 def parse_power(text: str) -> float:
     """'50W', '50', '0.05kW', '500mW' → watts."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(kW|W|mW)?\s*", str(text), re.IGNORECASE)
-    if not match or float(match.group(1)) <= 0:
-        raise UserError(f"--budget {text!r}: give a positive power like 50W, 50 or 0.05kW")
-    return float(match.group(1)) * _POWER_UNITS[(match.group(2) or "w").lower()]
+    watts = float(match.group(1)) * _POWER_UNITS[(match.group(2) or "w").lower()] if match else 0.0
+    if not 0 < watts <= MAX_BUDGET_W:
+        raise UserError(f"--budget {text!r}: give a positive power like 50W, 50 or 0.05kW (at most 100kW)")
+    return watts
 
 
 def parse_duration(text: str) -> float:
@@ -43,9 +52,41 @@ def parse_duration(text: str) -> float:
 
 
 @dataclass
+class Request:
+    gen_tokens: int
+    prompt_tokens: int = 128
+    budget_w: float | None = None
+    latency_s: float | None = None
+    objective: str = "energy"
+    batch: int | None = None
+    threads: int | None = None
+    model: str | None = None
+    quants: list[str] = field(default_factory=list)
+    hardware: str | None = None
+
+    def check(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"--objective {self.objective!r}: choose energy, edp or latency")
+        for flag, value in (("--tokens", self.gen_tokens), ("--prompt-tokens", self.prompt_tokens),
+                            ("--batch", self.batch), ("--threads", self.threads)):
+            if value is not None and value < 1:
+                raise UserError(f"{flag} {value}: give a whole number ≥ 1")
+        for quant in self.quants:
+            if quant not in hardware_quants():
+                raise UserError(f"--quant {quant!r}: choose from {', '.join(hardware_quants())}")
+
+
+def hardware_quants() -> list[str]:
+    from .features import QUANT_BITS
+
+    return list(QUANT_BITS)
+
+
+@dataclass
 class Prediction:
     config: dict
     label: str
+    basis: str
     values: dict[str, float]  # latency_s, energy_j, j_per_token, avg_power_w, edp_js
     intervals: dict[str, list[float]]  # quantity -> [low, high]
     extrapolation: list[str]
@@ -60,119 +101,286 @@ class Advice:
     rejected: list[Prediction]
     closest: Prediction | None
     needs: str | None
+    changes: list[str]  # what would change the answer
     notes: list[str]
-    model: dict  # what the fit learned from and its held-out errors
+    model: dict  # what the calibration learned from and its held-out errors
 
     def as_json(self) -> dict:
         return asdict(self)
 
 
-def predict(fit: Fit, config: Config, prompt_tokens: int, gen_tokens: int) -> dict[str, float]:
-    x = [feature_vector(config, prompt_tokens, gen_tokens, fit.quants)]
-    parts = {target: float(portable.predict(model, x)[0]) for target, model in fit.models.items()}
-    return derive(parts, gen_tokens, config.batch_size)
+# --- candidates ----------------------------------------------------------------------------------
 
-
-def candidates(fit: Fit, batch: int | None, model: str | None) -> list[Config]:
-    configs = fit.config_objects()
-    if model:
-        configs = [c for c in configs if model in (c.model, c.quant) or c.model_path.endswith(model)]
+def candidates(fit: Fit, req: Request, what_if_models: list[ModelShape]) -> list[tuple[Config, Basis]]:
+    """Every configuration to predict, each with the basis its prediction rests on."""
+    measured = fit.config_objects()
+    configs = measured
+    if req.model:
+        configs = [c for c in measured if req.model in (c.model.name, c.model.quant) or c.model.path.endswith(req.model)]
         if not configs:
-            raise UserError(f"--model {model!r}: no trials of that model on this host; measured: "
-                            f"{', '.join(fit.models_seen)}")
-    if batch:
-        unique = {}
-        for c in configs:
-            moved = Config(**{**c.as_dict(), "batch_size": batch})
-            unique.setdefault(config_key(moved), moved)
-        configs = list(unique.values())
-    return configs
+            if not what_if_models:
+                raise UserError(f"--model {req.model!r}: not measured on this host and not a registry name or GGUF "
+                                f"path; measured: {', '.join(fit.models_seen)}")
+            configs = _unique([replace(c, model=m) for c in measured for m in what_if_models])
+    configs = configs + [replace(c, model=c.model.at_quant(q)) for c in configs for q in req.quants
+                         if q != c.model.quant]
+    if req.batch:
+        configs = [replace(c, batch_size=req.batch) for c in configs]
+    if req.threads:
+        configs = [replace(c, threads=req.threads) if c.gpu_share < 1 else c for c in configs]
+    configs = _unique(configs)
+    if req.hardware:
+        return _spec_candidates(configs, req)
+    return [(c, _host_basis(fit, c, req)) for c in configs]
 
 
-def _extrapolation(fit: Fit, config: Config, prompt_tokens: int, gen_tokens: int) -> list[str]:
-    measured = fit.ranges["per_config"].get(config_key(config))
+def _unique(configs: list[Config]) -> list[Config]:
+    return list({c.key(): c for c in configs}.values())
+
+
+def _host_basis(fit: Fit, config: Config, req: Request) -> Basis:
+    """Measured here when this configuration ran at these lengths; calibrated here otherwise."""
+    measured = fit.ranges["per_config"].get(config.key())
     if measured is None:
-        return [f"batch {config.batch_size} was never measured with this configuration"]
+        new = [m for m in (config.model.quant not in fit.quants and f"{config.model.quant} was never measured here",
+                           config.model.name not in fit.models_seen and f"{config.model.name} was never run here")
+               if m]
+        return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN if new else 1.0, new or ["configuration not measured"])
+    outside = _outside(measured, req)
+    if outside:
+        return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN, outside)
+    return host_basis(fit, MEASURED)
+
+
+def _outside(measured: dict, req: Request) -> list[str]:
     flags = []
-    for name, value, (low, high) in (("prompt", prompt_tokens, measured["prompt"]), ("generated", gen_tokens, measured["gen"])):
+    for name, value, (low, high) in (("prompt", req.prompt_tokens, measured["prompt"]),
+                                     ("generated", req.gen_tokens, measured["gen"])):
         if not low <= value <= high:
             flags.append(f"{value} {name} tokens is outside the measured {low}–{high}")
     return flags
 
 
-def advise(fit: Fit, gen_tokens: int, prompt_tokens: int, budget_w: float | None, latency_s: float | None,
-           objective: str, batch: int | None, model: str | None, gpu_trials: bool) -> Advice:
-    if objective not in OBJECTIVES:
-        raise UserError(f"--objective {objective!r}: choose energy, edp or latency")
-    if gen_tokens < 1 or prompt_tokens < 1:
-        raise UserError("--tokens and --prompt-tokens must be whole numbers ≥ 1")
-    key = OBJECTIVES[objective]
-    predictions = []
-    for config in candidates(fit, batch, model):
-        values = predict(fit, config, prompt_tokens, gen_tokens)
-        intervals = {q: [values[q] * (1 - fit.intervals.get(q, 0)), values[q] * (1 + fit.intervals.get(q, 0))]
-                     for q in ("latency_s", "energy_j", "j_per_token", "avg_power_w")}
-        prediction = Prediction(config.as_dict(), config.label(), values, intervals,
-                                _extrapolation(fit, config, prompt_tokens, gen_tokens))
-        if budget_w is not None and values["avg_power_w"] > budget_w:
-            prediction.rejected.append(f"over budget: {values['avg_power_w']:.1f} W > {budget_w:g} W")
-        if latency_s is not None and values["latency_s"] > latency_s:
-            prediction.rejected.append(f"over the latency limit: {values['latency_s']:.2f} s > {latency_s:g} s")
-        predictions.append(prediction)
+def _spec_candidates(configs: list[Config], req: Request) -> list[tuple[Config, Basis]]:
+    dev = hardware.device(req.hardware)
+    coefficients = hardware.prior_coefficients(dev)
+    width = hardware.prior_interval()
+    basis = Basis(coefficients, {}, "phases", SPEC, {q: width for q in ("latency_s", "energy_j", "j_per_token",
+                                                                         "avg_power_w", "edp_js")},
+                  [f"{dev.title} from config/hardware.yaml; " + "; ".join(v[1] for v in hardware.ASSUMPTIONS.values())])
+    models = {c.model.path: c.model for c in configs}.values()
+    out = []
+    for model in models:
+        cpu = dev.backend == "cpu"
+        out.append((Config(host_id=f"spec:{dev.name}", build="cpu" if cpu else "gpu", backend=dev.backend,
+                           threads=(req.threads or dev.cores) if cpu else None,
+                           gpu_layers=0 if cpu else model.n_layers, n_batch=512, batch_size=req.batch or 1,
+                           model=model, device=dev.name), basis))
+    return out
+
+
+# --- physical limits -----------------------------------------------------------------------------
+
+def limits(config: Config, req: Request, fit: Fit) -> list[str]:
+    """Reasons this configuration cannot run the request at all (never ranked)."""
+    m, reasons = config.model, []
+    context = req.prompt_tokens + req.gen_tokens
+    if m.n_ctx_train and context > m.n_ctx_train:
+        reasons.append(f"cannot run: {req.prompt_tokens} + {req.gen_tokens} tokens exceeds {m.name}'s trained "
+                       f"context of {m.n_ctx_train}")
+    need_gb = (m.weight_bytes + m.kv_bytes_per_token * context * config.batch_size
+               + 4 * m.n_vocab * config.batch_size) / 1024**3
+    memory, where = _memory_gb(config, fit)
+    if memory and need_gb > memory * MEMORY_HEADROOM:
+        reasons.append(f"cannot run: needs {need_gb:.1f} GiB (weights + KV cache for batch {config.batch_size}) "
+                       f"but {where} has {memory:.0f} GiB")
+    cores = fit.host.get("host_cores")
+    if not config.device and config.threads and cores and config.threads > cores and config.gpu_share < 1:
+        reasons.append(f"cannot run well: {config.threads} threads on a host with {cores} CPUs")
+    return reasons
+
+
+def _memory_gb(config: Config, fit: Fit) -> tuple[float | None, str]:
+    if config.device:
+        dev = hardware.device(config.device)
+        return dev.memory_gb, dev.title
+    if config.gpu_share == 0:
+        return fit.host.get("host_ram_gb"), "this host's RAM"
+    return None, ""
+
+
+# --- advice --------------------------------------------------------------------------------------
+
+def advise(fit: Fit, req: Request, gpu_trials: bool, what_if_models: list[ModelShape] = ()) -> Advice:
+    req.check()
+    key = OBJECTIVES[req.objective]
+    pool = candidates(fit, req, list(what_if_models))
+    predictions = [_predict(fit, config, basis, req) for config, basis in pool]
+    _refuse_if_nothing_can_run(predictions, req)
     feasible = sorted((p for p in predictions if not p.rejected), key=lambda p: p.values[key])
-    rejected = sorted((p for p in predictions if p.rejected), key=lambda p: p.values[key])
-    closest, needs = (None, None) if feasible else _closest(rejected, budget_w, latency_s)
+    rejected = sorted((p for p in predictions if p.rejected),
+                      key=lambda p: (not p.values, p.values.get(key, math.inf)))
+    ranked = [p for p in rejected if p.values and not _cannot_run(p)]
+    closest, needs = (None, None) if feasible or not ranked else _closest(ranked, req)
     return Advice(
-        request={"gen_tokens": gen_tokens, "prompt_tokens": prompt_tokens, "budget_w": budget_w,
-                 "latency_s": latency_s, "objective": objective, "batch": batch, "model": model},
-        recommendation=feasible[0] if feasible else None, alternatives=feasible[1:4], rejected=rejected,
-        closest=closest, needs=needs, notes=_notes(fit, gpu_trials, predictions),
-        model={"n_trials": fit.n_trials, "n_configs": fit.n_configs, "families": fit.families, "mode": fit.mode,
-               "imported_trials": fit.imported_trials,
-               "held_out_mape": fit.held_out_mape, "energy_tags": fit.energy_tags, "fitted_at": fit.created_at,
-               "host_id": fit.host_id},
+        request=asdict(req), recommendation=feasible[0] if feasible else None, alternatives=feasible[1:4],
+        rejected=rejected, closest=closest, needs=needs, changes=changes(fit, req, pool, feasible, rejected),
+        notes=_notes(fit, gpu_trials, predictions, req),
+        model={"n_trials": fit.n_trials, "n_configs": fit.n_configs, "mode": fit.mode, "kind": "physical",
+               "imported_trials": fit.imported_trials, "held_out_mape": fit.held_out_mape,
+               "residual_models": sorted(fit.residuals), "energy_tags": fit.energy_tags,
+               "fitted_at": fit.created_at, "host_id": fit.host_id, "excluded": fit.excluded},
     )
 
 
-def _closest(rejected: list[Prediction], budget_w: float | None, latency_s: float | None) -> tuple[Prediction, str]:
+def _predict(fit: Fit, config: Config, basis: Basis, req: Request) -> Prediction:
+    reasons = limits(config, req, fit)
+    values, intervals = {}, {}
+    try:
+        values, intervals = predict(basis, config, Workload(req.prompt_tokens, req.gen_tokens))
+    except NotCalibrated as exc:
+        reasons.append(f"cannot predict: {exc}")
+    if values and req.budget_w is not None and values["avg_power_w"] > req.budget_w:
+        reasons.append(f"over budget: {values['avg_power_w']:.1f} W > {req.budget_w:g} W")
+    if values and req.latency_s is not None and values["latency_s"] > req.latency_s:
+        reasons.append(f"over the latency limit: {values['latency_s']:.2f} s > {req.latency_s:g} s")
+    extrapolation = [w for w in basis.why if basis.name != MEASURED]
+    return Prediction(config.as_dict(), config.label(), basis.name, values, intervals, extrapolation, reasons)
+
+
+def _cannot_run(p: Prediction) -> bool:
+    return any(r.startswith("cannot") for r in p.rejected)
+
+
+def _refuse_if_nothing_can_run(predictions: list[Prediction], req: Request) -> None:
+    context = [p for p in predictions if any("trained context" in r for r in p.rejected)]
+    if predictions and len(context) == len(predictions):
+        reason = next(r for r in context[0].rejected if "trained context" in r).removeprefix("cannot run: ")
+        raise UserError(f"--prompt-tokens {req.prompt_tokens} --tokens {req.gen_tokens}: {reason}; "
+                        "shorten the prompt or the generation")
+
+
+def _closest(rejected: list[Prediction], req: Request) -> tuple[Prediction, str]:
     """The candidate that misses by the smallest factor, and what it would take."""
     def miss(p: Prediction) -> float:
-        over_power = p.values["avg_power_w"] / budget_w if budget_w else 0
-        over_time = p.values["latency_s"] / latency_s if latency_s else 0
+        over_power = p.values["avg_power_w"] / req.budget_w if req.budget_w else 0
+        over_time = p.values["latency_s"] / req.latency_s if req.latency_s else 0
         return max(over_power, over_time)
 
     best = min(rejected, key=miss)
-    over_budget = budget_w is not None and best.values["avg_power_w"] > budget_w
-    needs = [f"a budget of at least {best.values['avg_power_w']:.1f} W"] if over_budget else []
-    if latency_s is not None and best.values["latency_s"] > latency_s:
+    needs = []
+    if req.budget_w is not None and best.values["avg_power_w"] > req.budget_w:
+        needs.append(f"a budget of at least {best.values['avg_power_w']:.1f} W")
+    if req.latency_s is not None and best.values["latency_s"] > req.latency_s:
         needs.append(f"a latency limit of at least {best.values['latency_s']:.2f} s")
     return best, " and ".join(needs)
 
 
-def _notes(fit: Fit, gpu_trials: bool, predictions: list[Prediction]) -> list[str]:
+# --- what would change the answer ----------------------------------------------------------------
+
+def changes(fit: Fit, req: Request, pool: list[tuple[Config, Basis]], feasible: list[Prediction],
+            rejected: list[Prediction]) -> list[str]:
+    """One line each: the prompt and generation lengths where another configuration would win, and the
+    power budgets at which the answer changes."""
+    if not feasible:
+        return []
+    lines = []
+    best = feasible[0]
+    for field_name, noun in (("prompt_tokens", "prompt tokens"), ("gen_tokens", "generated tokens")):
+        line = _crossover(fit, req, pool, field_name, noun, best.label)
+        if line:
+            lines.append(line)
+    return lines + _budget_changes(req, best, feasible, rejected)
+
+
+def _budget_changes(req: Request, best: Prediction, feasible: list[Prediction],
+                    rejected: list[Prediction]) -> list[str]:
+    key, power = OBJECTIVES[req.objective], best.values["avg_power_w"]
+    lines = []
+    only_budget = [p for p in rejected if p.values and all(r.startswith("over budget") for r in p.rejected)
+                   and p.values[key] < best.values[key]]
+    if only_budget:
+        better = min(only_budget, key=lambda p: p.values["avg_power_w"])
+        gain = 1 - better.values[key] / best.values[key]
+        lines.append(f"a budget of {better.values['avg_power_w']:.3g} W would allow {better.label} "
+                     f"({gain:.0%} lower {req.objective})")
+    lower = [p for p in feasible if p.values["avg_power_w"] < 0.97 * power]
+    if lower:
+        lines.append(f"under {power:.3g} W the answer becomes {min(lower, key=lambda p: p.values[key]).label}")
+    else:
+        lines.append(f"under {power:.3g} W nothing fits: the recommendation draws the least power")
+    return lines
+
+
+def _winner(fit: Fit, req: Request, pool: list[tuple[Config, Basis]]) -> str | None:
+    key = OBJECTIVES[req.objective]
+    scored = []
+    for config, basis in pool:
+        p = _predict(fit, config, basis, req)
+        if not p.rejected:
+            scored.append((p.values[key], p.label))
+    return min(scored)[1] if scored else None
+
+
+def _crossover(fit: Fit, req: Request, pool, field_name: str, noun: str, best: str) -> str | None:
+    """The nearest length, above and below the request, where the winner changes (bisected to ±5 %)."""
+    limit = min((c.model.n_ctx_train for c, _ in pool if c.model.n_ctx_train), default=8192)
+    current = getattr(req, field_name)
+    other = req.gen_tokens if field_name == "prompt_tokens" else req.prompt_tokens
+    for direction in (2.0, 0.5):
+        low, value = current, current
+        while 1 <= value * direction and value * direction + other <= limit:
+            value = max(int(value * direction), 1)
+            winner = _winner(fit, replace(req, **{field_name: value}), pool)
+            if winner and winner != best:
+                lo, hi = sorted((low, value))
+                while hi - lo > max(1, lo // 20):
+                    mid = (lo + hi) // 2
+                    same = _winner(fit, replace(req, **{field_name: mid}), pool) == best
+                    lo, hi = (mid, hi) if same == (direction > 1) else (lo, mid)
+                edge = hi if direction > 1 else lo
+                side = "above" if direction > 1 else "below"
+                return f"{winner} wins {side} {edge} {noun}"
+            low = value
+            if value == 1:
+                break
+    return None
+
+
+def _notes(fit: Fit, gpu_trials: bool, predictions: list[Prediction], req: Request) -> list[str]:
     notes = []
-    if "estimated" in fit.energy_tags:
+    if "estimated" in fit.energy_tags and not req.hardware:
         notes.append("energy and power figures rest on ESTIMATED CPU power (utilisation × TDP model, "
                      "see `energytui doctor`), not on a meter")
-    if not gpu_trials:
-        notes.append("no GPU trials on this host: only what was measured is compared; GPU options need GPU "
-                     "trials (run config/manifests/seed-study.yaml on a machine with a GPU, or import them)")
-    if predictions and all(p.extrapolation for p in predictions):
-        notes.append("the request is outside the measured ranges for every candidate: predictions extrapolate; "
-                     "measure it with a manifest whose prompt_tokens and max_tokens cover the request")
+    if req.hardware:
+        notes.append(f"what-if on {req.hardware}: spec prior only (config/hardware.yaml and stated assumptions), "
+                     f"nothing measured; intervals ±{hardware.SPEC_PRIOR_FACTOR - 1:.0%} or wider; power is the "
+                     "device's own")
+    elif not gpu_trials:
+        notes.append("no GPU trials on this host: GPU options are what-if only (`--hardware NAME` from "
+                     "config/hardware.yaml), or run config/manifests/gpu-check.yaml on a machine with a GPU")
+    if predictions and all(p.basis != MEASURED for p in predictions) and not req.hardware:
+        notes.append("no candidate was measured at this request: every figure is calibrated here (the physical model "
+                     "with this host's constants), with intervals from held-out configurations")
     if fit.imported_trials:
         notes.append(f"{fit.imported_trials} of the trials were imported from logs: whole requests only, prompt "
                      "tokens estimated from characters, energy as the other machine recorded it")
+    for reason, count in fit.excluded.items():
+        notes.append(f"{count} trials left out of the calibration: {reason}")
     return notes
 
 
+# --- text ----------------------------------------------------------------------------------------
+
 def render(advice: Advice) -> str:
+    from energytui.engine.telemetry.base import weakest_source
+
     r = advice.request
     batch = f"batch {r['batch']}" if r["batch"] else "each configuration's measured batch size"
     slo = f", latency ≤ {r['latency_s']:g} s" if r["latency_s"] else ""
     budget = f"budget {r['budget_w']:g} W" if r["budget_w"] is not None else "no power budget"
     weakest = weakest_source(advice.model["energy_tags"])
-    tag = f" [{PREDICTION_BASIS[weakest]}]" if weakest else ""
+    tag = f" [{PREDICTION_BASIS[weakest]}]" if weakest and not r["hardware"] else ""
     lines = [f"Request: {r['gen_tokens']} generated tokens after a {r['prompt_tokens']}-token prompt, {batch}, "
              f"{budget}{slo}, minimising {r['objective']}.", ""]
     if advice.recommendation:
@@ -185,11 +393,15 @@ def render(advice: Advice) -> str:
         lines += ["", "Next best:"] + [line for p in advice.alternatives for line in _describe(p, tag, brief=True)]
     if advice.rejected:
         lines += ["", "Rejected:"] + [f"  {p.label}: {'; '.join(p.rejected)}" for p in advice.rejected]
-    m = advice.model
-    errors = ", ".join(f"{k} {v:.1%}" for k, v in m["held_out_mape"].items())
-    lines += ["", f"Model: fitted on {m['n_trials']} trials over {m['n_configs']} configurations of host "
-              f"{m['host_id']} ({m['fitted_at']}); held-out error with whole configurations left out "
-              f"(mean absolute %): {errors}. Intervals cover 90% of held-out errors."]
+    if advice.changes:
+        lines += ["", "What would change the answer:"] + [f"  {line}" for line in advice.changes]
+    m, e = advice.model, advice.model["held_out_mape"]
+    errors = ", ".join(f"{name} {e[key]:.1%} per trial ({e[key + ' config mean']:.1%} on configuration means)"
+                       for name, key in (("latency", "latency_s"), ("energy", "energy_j")))
+    lines += ["", f"Model: physical (prefill = FLOPs ÷ compute, decode = bytes ÷ bandwidth, power = idle + dynamic), "
+              f"calibrated on {m['n_trials']} trials over {m['n_configs']} configurations of host {m['host_id']} "
+              f"({m['fitted_at']}); held-out error with whole configurations left out: {errors}. "
+              "Intervals cover 90% of held-out errors (`advise --explain` for the parts and constants)."]
     lines += [f"Note: {note}" for note in advice.notes]
     return "\n".join(lines)
 
@@ -200,14 +412,14 @@ def _describe(p: Prediction, tag: str, brief: bool = False) -> list[str]:
     def span(q: str, fmt: str) -> str:
         return f"{v[q]:{fmt}} ({i[q][0]:{fmt}}–{i[q][1]:{fmt}})"
 
-    head = f"  {p.label}"
+    head = f"  {p.label}  [{p.basis}]"
     if brief:
-        return [f"{head}: {span('latency_s', '.2f')} s, {span('energy_j', '.2f')} J{tag} per request"]
+        return [f"{head}: {span('latency_s', '.2f')} s, {span('energy_j', '.3g')} J{tag} per request"]
     lines = [head, f"    latency          {span('latency_s', '.2f')} s",
              f"    energy/request   {span('energy_j', '.3g')} J{tag}",
              f"    energy/token     {span('j_per_token', '.3g')} J{tag}",
              f"    average power    {span('avg_power_w', '.1f')} W{tag}"]
-    lines += [f"    extrapolating: {flag}" for flag in p.extrapolation]
+    lines += [f"    {'basis' if p.basis == SPEC else 'not measured'}: {flag}" for flag in p.extrapolation]
     return lines
 
 

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import math
 import socket
+from pathlib import Path
 
 from energytui.engine.errors import UserError
 from energytui.engine.store import Store
 
+from .features import ModelShape
 from .fit import SWEEP_HINT, Fit, data_hash, fit, usable_data
+from .predict import MEASURED, effective_rates, host_basis
 
 
 def local_host_id(store: Store) -> str:
     """This machine's host row: same hostname, the one with the latest trial (no llama.cpp import needed)."""
-    row = store.db.execute(
-        "SELECT h.id FROM hosts h LEFT JOIN trials t ON t.host_id = h.id WHERE h.hostname = ? "
-        "GROUP BY h.id ORDER BY MAX(t.id) DESC LIMIT 1", [socket.gethostname()]).fetchone()
-    if row is None:
+    host = store.latest_host(socket.gethostname())
+    if host is None:
         raise UserError(f"--db {store.path}: no trials from this host ({socket.gethostname()}) yet; {SWEEP_HINT}", 1)
-    return row[0]
+    return host
 
 
 def check_host(store: Store, host_id: str) -> str:
-    if not store.db["hosts"].count_where("id = ?", [host_id]):
-        known = ", ".join(r["id"] for r in store.db["hosts"].rows) or "none"
-        raise UserError(f"--host {host_id}: unknown host id; known: {known}")
+    known = store.host_ids()
+    if host_id not in known:
+        raise UserError(f"--host {host_id}: unknown host id; known: {', '.join(known) or 'none'}")
     return host_id
 
 
@@ -40,23 +42,54 @@ def current_fit(store: Store, host_id: str, refit: bool = False) -> tuple[Fit, b
 
 
 def has_gpu_trials(store: Store, host_id: str) -> bool:
-    return bool(store.db["trials"].count_where("host_id = ? AND status = 'done' AND backend != 'cpu'", [host_id]))
+    return bool(store.done_gpu_trials(host_id))
+
+
+def what_if_models(ref: str | None, fit: Fit) -> list[ModelShape]:
+    """A model given by registry name or GGUF path that this host never ran: its shape from the header."""
+    if not ref or any(ref in (c.model.name, c.model.quant) or c.model.path.endswith(ref)
+                      for c in fit.config_objects()):
+        return []
+    from energytui.engine.gguf import read_gguf
+    from energytui.engine.models import load_registry, looks_like_path, resolve_model
+
+    path = resolve_model(ref)
+    if not path.is_file() and not looks_like_path(ref) and ref not in load_registry()[1]:
+        return []  # neither a file nor a known name: the caller lists what was measured
+    try:
+        return [ModelShape.from_gguf(read_gguf(path), name=path.stem)]
+    except UserError as exc:
+        raise UserError(f"--model {ref}: {exc}") from None
 
 
 def explain(fit: Fit) -> str:
     mode = "prefill/decode phases" if fit.mode == "phases" else "whole requests (imported logs: no phase split)"
-    lines = [f"Fitted {fit.created_at} on {fit.n_trials} done trials with energy, {fit.n_configs} configurations, "
+    lines = [f"Calibrated {fit.created_at} on {fit.n_trials} done trials with energy, {fit.n_configs} configurations, "
              f"host {fit.host_id}, modelling {mode}; data hash {fit.data_hash[:12]}.",
              f"Models: {', '.join(fit.models_seen)}; prompt tokens {fit.ranges['prompt'][0]}–{fit.ranges['prompt'][1]}, "
              f"generated tokens per sequence {fit.ranges['gen'][0]}–{fit.ranges['gen'][1]}; energy sources: "
              f"{', '.join(fit.energy_tags) or 'none'}.", "",
-             "Held-out mean absolute % error (grouped cross-validation: whole configurations left out):"]
-    families = sorted({name for scores in fit.cv_mape.values() for name in scores})
-    lines.append(f"  {'target':20s}" + "".join(f"{name:>12s}" for name in families) + "   chosen")
-    for target, scores in fit.cv_mape.items():
-        lines.append(f"  {target:20s}" + "".join(f"{scores[name]:>12.1%}" for name in families)
-                     + f"   {fit.families[target]}")
+             "Held-out mean absolute % error (grouped cross-validation: whole configurations left out):",
+             f"  {'part':22s}{'physical':>10s}{'+residual':>11s}   used"]
+    for part, scores in fit.residual_cv.items():
+        used = "physical + residual model" if part in fit.residuals else "physical"
+        lines.append(f"  {part:22s}{scores['physical']:>10.1%}{scores['physical+residual']:>11.1%}   {used}")
     for quantity in ("latency_s", "energy_j", "avg_power_w"):
-        lines.append(f"  {quantity + ' per request':20s}{fit.held_out_mape[quantity]:>12.1%}   (from the chosen parts; "
-                     f"90% interval ±{fit.intervals[quantity]:.1%})")
+        width = fit.intervals["calibrated here"][quantity]
+        lines.append(f"  {quantity + ' per request':22s}{fit.held_out_mape[quantity]:>10.1%}   per trial; "
+                     f"{fit.held_out_mape[quantity + ' config mean']:.1%} on configuration means; "
+                     f"90% interval ×/÷ {math.exp(width):.2f}")
+    lines += ["", "Calibrated constants:"]
+    threads = sorted({c.threads for c in fit.config_objects() if c.threads})
+    basis = host_basis(fit, MEASURED)
+    for count in threads:
+        rates = effective_rates(basis, count)
+        rates.pop("cpu prefill compute GFLOP/s", None)
+        lines.append(f"  at {count} thread{'s' * (count != 1)}: "
+                     + ", ".join(f"{name} {value:.3g}" for name, value in rates.items()))
+        compute = {q: effective_rates(basis, count, q).get("cpu prefill compute GFLOP/s") for q in fit.quants}
+        lines.append("    cpu prefill compute GFLOP/s by quantization: "
+                     + ", ".join(f"{q} {v:.3g}" for q, v in compute.items() if v))
+    for part, coefficients in fit.coefficients.items():
+        lines.append(f"  {part}: " + ", ".join(f"{c} {v:.3g}" for c, v in coefficients.items() if v))
     return "\n".join(lines)

@@ -89,7 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("--budget", default=None, help="average power limit, e.g. 50W, 50, 0.05kW (default: none)")
     advise.add_argument("--latency", default=None, help="latency limit per request, e.g. 5s or 500ms")
     advise.add_argument("--objective", default="energy", choices=("energy", "edp", "latency"))
-    advise.add_argument("--model", default=None, help="only this model (name or quant)")
+    advise.add_argument("--model", default=None,
+                        help="only this model (name or quant), or a registry name / GGUF path never run here (what-if)")
+    advise.add_argument("--threads", type=int, default=None, help="CPU threads (default: as measured)")
+    advise.add_argument("--quant", default=None,
+                        help="also rungs of the quantization ladder not measured, e.g. Q8_0,F16 (what-if)")
+    advise.add_argument("--hardware", default=None,
+                        help="a device from config/hardware.yaml, e.g. rtx-3060-12gb (what-if: spec prior only)")
     advise.add_argument("--host", default=None, help="advise for another host's trials (id from `energytui report`)")
     advise.add_argument("--json", action="store_true", help="the same content as JSON")
     advise.add_argument("--fit", action="store_true", help="refit even if the data did not change")
@@ -287,13 +293,23 @@ def _cmd_models_ladder(args) -> int:
 
 
 def _cmd_advise(args) -> int:
-    from energytui.advisor.recommend import advise, parse_duration, parse_power, render, to_json
-    from energytui.advisor.service import check_host, current_fit, explain, has_gpu_trials, local_host_id
+    from energytui.advisor.recommend import Request, advise, parse_duration, parse_power, render, to_json
+    from energytui.advisor.service import (check_host, current_fit, explain, has_gpu_trials, local_host_id,
+                                           what_if_models)
 
     if args.tokens is None and not (args.fit or args.explain):
         raise UserError("advise: give --tokens N (tokens to generate per request), or --fit / --explain")
     budget = parse_power(args.budget) if args.budget is not None else None
     latency = parse_duration(args.latency) if args.latency is not None else None
+    request = Request(gen_tokens=args.tokens or 1, prompt_tokens=args.prompt_tokens, budget_w=budget, latency_s=latency,
+                      objective=args.objective, batch=args.batch, threads=args.threads, model=args.model,
+                      quants=[q.strip().upper() for q in (args.quant or "").split(",") if q.strip()],
+                      hardware=args.hardware)
+    request.check()
+    if args.hardware:
+        from energytui.advisor.hardware import device
+
+        device(args.hardware)
     if args.db is not None and not args.db.is_file():
         raise UserError(f"--db {args.db}: no such database; run a manifest first (`energytui run ...`)")
     store = _open_store(args)
@@ -307,8 +323,7 @@ def _cmd_advise(args) -> int:
                 print(details)
             if args.tokens is None:
                 return 0
-        result = advise(fit, args.tokens, args.prompt_tokens, budget, latency, args.objective, args.batch,
-                        args.model, has_gpu_trials(store, host))
+        result = advise(fit, request, has_gpu_trials(store, host), what_if_models(args.model, fit))
         print(to_json(result) if args.json else render(result))
         return 0 if result.recommendation else 4
     finally:

@@ -59,6 +59,16 @@ class GGUFInfo:
     quant: str
     tensor_bytes: int
     has_chat_template: bool
+    # What the advisor's physical model needs (0 where the header does not say).
+    n_embd: int = 0
+    n_head: int = 0
+    n_head_kv: int = 0
+    head_dim: int = 0
+    n_ctx_train: int = 0
+    n_vocab: int = 0
+    decode_bytes: int = 0  # weight bytes read once per decode step (every tensor but the embedding lookup)
+    layer_bytes: int = 0  # bytes of the repeating blocks (what gpu_layers moves)
+    matmul_params: int = 0  # weights multiplied per token (2 FLOPs each)
 
     @property
     def bits_per_weight(self) -> float:
@@ -131,16 +141,19 @@ def read_gguf(path: str | Path) -> GGUFInfo:
 def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int) -> GGUFInfo:
     arch = meta.get("general.architecture", "unknown")
     n_params, tensor_bytes, data_end = 0, 0, data_start
-    for _name, dims, ggml_type, offset in tensors:
+    sizes: dict[str, tuple[int, int, list]] = {}  # name -> (elements, bytes, dims)
+    for name, dims, ggml_type, offset in tensors:
         elements = prod(dims)
         n_params += elements
         block = GGML_BLOCKS.get(ggml_type)
         nbytes = elements // block[0] * block[1] if block else 0
         tensor_bytes += nbytes
+        sizes[name] = (elements, nbytes, dims)
         data_end = max(data_end, data_start + offset + nbytes)
     if size < data_end:
         raise UserError(f"{path}: truncated ({size} of {data_end} bytes); download it again")
     file_type = meta.get("general.file_type")
+    shape = _shape(arch, meta, sizes)
     return GGUFInfo(
         path=path,
         size=size,
@@ -151,4 +164,39 @@ def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int
         quant=FILE_TYPE_NAMES.get(file_type, f"ftype{file_type}"),
         tensor_bytes=tensor_bytes or size - data_start,
         has_chat_template="tokenizer.chat_template" in meta,
+        **shape,
     )
+
+
+def _int(value) -> int:
+    """A header number; per-layer arrays (skipped by the reader) and missing keys read as 0."""
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _shape(arch: str, meta: dict, sizes: dict[str, tuple[int, int, list]]) -> dict:
+    """Attention shape, trained context and the bytes and FLOPs one token costs.
+
+    A decode step reads every weight once except the token embedding, of which it reads one
+    row per token; a model without `output.weight` reuses the embedding as its output
+    matrix and so reads it whole. Matrices (2-D tensors) cost 2 FLOPs per weight per token.
+    """
+    n_embd = _int(meta.get(f"{arch}.embedding_length"))
+    n_head = _int(meta.get(f"{arch}.attention.head_count"))
+    n_head_kv = _int(meta.get(f"{arch}.attention.head_count_kv")) or n_head
+    head_dim = _int(meta.get(f"{arch}.attention.key_length")) or (n_embd // n_head if n_head else 0)
+    tied = "output.weight" not in sizes
+    embed = sizes.get("token_embd.weight", (0, 0, [0, 0]))
+    decode_bytes = sum(nbytes for name, (_e, nbytes, _d) in sizes.items() if name != "token_embd.weight")
+    matmul = sum(elements for name, (elements, _b, dims) in sizes.items()
+                 if len(dims) >= 2 and name != "token_embd.weight")
+    if tied:
+        decode_bytes += embed[1]
+        matmul += embed[0]
+    return {
+        "n_embd": n_embd, "n_head": n_head, "n_head_kv": n_head_kv, "head_dim": head_dim,
+        "n_ctx_train": _int(meta.get(f"{arch}.context_length")),
+        "n_vocab": _int(meta.get(f"{arch}.vocab_size")) or (embed[2][-1] if len(embed[2]) > 1 else 0),
+        "decode_bytes": decode_bytes,
+        "layer_bytes": sum(nbytes for name, (_e, nbytes, _d) in sizes.items() if name.startswith("blk.")),
+        "matmul_params": matmul,
+    }

@@ -17,7 +17,7 @@ import yaml
 
 from .errors import UserError
 from .gguf import read_gguf
-from .models import load_registry, resolve_model, verify
+from .models import ladder_variant, load_registry, resolve_model, verify
 from .prompts import Prompt, load_prompt_file, load_suite, suite_names
 
 BACKENDS = ("cpu", "gpu", "hybrid")
@@ -234,6 +234,8 @@ class _ValueChecker:
             if ref not in entries and not path.is_absolute():
                 candidate = (self.path.parent / path)
                 path = candidate if candidate.is_file() or not path.is_file() else path
+            if not path.is_file():
+                path = ladder_variant(ref) or path
             if not path.is_file():
                 raise self.problem(run_id, "model", f"{ref} is neither a registry name nor an existing file",
                                    "see `energytui models list`, or give the path of a .gguf file")

@@ -218,6 +218,17 @@ def ladder(source_ref: str, quants=LADDER_QUANTS, threads: int | None = None, lo
     return made
 
 
+def ladder_variant(ref: str, log=print) -> Path | None:
+    """A ladder rung named like `smollm2-135m-q4_1-q8_0`, written on first use (seconds) when its source
+    registry model is downloaded; None when `ref` is not such a name."""
+    base, _, quant = ref.rpartition("-")
+    _, entries = load_registry()
+    if base not in entries or quant.upper() not in _LLAMA_FTYPES or not entries[base].path.is_file():
+        return None
+    made = ladder(base, [quant], log=log)
+    return made[0] if made else None
+
+
 @dataclass
 class ModelRow:
     name: str

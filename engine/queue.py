@@ -20,7 +20,7 @@ from .manifest import Manifest, TrialSpec
 from .metering import Meter
 from .models import derivation, sha256_of
 from .runner import Engine, TrialFailed
-from .store import Store
+from .store import MODEL_SHAPE, Store
 
 _SPEC_FIELDS = [f.name for f in dataclasses.fields(TrialSpec)]
 _BOOL_FIELDS = {"chat", "ignore_eos"}
@@ -60,6 +60,7 @@ def register_models(store: Store, manifest: Manifest) -> None:
             "path": path, "name": Path(path).stem, "sha256": sha256_of(Path(path)), "size": info.size,
             "arch": info.arch, "quant": info.quant, "bits_per_weight": info.bits_per_weight,
             "n_params": info.n_params, "n_layers": info.n_layers,
+            **{column: getattr(info, column) for column in MODEL_SHAPE},
             "derived_from": origin["derived_from"] if origin else None,
             "derivation": json.dumps(origin) if origin else None,
         })

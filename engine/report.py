@@ -14,7 +14,7 @@ EXPORT_FIELDS = (
     "trial_id", "run_id", "config_id", "status", "model", "quant", "backend", "threads", "gpu_layers", "n_batch",
     "batch_size", "suite", "prompt_id", "prompt_tokens", "gen_tokens", "ttft_ms", "prefill_tps", "decode_tps",
     "decode_tps_per_seq", "itl_p50_ms", "itl_p95_ms", "e2e_ms", "n_ctx", "max_tokens", "ignore_eos", "temperature",
-    "seed", "repetition", "bits_per_weight", "n_params", "host_id", "started_at",
+    "seed", "repetition", "bits_per_weight", "n_params", "host_id", "build", "model_path", "started_at",
     "energy_j", "energy_net_j", "energy_cpu_j", "energy_gpu_j", "prefill_energy_j", "decode_energy_j", "j_per_token",
     "avg_power_w", "peak_power_w", "idle_power_w", "edp_js", "energy_source", "energy_tag", "sample_hz",
     "energy_notes", "energy_method", "imported", "caveats", "error",
@@ -28,8 +28,15 @@ SUMMARY_METRICS = (
 ENERGY_METRICS = (("j_per_token", "J/token", 4), ("avg_power_w", "avg W", 1), ("energy_j", "J/request", 2))
 
 
+def build_of(trial: dict) -> str | None:
+    """How the host's llama.cpp was built: "gpu" (with GPU offload) or "cpu"; None where unknown."""
+    flag = trial.get("gpu_build")
+    return None if flag is None else ("gpu" if int(flag) else "cpu")
+
+
 def export_record(trial: dict) -> dict:
-    return {field: trial.get("id") if field == "trial_id" else trial.get(field) for field in EXPORT_FIELDS}
+    derived = {"trial_id": trial.get("id"), "build": build_of(trial)}
+    return {field: derived[field] if field in derived else trial.get(field) for field in EXPORT_FIELDS}
 
 
 def export_text(trials: list[dict], fmt: str) -> str:
@@ -65,20 +72,22 @@ def stat(values) -> Stat:
 
 def config_label(trial: dict) -> str:
     layers = f" ngl={trial['gpu_layers']}" if trial["backend"] != "cpu" else ""
+    threads = trial["threads"] if trial["threads"] is not None else "?"
+    build = " gpu-build" if trial["backend"] == "cpu" and build_of(trial) == "gpu" else ""
     chunk = f" nb={trial['n_batch']}" if trial.get("n_batch") else ""
     prompt = trial["suite"] or trial["prompt_id"]
     origin = " (imported)" if trial.get("imported") else ""
-    return (f"{trial['run_id']}{origin}: {trial['quant']} {trial['backend']} t={trial['threads']}{layers}"
+    return (f"{trial['run_id']}{origin}: {trial['quant']} {trial['backend']}{build} t={threads}{layers}"
             f"{chunk} B={trial['batch_size']} {prompt}")
 
 
 def summarise(trials: list[dict]) -> list[dict]:
     """One row per configuration with counts by status and mean ± stddev of done trials."""
-    groups: dict[str, list[dict]] = {}
-    for trial in trials:
-        groups.setdefault(trial["config_id"], []).append(trial)
+    groups: dict[tuple, list[dict]] = {}
+    for trial in trials:  # two hosts never merge, even with the same manifest configuration
+        groups.setdefault((trial.get("host_id"), trial["config_id"]), []).append(trial)
     rows = []
-    for config_id, members in groups.items():
+    for (_host, config_id), members in groups.items():
         done = [t for t in members if t["status"] == "done"]
         row = {"config_id": config_id, "label": config_label(members[0]), "trials": len(members),
                "done": len(done), "failed": sum(t["status"] == "failed" for t in members),

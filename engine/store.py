@@ -15,12 +15,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import sqlite_utils
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .errors import UserError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 STATUSES = ("pending", "running", "done", "failed", "aborted")
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 # Each migration brings the schema from version i to i + 1; append, never edit.
 _MIGRATIONS: list = []  # filled below by _migration
@@ -96,6 +100,18 @@ def _imports_v4(db: sqlite_utils.Database) -> None:
     db["hosts"].add_column("imported", int)
 
 
+# A model's shape from its GGUF header: what the advisor's physical model reads (engine/gguf.py).
+MODEL_SHAPE = ("n_embd", "n_head", "n_head_kv", "head_dim", "n_ctx_train", "n_vocab", "decode_bytes", "layer_bytes",
+               "matmul_params")
+
+
+@_migration
+def _model_shape_v5(db: sqlite_utils.Database) -> None:
+    """Attention shape, trained context, bytes read and FLOPs per token of every model."""
+    for column in MODEL_SHAPE:
+        db["models"].add_column(column, int)
+
+
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -111,7 +127,7 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA foreign_keys=ON")
-            self.db = sqlite_utils.Database(conn)
+            self.conn = conn
             self._migrate()
         except sqlite3.OperationalError as exc:
             raise UserError(f"--db {self.path}: cannot open for writing ({exc}); choose a writable location") from None
@@ -119,8 +135,16 @@ class Store:
             raise UserError(f"--db {self.path}: not an energytui database ({exc}); choose another file") from None
         self._lock_fh = None
 
+    @cached_property
+    def db(self):
+        """The sqlite-utils view of the connection, imported on first use: a read such as a cached
+        `advise` needs only sqlite3, and sqlite-utils (with numpy) costs a quarter of a second to import."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise UserError(f"--db {self.path}: schema version {version} is newer than this energytui "
                             f"({SCHEMA_VERSION}); upgrade energytui")
@@ -274,14 +298,35 @@ class Store:
         return dict(zip(("id", "created_at", "done", "left", "total"), rows[0])) if rows else None
 
     def trials(self, where: str = "1=1", params=()) -> list[dict]:
-        return list(self.db.query(
-            f"SELECT t.*, m.bits_per_weight, m.n_params, m.n_layers FROM trials t "
-            f"LEFT JOIN models m ON m.path = t.model_path "
-            f"WHERE {where} ORDER BY t.id", params))
+        return self._rows(
+            f"SELECT t.*, m.bits_per_weight, m.n_params, m.n_layers, m.size AS model_size, "
+            f"{', '.join('m.' + c for c in MODEL_SHAPE)}, h.gpu_offload AS gpu_build, h.cores AS host_cores, "
+            f"h.ram_gb AS host_ram_gb FROM trials t "
+            f"LEFT JOIN models m ON m.path = t.model_path LEFT JOIN hosts h ON h.id = t.host_id "
+            f"WHERE {where} ORDER BY t.id", params)
+
+    def _rows(self, sql: str, params=()) -> list[dict]:
+        cursor = self.conn.execute(sql, params)
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def host_ids(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT id FROM hosts ORDER BY id")]
+
+    def latest_host(self, hostname: str) -> str | None:
+        """The id of this hostname's host row with the latest trial (a host's id changes with its build)."""
+        row = self.conn.execute(
+            "SELECT h.id FROM hosts h LEFT JOIN trials t ON t.host_id = h.id WHERE h.hostname = ? "
+            "GROUP BY h.id ORDER BY MAX(t.id) DESC LIMIT 1", [hostname]).fetchone()
+        return row[0] if row else None
+
+    def done_gpu_trials(self, host_id: str) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM trials WHERE host_id = ? AND status = 'done' "
+                                 "AND backend != 'cpu'", [host_id]).fetchone()[0]
 
     def latest_fit(self, host_id: str) -> tuple[str, str] | None:
         """(data_hash, payload) of the newest advisor fit for this host."""
-        row = self.db.execute("SELECT data_hash, payload FROM advisor_fits WHERE host_id = ? ORDER BY id DESC LIMIT 1",
+        row = self.conn.execute("SELECT data_hash, payload FROM advisor_fits WHERE host_id = ? ORDER BY id DESC LIMIT 1",
                               [host_id]).fetchone()
         return (row[0], row[1]) if row else None
 
@@ -292,7 +337,7 @@ class Store:
 
     def close(self) -> None:
         self.release_runner_lock()
-        self.db.conn.close()
+        self.conn.close()
 
 
 @contextmanager

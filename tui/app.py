@@ -504,7 +504,7 @@ class EnergyApp(App):
 
     @work(thread=True, exclusive=True, group="advisor")
     def advise(self, values: dict, objective: str) -> None:
-        from energytui.advisor.recommend import advise, parse_duration, parse_power, render
+        from energytui.advisor.recommend import Request, advise, parse_duration, parse_power, render
         from energytui.advisor.service import current_fit, has_gpu_trials, local_host_id
 
         try:
@@ -515,14 +515,16 @@ class EnergyApp(App):
             try:
                 host = local_host_id(store)
                 fit, _ = current_fit(store, host)
-                result = advise(fit, tokens, prompt, budget, latency, objective, None, None, has_gpu_trials(store, host))
+                request = Request(tokens, prompt, budget, latency, objective)
+                result = advise(fit, request, has_gpu_trials(store, host))
             finally:
                 store.close()
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
             self.call_from_thread(self.query_one("#advice-text", Static).update, f"Cannot advise: {exc}")
             return
-        shown = ([result.recommendation] if result.recommendation else []) + result.alternatives + result.rejected
+        shown = [p for p in ([result.recommendation] if result.recommendation else []) + result.alternatives
+                 + result.rejected if p.values]
         chart = self.query_one("#advice-chart", BarChart)
         self.call_from_thread(self.query_one("#advice-text", Static).update, render(result))
         self.call_from_thread(chart.show, [str(i + 1) for i in range(len(shown))],

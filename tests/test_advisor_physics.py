@@ -1,0 +1,267 @@
+"""The advisor's physical model on synthetic trials generated from known constants.
+
+The generator below writes the physics out by hand (bytes ÷ bandwidth, FLOPs ÷ compute,
+idle + dynamic power), independently of advisor/features.py, so the calibration must
+recover the constants it was given, and the recommendation must follow from them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from energytui.advisor.features import ModelShape
+from energytui.advisor.fit import NotEnoughData, fit
+from energytui.advisor.predict import effective_rates, host_basis
+from energytui.advisor.recommend import Request, advise
+from energytui.engine.errors import UserError
+
+# A 1.1B-class model (TinyLlama's shape) at three quantizations: bytes read per step differ, FLOPs do not.
+SHAPE = dict(n_params=1_100_048_384, n_layers=22, n_embd=2048, n_head=32, n_head_kv=4, head_dim=64,
+             n_ctx_train=2048, n_vocab=32000, matmul_params=1_034_000_000)
+QUANTS = {"Q4_0": 4.5, "Q8_0": 8.5, "F16": 16.0}
+
+# The true constants of the synthetic host.
+CPU_BW_SERIAL, CPU_BW_PER_THREAD = 1 / 40e9, 1 / 12e9  # s/byte: t = bytes × (serial + per_thread / threads)
+CPU_FLOP_PER_THREAD = 1 / 60e9  # s/FLOP on one thread, decode
+CPU_PREFILL_FLOP_PER_THREAD = 1 / 90e9  # s/FLOP on one thread, prefill (batched matrices run faster)
+STEP_OVERHEAD, PREFILL_OVERHEAD = 0.4e-3, 2e-3
+GPU_BW, GPU_FLOPS, GPU_STEP = 1 / 300e9, 1 / 20e12, 0.2e-3
+IDLE_W, W_PER_THREAD, GPU_DYNAMIC_W = 12.0, 6.0, 110.0
+
+
+def shape_row(quant: str) -> dict:
+    bits = QUANTS[quant]
+    decode_bytes = int(SHAPE["matmul_params"] * bits / 8)
+    return {"model": f"tiny-{quant.lower()}", "model_path": f"/models/tiny-{quant.lower()}.gguf", "quant": quant,
+            "bits_per_weight": bits, "decode_bytes": decode_bytes, "model_size": decode_bytes + 70_000_000,
+            "layer_bytes": int(decode_bytes * 0.95), **SHAPE}
+
+
+def true_times(backend: str, threads: int | None, quant: str, prompt: int, gen: int, batch: int) -> tuple[float, float]:
+    """(prefill seconds, seconds per decode step), written out from the physics."""
+    row = shape_row(quant)
+    weights, matmul = row["decode_bytes"], row["matmul_params"]
+    kv_per_token = 2 * 22 * 4 * 64 * 2
+    context = prompt + gen / 2
+    attention = 4 * 22 * 32 * 64 * prompt * (prompt + 1) / 2 * batch
+    if backend == "gpu":
+        prefill = (2 * matmul * prompt * batch + attention) * GPU_FLOPS + PREFILL_OVERHEAD
+        step = (weights + kv_per_token * context * batch) * GPU_BW + GPU_STEP
+        return prefill, step
+    prefill = (2 * matmul * prompt * batch + attention) * CPU_PREFILL_FLOP_PER_THREAD / threads + PREFILL_OVERHEAD
+    step = ((weights + kv_per_token * context * batch) * (CPU_BW_SERIAL + CPU_BW_PER_THREAD / threads)
+            + 2 * matmul * batch * CPU_FLOP_PER_THREAD / threads + STEP_OVERHEAD)
+    return prefill, step
+
+
+def synthetic_trials(backends=("cpu", "gpu"), quants=tuple(QUANTS), prompts=(32, 128, 384), gens=(16, 64),
+                     threads=(1, 2, 4), batches=(1, 2, 4)) -> list[dict]:
+    trials = []
+    for backend in backends:
+        for thread in (threads if backend == "cpu" else (None,)):
+            for quant in quants:
+                for batch in batches:
+                    for prompt in prompts:
+                        for gen in gens:
+                            trials.append(_trial(len(trials) + 1, backend, thread, quant, prompt, gen, batch))
+    return trials
+
+
+def _trial(i, backend, threads, quant, prompt, gen, batch) -> dict:
+    prefill, step = true_times(backend, threads, quant, prompt, gen, batch)
+    decode = step * (gen - 1)
+    power = IDLE_W + (GPU_DYNAMIC_W if backend == "gpu" else W_PER_THREAD * threads)
+    config = f"{backend}-{threads}-{quant}-{batch}-{prompt}-{gen}"
+    return {"id": i, "status": "done", "finished_at": "t", "config_id": config, "host_id": "synthetic",
+            "gpu_build": 1, "host_cores": 8, "host_ram_gb": 32.0, "backend": backend, "threads": threads,
+            "gpu_layers": 22 if backend == "gpu" else 0, "n_batch": 512, "batch_size": batch,
+            "prompt_tokens": prompt, "gen_tokens": gen * batch, "ttft_ms": prefill * 1e3,
+            "e2e_ms": (prefill + decode) * 1e3, "prefill_energy_j": power * prefill, "decode_energy_j": power * decode,
+            "energy_j": power * (prefill + decode), "energy_tag": "counter", **shape_row(quant)}
+
+
+@pytest.fixture(scope="module")
+def synthetic_fit():
+    return fit(synthetic_trials(), "synthetic")
+
+
+def test_calibration_recovers_the_constants_within_2_percent(synthetic_fit):
+    decode = synthetic_fit.coefficients["decode_step_s"]
+    prefill = synthetic_fit.coefficients["prefill_s"]
+    expected = {
+        ("decode_step_s", "cpu_weight_bytes"): CPU_BW_SERIAL,
+        ("decode_step_s", "cpu_weight_bytes/thread"): CPU_BW_PER_THREAD,
+        **{("decode_step_s", f"cpu_flops/thread@{q}"): CPU_FLOP_PER_THREAD for q in QUANTS},
+        ("decode_step_s", "gpu_weight_bytes"): GPU_BW,
+        ("decode_step_s", "fixed"): None,  # CPU and GPU overheads differ; checked through predictions below
+        **{("prefill_s", f"cpu_flops/thread@{q}"): CPU_PREFILL_FLOP_PER_THREAD for q in QUANTS},
+        **{("prefill_s", f"gpu_flops@{q}"): GPU_FLOPS for q in QUANTS},
+    }
+    for (part, column), value in expected.items():
+        if value is not None:
+            got = (decode if part == "decode_step_s" else prefill)[column]
+            assert got == pytest.approx(value, rel=0.02), (part, column)
+    for phase in ("prefill_w", "decode_w"):
+        power = synthetic_fit.coefficients[phase]
+        assert power["fixed"] == pytest.approx(IDLE_W, rel=0.02)
+        assert power["cpu_threads"] == pytest.approx(W_PER_THREAD, rel=0.02)
+        assert power["gpu_share"] == pytest.approx(GPU_DYNAMIC_W, rel=0.02)
+
+
+def test_calibration_in_words_gives_bandwidth_per_thread_count(synthetic_fit):
+    rates = effective_rates(host_basis(synthetic_fit, "measured here"), 4)
+    assert rates["cpu decode bandwidth GB/s"] == pytest.approx(1e-9 / (CPU_BW_SERIAL + CPU_BW_PER_THREAD / 4), rel=0.02)
+    assert rates["gpu decode bandwidth GB/s"] == pytest.approx(300, rel=0.02)
+
+
+def test_held_out_configurations_are_predicted_within_2_percent_on_exact_physics(synthetic_fit):
+    assert synthetic_fit.held_out_mape["latency_s"] < 0.02
+    assert synthetic_fit.held_out_mape["energy_j"] < 0.02
+    assert synthetic_fit.residuals == {}  # the physics explains everything: no residual model is kept
+
+
+def test_unmeasured_threads_and_longer_requests_follow_the_physics(synthetic_fit):
+    """8 threads was never measured, nor 1000 prompt tokens or 400 generated: calibrated, not flat."""
+    advice = advise(synthetic_fit, Request(gen_tokens=400, prompt_tokens=1000, threads=8, batch=1, model="tiny-q8_0",
+                                           objective="latency"), gpu_trials=True)
+    by_backend = {p.config["backend"]: p for p in [advice.recommendation, *advice.alternatives]}
+    cpu = by_backend["cpu"]
+    prefill, step = true_times("cpu", 8, "Q8_0", 1000, 400, 1)
+    assert cpu.values["latency_s"] == pytest.approx(prefill + step * 399, rel=0.03)
+    assert cpu.basis == "calibrated here" and cpu.extrapolation
+    longer = advise(synthetic_fit, Request(gen_tokens=800, prompt_tokens=1000, threads=8, batch=1, model="tiny-q8_0",
+                                           objective="latency"), gpu_trials=True)
+    cpu_longer = next(p for p in [longer.recommendation, *longer.alternatives] if p.config["backend"] == "cpu")
+    assert cpu_longer.values["latency_s"] > 1.8 * cpu.values["latency_s"]
+
+
+def test_batch_amortises_the_weights_but_never_for_free(synthetic_fit):
+    one = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=1, model="tiny-q4_0"), True)
+    big = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=1000, model="tiny-q4_0"), True)
+    cheapest_one = min(p.values["energy_j"] for p in [one.recommendation, *one.alternatives])
+    gpu_big = [p for p in [big.recommendation, *big.alternatives, *big.rejected]
+               if p.config["backend"] == "gpu" and p.values]
+    assert gpu_big and all(p.values["energy_j"] > cheapest_one / 50 for p in gpu_big)
+    # 10,000 sequences' KV cache (22,528 bytes a token × 192 tokens each) exceeds the host's 32 GiB: refused
+    huge = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=10_000, model="tiny-q4_0"), True)
+    cpu = [p for p in huge.rejected if p.config["backend"] == "cpu"]
+    assert cpu and all(p.rejected[0].startswith("cannot run: needs 42.1 GiB") for p in cpu)
+    assert all(p.config["backend"] != "cpu" for p in [huge.recommendation, *huge.alternatives] if p)
+
+
+def test_a_budget_decides_between_cpu_and_gpu(synthetic_fit):
+    low = advise(synthetic_fit, Request(gen_tokens=128, prompt_tokens=256, budget_w=40, batch=1), gpu_trials=True)
+    high = advise(synthetic_fit, Request(gen_tokens=128, prompt_tokens=256, budget_w=400, batch=1), gpu_trials=True)
+    assert low.recommendation.config["backend"] == "cpu"
+    assert high.recommendation.config["backend"] == "gpu"
+    assert any(p.config["backend"] == "gpu" and "over budget" in p.rejected[0] for p in low.rejected)
+    assert any(line.startswith("under ") for line in high.changes)
+
+
+def test_objectives_rank_differently(synthetic_fit):
+    """Under latency the fastest wins; under energy the cheapest; exact values from the physics."""
+    request = dict(gen_tokens=64, prompt_tokens=128, batch=1, model="tiny-q4_0", budget_w=70)
+    fast = advise(synthetic_fit, Request(**request, objective="latency"), True).recommendation
+    frugal = advise(synthetic_fit, Request(**request, objective="energy"), True).recommendation
+    assert fast.config["threads"] == 4 and fast.config["backend"] == "cpu"
+    prefill, step = true_times("cpu", 4, "Q4_0", 128, 64, 1)
+    assert fast.values["latency_s"] == pytest.approx(prefill + 63 * step, rel=0.02)
+    assert fast.values["avg_power_w"] == pytest.approx(IDLE_W + 4 * W_PER_THREAD, rel=0.02)
+    assert frugal.values["energy_j"] <= fast.values["energy_j"]
+
+
+def test_intervals_never_go_below_zero(synthetic_fit):
+    advice = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, quants=["Q5_1"], hardware=None), True)
+    for p in [advice.recommendation, *advice.alternatives]:
+        for low, high in p.intervals.values():
+            assert 0 < low <= high
+
+
+def test_a_request_beyond_the_trained_context_is_refused(synthetic_fit):
+    with pytest.raises(UserError, match="exceeds .*trained context of 2048"):
+        advise(synthetic_fit, Request(gen_tokens=100, prompt_tokens=1_000_000), gpu_trials=True)
+
+
+def test_an_unmeasured_quantization_is_calibrated_and_says_so(synthetic_fit):
+    advice = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=1, threads=4,
+                                           model="tiny-q4_0", quants=["Q5_1"], objective="latency"), True)
+    q51 = next(p for p in [advice.recommendation, *advice.alternatives, *advice.rejected]
+               if p.config["model"]["quant"] == "Q5_1" and p.config["backend"] == "cpu")
+    assert q51.basis == "calibrated here" and any("Q5_1 was never measured" in w for w in q51.extrapolation)
+    row = shape_row("Q4_0")
+    bytes_q51 = row["decode_bytes"] * 6.0 / 4.5
+    prefill, _ = true_times("cpu", 4, "Q4_0", 128, 64, 1)
+    kv = 2 * 22 * 4 * 64 * 2 * (128 + 32)
+    step = ((bytes_q51 + kv) * (CPU_BW_SERIAL + CPU_BW_PER_THREAD / 4)
+            + 2 * row["matmul_params"] * CPU_FLOP_PER_THREAD / 4 + STEP_OVERHEAD)
+    assert q51.values["latency_s"] == pytest.approx(prefill + 63 * step, rel=0.03)
+
+
+def test_spec_prior_for_hardware_not_measured(synthetic_fit):
+    advice = advise(synthetic_fit, Request(gen_tokens=128, prompt_tokens=128, batch=1, model="tiny-q4_0",
+                                           hardware="rtx-3060-12gb"), gpu_trials=False)
+    best = advice.recommendation
+    assert best.basis == "spec prior only" and best.config["device"] == "rtx-3060-12gb"
+    lo, hi = best.intervals["latency_s"]
+    assert hi / lo == pytest.approx(1.5 ** 2, rel=0.01)
+    assert any("spec prior only" in note for note in advice.notes)
+
+
+def test_a_model_too_big_for_a_gpu_is_rejected(synthetic_fit):
+    huge = ModelShape(name="huge", path="/huge.gguf", quant="F16", n_params=70_000_000_000, n_layers=80,
+                      bits_per_weight=16, decode_bytes=140_000_000_000, matmul_params=69_000_000_000, n_head=64,
+                      n_head_kv=8, head_dim=128, n_ctx_train=4096, n_vocab=32000, size=140_000_000_000)
+    advice = advise(synthetic_fit, Request(gen_tokens=16, prompt_tokens=16, model="huge", hardware="rtx-3060-12gb"),
+                    gpu_trials=False, what_if_models=[huge])
+    assert advice.recommendation is None
+    assert "cannot run: needs 130.4 GiB" in advice.rejected[0].rejected[0]
+
+
+def test_gpu_configurations_on_a_cpu_only_calibration_are_rejected_with_the_reason():
+    trials = [t for t in synthetic_trials(backends=("cpu",)) if t["threads"] in (1, 2)]
+    for t in trials:
+        t["gpu_build"] = 0
+    cpu_only = fit(trials, "cpu-host")
+    assert not any(c.startswith("gpu") for c in cpu_only.coefficients["decode_step_s"])
+    advice = advise(cpu_only, Request(gen_tokens=32, prompt_tokens=64), gpu_trials=False)
+    assert advice.recommendation.config["backend"] == "cpu"
+    assert any("GPU options are what-if only" in note for note in advice.notes)
+
+
+def test_unknown_threads_stay_unknown():
+    trials = synthetic_trials(backends=("cpu", "gpu"), threads=(2,))
+    for t in trials:
+        if t["backend"] == "gpu":
+            assert t["threads"] is None
+    calibrated = fit(trials, "h")
+    labels = [c.label() for c in calibrated.config_objects()]
+    assert any("threads unknown" in label for label in labels)
+    assert not any(c.threads == 1 for c in calibrated.config_objects())
+
+
+def test_too_little_data_names_the_calibration_manifest():
+    with pytest.raises(NotEnoughData, match="calibrate.yaml"):
+        fit(synthetic_trials()[:3], "host")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch", 0, "--batch 0: give a whole number"), ("batch", -3, "--batch -3"),
+    ("threads", 0, "--threads 0"), ("prompt_tokens", 0, "--prompt-tokens 0"),
+    ("objective", "speed", "--objective 'speed'"), ("quants", ["Q9_9"], "--quant 'Q9_9'"),
+])
+def test_bad_requests_name_the_value(synthetic_fit, field, value, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        advise(synthetic_fit, Request(gen_tokens=16, **{field: value}), gpu_trials=True)
+
+
+def test_unknown_hardware_names_close_matches(synthetic_fit):
+    with pytest.raises(UserError, match="--hardware 'rtx-3060': not in config/hardware.yaml; did you mean"):
+        advise(synthetic_fit, Request(gen_tokens=16, hardware="rtx-3060"), gpu_trials=True)
+
+
+def test_what_would_change_the_answer_names_a_prompt_crossover(synthetic_fit):
+    advice = advise(synthetic_fit, Request(gen_tokens=8, prompt_tokens=16, batch=1, model="tiny-q4_0",
+                                           objective="energy"), gpu_trials=True)
+    assert advice.changes and math.isfinite(advice.recommendation.values["energy_j"])
