@@ -97,7 +97,9 @@ class ModelShape:
     def from_row(cls, row: dict) -> "ModelShape":
         """From a trial row joined with its model (store.trials); imported models may lack the header's shape."""
         n_params, bits = int(row["n_params"]), float(row["bits_per_weight"])
-        return cls(name=row["model"], path=row["model_path"], quant=row["quant"], n_params=n_params,
+        name = row["model"]
+        name = name.rsplit("/", 1)[-1].removesuffix(".gguf") if "/" in name else name  # a path: its file's name
+        return cls(name=name, path=row["model_path"], quant=row["quant"], n_params=n_params,
                    n_layers=int(row.get("n_layers") or 0), bits_per_weight=bits,
                    decode_bytes=int(row.get("decode_bytes") or n_params * bits / 8),
                    matmul_params=int(row.get("matmul_params") or n_params),

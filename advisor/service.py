@@ -59,7 +59,7 @@ def what_if_models(ref: str | None, fit: Fit) -> list[ModelShape]:
     try:
         return [ModelShape.from_gguf(read_gguf(path), name=path.stem)]
     except UserError as exc:
-        raise UserError(f"--model {ref}: {exc}") from None
+        raise UserError(f"--model: {exc}") from None
 
 
 def explain(fit: Fit) -> str:

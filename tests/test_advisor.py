@@ -76,7 +76,7 @@ def test_a_budget_below_any_measured_power_exits_4_with_the_closest(measured_db,
 def test_fit_is_cached_until_the_data_changes_and_prediction_needs_no_sklearn(measured_db, capsys):
     code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--explain")
     assert code == 0 and "Held-out mean absolute % error" in out and "physical" in out
-    assert "cpu decode bandwidth GB/s" in out
+    assert "Calibrated constants:" in out and "cpu prefill compute GFLOP/s by quantization: Q4_1" in out
     assert "cached fit" in out or "refitted" in out
     code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--explain")
     assert "cached fit (data unchanged)" in out
@@ -95,10 +95,35 @@ def test_fit_is_cached_until_the_data_changes_and_prediction_needs_no_sklearn(me
     (("--tokens", "10", "--latency", "soon"), "--latency 'soon'"),
     (("--tokens", "10", "--model", "gpt-9"), "--model 'gpt-9': not measured on this host"),
     (("--tokens", "10", "--host", "nope"), "--host nope: unknown host id"),
+    (("--tokens", "10", "--batch", "0"), "--batch 0: give a whole number ≥ 1"),
+    (("--tokens", "10", "--batch", "-3"), "--batch -3: give a whole number ≥ 1"),
+    (("--tokens", "10", "--threads", "0"), "--threads 0: give a whole number ≥ 1"),
+    (("--tokens", "10", "--prompt-tokens", "1000000"), "1000000 + 10 tokens exceeds SmolLM2-135M-Instruct.Q4_1's trained context of 8192"),
+    (("--tokens", "10", "--hardware", "rtx-9999"), "--hardware 'rtx-9999': not in config/hardware.yaml"),
+    (("--tokens", "10", "--quant", "Q9_9"), "--quant 'Q9_9': choose from"),
 ])
 def test_bad_advise_input(measured_db, capsys, args, message):
     code, _, err = run_cli(capsys, "advise", "--db", measured_db, *args)
-    assert code in (1, 2) and message in err and err.count("\n") == 1
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_an_unreadable_gguf_for_a_what_if_is_one_line(measured_db, capsys, tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF\x03\x00")
+    code, _, err = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "10", "--model", str(bad))
+    assert code == 2 and f"error: --model: {bad}: GGUF header is truncated" in err and err.count("\n") == 1
+
+
+def test_too_little_data_exits_1_naming_the_calibration(tmp_path, capsys, measured_db):
+    import shutil
+    import sqlite3
+
+    few = tmp_path / "few.db"
+    shutil.copyfile(measured_db, few)
+    with sqlite3.connect(few) as conn:
+        conn.execute("DELETE FROM trials WHERE id > 5")
+    code, _, err = run_cli(capsys, "advise", "--db", few, "--tokens", "10")
+    assert code == 1 and "config/manifests/calibrate.yaml" in err and err.count("\n") == 1
 
 
 def test_advise_without_trials_says_what_to_run(tmp_path, capsys):
@@ -115,3 +140,25 @@ def test_no_budget_is_null_in_strict_json_and_said_in_words(measured_db, capsys)
     assert code == 0 and data["request"]["budget_w"] is None
     code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "10")
     assert code == 0 and "no power budget" in out.splitlines()[0]
+
+
+def test_what_if_answers_on_real_trials(measured_db, capsys, tmp_path, model_path):
+    """A quantization, a GGUF and a GPU never measured here: each answered and labelled as such."""
+    code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "16", "--quant", "Q8_0,F16", "--json")
+    data = json.loads(out)
+    quants = {p["config"]["model"]["quant"]: p for p in [data["recommendation"], *data["alternatives"],
+                                                          *data["rejected"]] if p}
+    assert code == 0 and {"Q4_1", "Q8_0", "F16"} <= set(quants)
+    assert quants["F16"]["basis"] == "calibrated here"
+    assert any("F16 was never measured here" in why for why in quants["F16"]["extrapolation"])
+    assert quants["F16"]["config"]["model"]["decode_bytes"] > 2.5 * quants["Q4_1"]["config"]["model"]["decode_bytes"]
+
+    other = tmp_path / "other-model.gguf"
+    other.symlink_to(model_path)
+    code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "16", "--model", other)
+    assert code == 0 and "other-model (Q4_1" in out and "[calibrated here]" in out
+    assert "other-model was never run here" in out
+
+    code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "128", "--hardware", "rtx-3060-12gb")
+    assert code == 0 and "GPU [rtx-3060-12gb]" in out and "[spec prior only]" in out
+    assert "spec prior only (config/hardware.yaml" in out and "ESTIMATED" not in out.split("Model:")[0]
