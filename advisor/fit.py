@@ -31,7 +31,8 @@ SWEEP_HINT = "run `energytui run config/manifests/calibrate.yaml` (about 3 minut
 INTERVAL_QUANTILE = 0.9  # intervals cover 90% of the held-out errors
 PARTS = ("prefill_s", "decode_step_s", "prefill_w", "decode_w")
 REQUEST_PARTS = ("latency_s", "power_w")
-KERNEL_COLUMNS = ("cpu_flops/thread", "gpu_flops")
+KERNEL_COLUMNS = {"prefill_s": ("cpu_flops/thread", "gpu_flops"), "decode_step_s": ("cpu_flops/thread", "gpu_flops"),
+                  "latency_s": ("cpu_flops/thread", "gpu_flops")}
 RESIDUAL_FEATURES = ("log_prompt", "log_gen", "log_batch", "threads", "gpu_share", "bits_per_weight")
 RESIDUAL_GAIN = 0.9  # keep a residual model only if it cuts the held-out error by at least 10 %
 RESIDUAL_MIN_POINTS = 0.005  # ... and by at least half a percentage point
@@ -79,7 +80,7 @@ class Fit:
         return column in self.coefficients.get(part, {})
 
 
-FIT_VERSION = "physical-3"  # part of the data hash: a new model never reuses an older model's cached fit
+FIT_VERSION = "physical-4"  # part of the data hash: a new model never reuses an older model's cached fit
 
 
 def data_hash(trials: list[dict]) -> str:
@@ -140,7 +141,7 @@ def kernel_columns(part: str, quants: list[str]) -> list[str]:
     out = []
     for column in columns_of(part):
         bare = column.split(":")[-1]
-        out += [f"{column}@{q}" for q in quants] if bare in KERNEL_COLUMNS and quants else [column]
+        out += [f"{column}@{q}" for q in quants] if bare in KERNEL_COLUMNS.get(part, ()) and quants else [column]
     return out
 
 
@@ -148,7 +149,7 @@ def expand(x: list[float], part: str, quant: str, quants: list[str]) -> list[flo
     """A row of the generic design spread over the per-quantization columns (its own quant's only)."""
     out = []
     for column, value in zip(columns_of(part), x):
-        if column.split(":")[-1] in KERNEL_COLUMNS and quants:
+        if column.split(":")[-1] in KERNEL_COLUMNS.get(part, ()) and quants:
             out += [value if q == quant else 0.0 for q in quants]
         else:
             out.append(value)
@@ -175,32 +176,64 @@ def residual_features(config: Config, workload: Workload) -> list[float]:
 
 # --- the robust non-negative fit ----------------------------------------------------------------
 
-def fit_nonnegative(x: np.ndarray, y: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """Coefficients ≥ 0 minimising the squared *relative* error, with outliers down-weighted.
+def fit_nonnegative(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None,
+                    free: np.ndarray | None = None, rounds: int = 3) -> np.ndarray:
+    """Coefficients ≥ 0 minimising the squared *relative* error of `offset + x @ coef` against `y`, with
+    outliers down-weighted; columns not `free` keep a coefficient of 0 (the caller pins them).
 
     Columns are scaled to unit size so the solver treats FLOPs and bytes alike; every
     round re-weights trials by a Tukey-style weight on their relative residual against
     the median absolute deviation of all residuals.
     """
     import numpy as np
-
     from sklearn.linear_model import LinearRegression
 
+    offset = np.zeros(len(y)) if offset is None else offset
+    free = np.ones(x.shape[1], bool) if free is None else free
     a = x / y[:, None]
     scale = np.abs(a).max(axis=0)
-    live = scale > 0
+    live = (scale > 0) & free
     coef = np.zeros(x.shape[1])
     weights = np.ones(len(y))
     for _ in range(rounds):
         model = LinearRegression(fit_intercept=False, positive=True)
-        model.fit(a[:, live] / scale[live], np.ones(len(y)), sample_weight=weights)
+        model.fit(a[:, live] / scale[live], 1 - offset / y, sample_weight=weights)
         coef[live] = model.coef_ / scale[live]
-        rel = x @ coef / y - 1
+        rel = (x @ coef + offset) / y - 1
         mad = max(float(np.median(np.abs(rel - np.median(rel)))), 0.01)
         weights = np.clip(1 - (rel / (6 * mad)) ** 2, 0.0, 1.0) ** 2
         if weights.sum() < 0.5 * len(y):  # too few trials agree: keep everything, unweighted
             weights = np.ones(len(y))
     return coef
+
+
+def _idle_offsets(data: list[dict]):
+    """Each trial's idle power, measured in its idle window before prefill: the "idle" of idle + dynamic is
+    measured, not fitted, so one thread count alone still calibrates the watts per busy thread. None when
+    most trials have no idle window (imported logs)."""
+    import numpy as np
+
+    idle = [t.get("idle_power_w") for t in data]
+    known = [v for v in idle if v is not None]
+    if len(known) < len(idle) / 2:
+        return None
+    middle = float(np.median(known))
+    return np.array([middle if v is None else v for v in idle])
+
+
+def _solver(parts: tuple[str, ...], quants: list[str], idle):
+    """fit_nonnegative per part, with the power parts' "fixed" column pinned to the measured idle."""
+    import numpy as np
+
+    def solve(part: str, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if idle is None or part not in ("prefill_w", "decode_w"):
+            return fit_nonnegative(x, y)
+        free = np.array([c != "fixed" for c in kernel_columns(part, quants)])
+        coef = fit_nonnegative(x, y, offset=idle[rows], free=free)
+        coef[~free] = float(np.median(idle[rows]))
+        return coef
+
+    return solve
 
 
 def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
@@ -224,11 +257,13 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
     groups = np.array([str(t.get(groups_by)) for t in data])
     folds = list(GroupKFold(n_splits=min(5, len(set(groups)))).split(r, groups=groups))
 
+    solve = _solver(parts, quants, _idle_offsets(data) if mode == "phases" else None)
+    everything = np.arange(len(data))
     oof, residual_cv = {}, {}
     for p in parts:
         plain, with_residual = np.empty(len(data)), np.empty(len(data))
         for train, test in folds:
-            coef = fit_nonnegative(x[p][train], y[p][train])
+            coef = solve(p, x[p][train], y[p][train], train)
             plain[test] = np.maximum(x[p][test] @ coef, 1e-12)
             residual = _fit_residual(r[train], y[p][train] / np.maximum(x[p][train] @ coef, 1e-12))
             with_residual[test] = plain[test] * np.exp(_predict_residual(residual, r[test]))
@@ -237,7 +272,7 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
 
     coefficients, residuals, fitted = {}, {}, {}
     for p in parts:
-        coef = fit_nonnegative(x[p], y[p])
+        coef = solve(p, x[p], y[p], everything)
         names = kernel_columns(p, quants)
         calibrated = np.abs(x[p]).max(axis=0) > 0
         coefficients[p] = {names[i]: float(coef[i]) for i in range(len(names)) if calibrated[i]}

@@ -6,6 +6,9 @@ Without the --*-db options it measures, into bench/results/:
   1. config/manifests/calibrate.yaml (the shipped calibration; target ≤ 180 s of `energytui run`),
      then the held-out error of latency and energy per request with whole configurations
      left out (grouped cross-validation). Target: MAPE ≤ 8 % each.
+  Accuracy is judged on each configuration's mean over its repetitions, against the
+  prediction for it (what the advisor answers is a configuration's expected cost); the error
+  per trial, which adds each trial's own noise on this shared machine, is printed beside it.
   2. config/manifests/advisor-sweep.yaml (the quantization ladder × lengths), then
      - a held-out quantization: calibrate without Q8_0 (then without F16) and predict its
        trials. Target: MAPE ≤ 15 %;
@@ -61,14 +64,31 @@ def host_trials(db: Path) -> tuple[list[dict], str]:
 
 
 def errors(basis: Basis, trials: list[dict]) -> dict[str, float]:
-    """MAPE of latency and energy per request of `trials`, predicted from `basis`."""
-    latency, energy = [], []
+    """MAPE of latency and energy per request of `trials` predicted from `basis`: of each configuration's
+    mean over its repetitions (the gate: what the advisor predicts is a configuration's expected cost),
+    and per trial (each trial's own noise included)."""
+    pairs: dict[str, list[tuple[float, float, float, float]]] = {}
     for t in trials:
         config = config_of(t)
         values, _ = predict(basis, config, workload_of(t))
-        latency.append(abs(values["latency_s"] / (t["e2e_ms"] / 1e3) - 1))
-        energy.append(abs(values["energy_j"] / (t["energy_j"] / config.batch_size) - 1))
-    return {"latency_s": statistics.fmean(latency), "energy_j": statistics.fmean(energy), "n": len(trials)}
+        pairs.setdefault(t["config_id"], []).append(
+            (values["latency_s"], t["e2e_ms"] / 1e3, values["energy_j"], t["energy_j"] / config.batch_size))
+    rows = [row for group in pairs.values() for row in group]
+    means = [[statistics.fmean(column) for column in zip(*group)] for group in pairs.values()]
+    return {"latency_s": statistics.fmean(abs(p / a - 1) for p, a, _, _ in means),
+            "energy_j": statistics.fmean(abs(p / a - 1) for _, _, p, a in means),
+            "latency_s per trial": statistics.fmean(abs(p / a - 1) for p, a, _, _ in rows),
+            "energy_j per trial": statistics.fmean(abs(p / a - 1) for _, _, p, a in rows),
+            "n": len(rows), "configs": len(means)}
+
+
+def report(name: str, result: dict, target: float) -> bool:
+    worst = max(result["latency_s"], result["energy_j"])
+    print(f"{name} ({result['configs']} configurations, {result['n']} trials): configuration means: latency MAPE "
+          f"{result['latency_s']:.1%}, energy MAPE {result['energy_j']:.1%} (target ≤ {target:.0%}) "
+          f"{verdict(worst, target)}; per trial: latency {result['latency_s per trial']:.1%}, energy "
+          f"{result['energy_j per trial']:.1%}")
+    return worst <= target
 
 
 def verdict(value: float, target: float) -> str:
@@ -84,11 +104,13 @@ def held_out_configurations(db: Path) -> bool:
     for part, scores in calibrated.residual_cv.items():
         print(f"  {part:16s} held-out MAPE physical {scores['physical']:.1%}, with residual "
               f"{scores['physical+residual']:.1%}")
+    target = TARGETS["held-out configurations"]
     for quantity in ("latency_s", "energy_j"):
-        mape = calibrated.held_out_mape[quantity]
-        ok &= mape <= TARGETS["held-out configurations"]
-        print(f"held-out configurations, {quantity} per request: MAPE {mape:.1%} "
-              f"(target ≤ {TARGETS['held-out configurations']:.0%}) {verdict(mape, TARGETS['held-out configurations'])}")
+        mape = calibrated.held_out_mape[f"{quantity} config mean"]
+        ok &= mape <= target
+        print(f"held-out configurations (grouped 5-fold), {quantity} per request: configuration means MAPE "
+              f"{mape:.1%} (target ≤ {target:.0%}) {verdict(mape, target)}; per trial "
+              f"{calibrated.held_out_mape[quantity]:.1%}")
     return ok
 
 
@@ -102,11 +124,7 @@ def held_out_quantizations(trials: list[dict], host: str) -> bool:
             print(f"held-out quantization {quant}: no trials of it in the sweep")
             continue
         result = errors(host_basis(fit(train, host), CALIBRATED), test)
-        worst = max(result["latency_s"], result["energy_j"])
-        ok &= worst <= TARGETS["held-out quantization"]
-        print(f"held-out quantization {quant} ({result['n']} trials): latency MAPE {result['latency_s']:.1%}, energy "
-              f"MAPE {result['energy_j']:.1%} (target ≤ {TARGETS['held-out quantization']:.0%}) "
-              f"{verdict(worst, TARGETS['held-out quantization'])}")
+        ok &= report(f"held-out quantization {quant}", result, TARGETS["held-out quantization"])
     return ok
 
 
@@ -115,11 +133,8 @@ def beyond_lengths(trials: list[dict], host: str) -> bool:
     train = [t for t in data if t["prompt_tokens"] <= 160 and workload_of(t).gen_tokens <= 40]
     test = [t for t in data if t["prompt_tokens"] >= 300 and workload_of(t).gen_tokens >= 120]
     result = errors(host_basis(fit(train, host), CALIBRATED), test)
-    worst = max(result["latency_s"], result["energy_j"])
-    print(f"beyond measured lengths (fit ≤160 prompt, ≤40 generated; predict 300 and 120, {result['n']} trials): "
-          f"latency MAPE {result['latency_s']:.1%}, energy MAPE {result['energy_j']:.1%} "
-          f"(target ≤ {TARGETS['beyond measured lengths']:.0%}) {verdict(worst, TARGETS['beyond measured lengths'])}")
-    return worst <= TARGETS["beyond measured lengths"]
+    return report("beyond measured lengths (fit on prompts ≤160 and ≤40 generated, predict 300 and 120)", result,
+                  TARGETS["beyond measured lengths"])
 
 
 def spec_prior_against_published() -> None:

@@ -171,7 +171,7 @@ def _trial(log: Path, line: int, row: dict, config: dict, mapping: dict, power: 
     batch = config.get("batch_size", 1)
     tag = mapping.get("energy_source", "integrated")
     return {
-        "status": "done", "run_id": row["run_id"], "backend": config["backend"], "threads": config.get("threads", 1),
+        "status": "done", "run_id": row["run_id"], "backend": config["backend"], "threads": config.get("threads"),  # not recorded: unknown, never a made-up 1
         "gpu_layers": config.get("gpu_layers", 0), "batch_size": batch, "n_batch": config.get("n_batch"),
         "n_ctx": config.get("n_ctx"), "suite": row.get("prompt_template") or None, "prompt_id": row["prompt_id"],
         "prompt_tokens": max(1, round(chars / chars_per_token)), "gen_tokens": gen, "e2e_ms": latency_ms,
@@ -193,7 +193,14 @@ def _host(mapping: dict) -> dict:
     return {"id": "imp-" + hashlib.sha256(identity.encode()).hexdigest()[:8], "hostname": facts["name"],
             "cpu": facts["cpu"], "cores": facts.get("cores"), "ram_gb": facts.get("ram_gb"), "gpu": facts.get("gpu"),
             "gpu_driver": facts.get("gpu_driver"), "os": facts.get("os"), "llama_cpp": facts.get("llama_cpp"),
-            "gpu_offload": int(bool(facts.get("gpu"))), "python": None, "imported": 1, "first_seen": now_iso()}
+            "gpu_offload": _gpu_build(mapping), "python": None, "imported": 1, "first_seen": now_iso()}
+
+
+def _gpu_build(mapping: dict) -> int | None:
+    """1 when a run offloaded layers (so llama.cpp had GPU offload), 0 without a GPU, else unknown."""
+    if any(run.get("backend") in ("gpu", "hybrid") for run in mapping["runs"].values()):
+        return 1
+    return None if mapping["host"].get("gpu") else 0
 
 
 def _sha(path: Path) -> str:

@@ -265,3 +265,16 @@ def test_what_would_change_the_answer_names_a_prompt_crossover(synthetic_fit):
     advice = advise(synthetic_fit, Request(gen_tokens=8, prompt_tokens=16, batch=1, model="tiny-q4_0",
                                            objective="energy"), gpu_trials=True)
     assert advice.changes and math.isfinite(advice.recommendation.values["energy_j"])
+
+
+def test_measured_idle_pins_the_static_power_so_one_thread_count_calibrates_watts_per_thread():
+    """With idle measured in each trial's idle window, power = idle + dynamic needs no second thread count."""
+    trials = synthetic_trials(backends=("cpu",), threads=(2,))
+    for t in trials:
+        t["idle_power_w"] = IDLE_W
+    calibrated = fit(trials, "one-thread-count")
+    for phase in ("prefill_w", "decode_w"):
+        assert calibrated.coefficients[phase]["fixed"] == pytest.approx(IDLE_W)
+        assert calibrated.coefficients[phase]["cpu_threads"] == pytest.approx(W_PER_THREAD, rel=0.02)
+    advice = advise(calibrated, Request(gen_tokens=32, prompt_tokens=64, threads=4, batch=1, model="tiny-q4_0"), True)
+    assert advice.recommendation.values["avg_power_w"] == pytest.approx(IDLE_W + 4 * W_PER_THREAD, rel=0.02)
