@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from energytui.engine.report import build_of
 
@@ -110,11 +110,9 @@ class ModelShape:
 
     @classmethod
     def from_gguf(cls, info, name: str | None = None) -> "ModelShape":
-        return cls(name=name or info.path.stem, path=str(info.path), quant=info.quant, n_params=info.n_params,
-                   n_layers=info.n_layers, bits_per_weight=info.bits_per_weight, decode_bytes=info.decode_bytes,
-                   matmul_params=info.matmul_params, layer_bytes=info.layer_bytes, n_embd=info.n_embd,
-                   n_head=info.n_head, n_head_kv=info.n_head_kv, head_dim=info.head_dim,
-                   n_ctx_train=info.n_ctx_train, n_vocab=info.n_vocab, size=info.size)
+        """From engine/gguf.py's header reading, whose field names these are."""
+        shared = {f.name: getattr(info, f.name) for f in fields(cls) if f.name not in ("name", "path")}
+        return cls(name=name or info.path.stem, path=str(info.path), **shared)
 
 
 @dataclass(frozen=True)

@@ -139,17 +139,28 @@ def _unique(configs: list[Config]) -> list[Config]:
 
 
 def _host_basis(fit: Fit, config: Config, req: Request) -> Basis:
-    """Measured here when this configuration ran at these lengths; calibrated here otherwise."""
+    """Measured here when this configuration ran at these lengths; calibrated here otherwise, with
+    wider intervals where it goes beyond what the calibration saw."""
     measured = fit.ranges["per_config"].get(config.key())
-    if measured is None:
-        new = [m for m in (config.model.quant not in fit.quants and f"{config.model.quant} was never measured here",
-                           config.model.name not in fit.models_seen and f"{config.model.name} was never run here")
-               if m]
-        return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN if new else 1.0, new or ["configuration not measured"])
-    outside = _outside(measured, req)
-    if outside:
-        return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN, outside)
-    return host_basis(fit, MEASURED)
+    if measured is not None:
+        outside = _outside(measured, req)
+        return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN, outside) if outside else host_basis(fit, MEASURED)
+    beyond = _beyond_calibration(fit, config) + _outside(fit.ranges, req)
+    return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN if beyond else 1.0, beyond or ["configuration not measured"])
+
+
+def _beyond_calibration(fit: Fit, config: Config) -> list[str]:
+    seen = fit.config_objects()
+    reasons = []
+    if config.model.quant not in fit.quants:
+        reasons.append(f"{config.model.quant} was never measured here")
+    elif config.model.path not in {c.model.path for c in seen}:
+        reasons.append(f"{config.model.name} was never run here")
+    for name, value, values in (("batch", config.batch_size, [c.batch_size for c in seen]),
+                                ("threads", config.threads, [c.threads for c in seen if c.threads])):
+        if value and values and not min(values) <= value <= max(values):
+            reasons.append(f"{name} {value} is beyond the measured {min(values)}–{max(values)}")
+    return reasons
 
 
 def _outside(measured: dict, req: Request) -> list[str]:

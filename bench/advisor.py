@@ -48,6 +48,8 @@ TARGETS = {"held-out configurations": 0.08, "held-out quantization": 0.15, "beyo
 def measure(manifest: str, name: str) -> tuple[Path, float]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     db = RESULTS / f"{name}.db"
+    for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        stale.unlink(missing_ok=True)  # this run's trials only
     started = time.perf_counter()
     subprocess.run([str(ENERGYTUI), "run", str(ROOT / "config" / "manifests" / manifest), "--db", str(db), "--fresh"],
                    check=True, stdout=subprocess.DEVNULL)

@@ -144,7 +144,8 @@ def test_no_budget_is_null_in_strict_json_and_said_in_words(measured_db, capsys)
 
 def test_what_if_answers_on_real_trials(measured_db, capsys, tmp_path, model_path):
     """A quantization, a GGUF and a GPU never measured here: each answered and labelled as such."""
-    code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "16", "--quant", "Q8_0,F16", "--json")
+    code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "16", "--batch", "1", "--quant", "Q8_0,F16",
+                           "--json")
     data = json.loads(out)
     quants = {p["config"]["model"]["quant"]: p for p in [data["recommendation"], *data["alternatives"],
                                                           *data["rejected"]] if p}

@@ -130,7 +130,9 @@ def test_unmeasured_threads_and_longer_requests_follow_the_physics(synthetic_fit
     cpu = by_backend["cpu"]
     prefill, step = true_times("cpu", 8, "Q8_0", 1000, 400, 1)
     assert cpu.values["latency_s"] == pytest.approx(prefill + step * 399, rel=0.03)
-    assert cpu.basis == "calibrated here" and cpu.extrapolation
+    assert cpu.basis == "calibrated here"
+    assert "threads 8 is beyond the measured 1–4" in cpu.extrapolation
+    assert "1000 prompt tokens is outside the measured 32–384" in cpu.extrapolation
     longer = advise(synthetic_fit, Request(gen_tokens=800, prompt_tokens=1000, threads=8, batch=1, model="tiny-q8_0",
                                            objective="latency"), gpu_trials=True)
     cpu_longer = next(p for p in [longer.recommendation, *longer.alternatives] if p.config["backend"] == "cpu")
@@ -144,6 +146,7 @@ def test_batch_amortises_the_weights_but_never_for_free(synthetic_fit):
     gpu_big = [p for p in [big.recommendation, *big.alternatives, *big.rejected]
                if p.config["backend"] == "gpu" and p.values]
     assert gpu_big and all(p.values["energy_j"] > cheapest_one / 50 for p in gpu_big)
+    assert all("batch 1000 is beyond the measured 1–4" in p.extrapolation for p in gpu_big)
     # 10,000 sequences' KV cache (22,528 bytes a token × 192 tokens each) exceeds the host's 32 GiB: refused
     huge = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=10_000, model="tiny-q4_0"), True)
     cpu = [p for p in huge.rejected if p.config["backend"] == "cpu"]
