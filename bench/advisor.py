@@ -106,6 +106,8 @@ def held_out_configurations(db: Path) -> bool:
     for part, scores in calibrated.residual_cv.items():
         print(f"  {part:16s} held-out MAPE physical {scores['physical']:.1%}, with residual "
               f"{scores['physical+residual']:.1%}")
+    print(f"noise on this machine: a trial's latency differs from its configuration's mean by "
+          f"{repetition_spread(usable_data(trials)):.1%} on average (the floor under any model's per-trial error)")
     target = TARGETS["held-out configurations"]
     for quantity in ("latency_s", "energy_j"):
         mape = calibrated.held_out_mape[f"{quantity} config mean"]
@@ -114,6 +116,14 @@ def held_out_configurations(db: Path) -> bool:
               f"{mape:.1%} (target ≤ {target:.0%}) {verdict(mape, target)}; per trial "
               f"{calibrated.held_out_mape[quantity]:.1%}")
     return ok
+
+
+def repetition_spread(trials: list[dict]) -> float:
+    groups: dict[str, list[float]] = {}
+    for t in trials:
+        groups.setdefault(t["config_id"], []).append(t["e2e_ms"])
+    spreads = [abs(v / statistics.fmean(g) - 1) for g in groups.values() if len(g) > 1 for v in g]
+    return statistics.fmean(spreads) if spreads else float("nan")
 
 
 def held_out_quantizations(trials: list[dict], host: str) -> bool:
