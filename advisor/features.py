@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from energytui.engine.report import build_of
 
@@ -38,16 +38,14 @@ TILED_KERNELS = frozenset({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "IQ4_NL
                            "Q6_K"})
 KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is F16
 
-PHASES = ("prefill", "decode")
 COLUMNS = {
     "prefill": ("cpu_flops/thread", "cpu_flops", "cpu_attn_flops/thread", "cpu_weight_passes", "gpu_flops",
                 "gpu_weight_passes", "weight_uploads", "chunks", "tokens", "logits", "fixed"),
     "decode": ("cpu_weight_bytes/thread", "cpu_weight_bytes", "cpu_flops/thread", "cpu_kv_bytes/thread",
-               "cpu_kv_bytes", "gpu_weight_bytes", "gpu_kv_bytes", "gpu_flops", "split_steps", "logits", "cpu_step", "gpu_step"),
+               "cpu_kv_bytes", "gpu_weight_bytes", "gpu_kv_bytes", "gpu_flops", "split_steps", "logits", "cpu_step",
+               "gpu_step"),
     "power": ("fixed", "cpu_threads", "gpu_share"),
 }
-# What a coefficient means, to print calibrations in words (explain).
-UNITS = {"flops": "FLOP", "bytes": "B", "passes": "B", "uploads": "B"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,10 @@ class ModelShape:
     @property
     def weight_bytes(self) -> int:
         return self.size or self.decode_bytes
+
+    def matches(self, ref: str) -> bool:
+        """`--model` names this model: its name, its quantization, or the end of its path."""
+        return ref in (self.name, self.quant) or self.path.endswith(ref)
 
     def at_quant(self, quant: str) -> "ModelShape":
         """The same model at another rung of the ladder: matrix bytes rescaled by bits per weight."""
@@ -142,11 +144,6 @@ class Config:
 
     def key(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True)
-
-    def settings_key(self) -> str:
-        """The identity without the model's shape details: host, build, backend, layers, threads, batches, file."""
-        return json.dumps([self.host_id, self.build, self.backend, self.threads, self.gpu_layers, self.n_batch,
-                           self.batch_size, self.model.path, self.model.quant, self.device])
 
     def label(self) -> str:
         m = self.model
@@ -246,7 +243,6 @@ class Parts:
     decode_step_s: float
     prefill_w: float
     decode_w: float
-    extra: dict = field(default_factory=dict)
 
 
 def derive(parts: Parts, gen_tokens: int, batch_size: int) -> dict[str, float]:

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from energytui.engine.errors import UserError
 
 from . import portable
-from .features import COLUMNS, TILED_KERNELS, Config, Parts, Workload, config_of, decode_work, derive, power_load, prefill_work, vector
+from .features import (COLUMNS, TILED_KERNELS, Config, Parts, Workload, config_of, decode_work, derive, power_load,
+                       prefill_work, vector)
 
 if TYPE_CHECKING:  # numpy is imported where fitting needs it: a cached `advise` never pays for it
     import numpy as np
@@ -33,7 +34,6 @@ PARTS = ("prefill_s", "decode_step_s", "prefill_w", "decode_w")
 REQUEST_PARTS = ("latency_s", "power_w")
 KERNEL_COLUMNS = {"prefill_s": ("cpu_flops/thread", "gpu_flops"), "decode_step_s": ("cpu_flops/thread", "gpu_flops"),
                   "latency_s": ("cpu_flops/thread", "gpu_flops")}
-RESIDUAL_FEATURES = ("log_prompt", "log_gen", "log_batch", "threads", "gpu_share", "bits_per_weight")
 RESIDUAL_GAIN = 0.9  # keep a residual model only if it cuts the held-out error by at least 10 %
 RESIDUAL_MIN_POINTS = 0.005  # ... and by at least half a percentage point
 
@@ -76,8 +76,6 @@ class Fit:
     def config_objects(self) -> list[Config]:
         return [Config.from_dict(c) for c in self.configs]
 
-    def calibrated(self, part: str, column: str) -> bool:
-        return column in self.coefficients.get(part, {})
 
 
 FIT_VERSION = "physical-4"  # part of the data hash: a new model never reuses an older model's cached fit
@@ -98,7 +96,8 @@ def steps_of(trial: dict) -> float:
 
 def usable(trial: dict, mode: str = "phases") -> bool:
     """Done, with the mode's timings and energy, and the model's size and bits per weight known."""
-    needed = ("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j") if mode == "phases" else ("e2e_ms", "energy_j")
+    needed = (("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j") if mode == "phases"
+              else ("e2e_ms", "energy_j"))
     return bool(trial["status"] == "done" and steps_of(trial) >= (2 if mode == "phases" else 1)
                 and trial.get("bits_per_weight") and trial.get("n_params") and trial.get("prompt_tokens")
                 and all(trial.get(k) for k in needed) and (mode == "request" or trial["e2e_ms"] > trial["ttft_ms"]))

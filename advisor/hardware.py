@@ -58,7 +58,8 @@ def devices() -> dict[str, Device]:
         table[entry["name"]] = Device(
             name=entry["name"], title=entry["title"], kind=entry["kind"],
             memory_bandwidth_gbs=float(entry["memory_bandwidth_gbs"]), fp16_tflops=float(flops),
-            cores=int(entry.get("cores") or 1), tdp_w=float(entry["tdp_w"]) if entry.get("tdp_w") else None, idle_w=float(entry.get("idle_w") or 0),
+            cores=int(entry.get("cores") or 1), tdp_w=float(entry["tdp_w"]) if entry.get("tdp_w") else None,
+            idle_w=float(entry.get("idle_w") or 0),
             memory_gb=float(entry["memory_gb"]) if entry.get("memory_gb") else None, sources=entry.get("sources", {}))
     return table
 
@@ -94,7 +95,9 @@ def prior_coefficients(dev: Device, with_power: bool = True) -> dict[str, dict[s
         prefill = {"gpu_flops": seconds_per_flop, "fixed": 0.0}
         power = lambda load: {"fixed": dev.idle_w, "gpu_share": dynamic * load}  # noqa: E731
     times = {"prefill_s": prefill, "decode_step_s": decode}
-    return {**times, "prefill_w": power(a["prefill_load"]), "decode_w": power(a["decode_load"])} if with_power else times
+    if not with_power:
+        return times
+    return {**times, "prefill_w": power(a["prefill_load"]), "decode_w": power(a["decode_load"])}
 
 
 def prior_interval() -> float:

@@ -1,4 +1,5 @@
-"""Prediction from a calibration (this host's fit) or a spec prior: numpy and the coefficients alone."""
+"""Prediction from a calibration (this host's fit) or a spec prior: the coefficients alone (numpy only
+where a residual model was kept)."""
 
 from __future__ import annotations
 

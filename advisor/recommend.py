@@ -116,7 +116,7 @@ def candidates(fit: Fit, req: Request, what_if_models: list[ModelShape]) -> list
     measured = fit.config_objects()
     configs = measured
     if req.model:
-        configs = [c for c in measured if req.model in (c.model.name, c.model.quant) or c.model.path.endswith(req.model)]
+        configs = [c for c in measured if c.model.matches(req.model)]
         if not configs:
             if not what_if_models:
                 raise UserError(f"--model {req.model!r}: not measured on this host and not a registry name or GGUF "

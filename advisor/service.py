@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import socket
-from pathlib import Path
 
 from energytui.engine.errors import UserError
 from energytui.engine.store import Store
@@ -47,8 +46,7 @@ def has_gpu_trials(store: Store, host_id: str) -> bool:
 
 def what_if_models(ref: str | None, fit: Fit) -> list[ModelShape]:
     """A model given by registry name or GGUF path that this host never ran: its shape from the header."""
-    if not ref or any(ref in (c.model.name, c.model.quant) or c.model.path.endswith(ref)
-                      for c in fit.config_objects()):
+    if not ref or any(c.model.matches(ref) for c in fit.config_objects()):
         return []
     from energytui.engine.gguf import read_gguf
     from energytui.engine.models import load_registry, looks_like_path, resolve_model
@@ -66,7 +64,8 @@ def explain(fit: Fit) -> str:
     mode = "prefill/decode phases" if fit.mode == "phases" else "whole requests (imported logs: no phase split)"
     lines = [f"Calibrated {fit.created_at} on {fit.n_trials} done trials with energy, {fit.n_configs} configurations, "
              f"host {fit.host_id}, modelling {mode}; data hash {fit.data_hash[:12]}.",
-             f"Models: {', '.join(fit.models_seen)}; prompt tokens {fit.ranges['prompt'][0]}–{fit.ranges['prompt'][1]}, "
+             f"Models: {', '.join(fit.models_seen)}; "
+             f"prompt tokens {fit.ranges['prompt'][0]}–{fit.ranges['prompt'][1]}, "
              f"generated tokens per sequence {fit.ranges['gen'][0]}–{fit.ranges['gen'][1]}; energy sources: "
              f"{', '.join(fit.energy_tags) or 'none'}.", "",
              "Held-out mean absolute % error (grouped cross-validation: whole configurations left out):",

@@ -217,7 +217,8 @@ def main() -> int:
     if db is None:
         db, seconds = measure("calibrate.yaml", "calibrate")
         ok &= seconds <= TARGETS["calibration run s"]
-        print(f"calibrate.yaml through `energytui run`: {seconds:.0f} s (target ≤ {TARGETS['calibration run s']:.0f} s) "
+        print(f"calibrate.yaml through `energytui run`: {seconds:.0f} s "
+              f"(target ≤ {TARGETS['calibration run s']:.0f} s) "
               f"{verdict(seconds, TARGETS['calibration run s'])}")
     ok &= held_out_configurations(db)
     sweep = args.sweep_db or measure("advisor-sweep.yaml", "advisor-sweep")[0]

@@ -326,8 +326,8 @@ class Store:
 
     def latest_fit(self, host_id: str) -> tuple[str, str] | None:
         """(data_hash, payload) of the newest advisor fit for this host."""
-        row = self.conn.execute("SELECT data_hash, payload FROM advisor_fits WHERE host_id = ? ORDER BY id DESC LIMIT 1",
-                              [host_id]).fetchone()
+        row = self.conn.execute("SELECT data_hash, payload FROM advisor_fits WHERE host_id = ? "
+                                "ORDER BY id DESC LIMIT 1", [host_id]).fetchone()
         return (row[0], row[1]) if row else None
 
     def save_fit(self, host_id: str, data_hash: str, payload: str) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from energytui.advisor.recommend import advise, parse_duration, parse_power
+from energytui.advisor.recommend import parse_duration, parse_power
 from energytui.engine.errors import UserError
 
 from helpers import run_cli
