@@ -120,7 +120,8 @@ def candidates(fit: Fit, req: Request, what_if_models: list[ModelShape]) -> list
         if not configs:
             if not what_if_models:
                 raise UserError(f"--model {req.model!r}: not measured on this host and not a registry name or GGUF "
-                                f"path; measured: {', '.join(fit.models_seen)}")
+                                f"path; measured: {', '.join(fit.models_seen)} (for a quantization never measured, "
+                                "use --quant)")
             configs = _unique([replace(c, model=m) for c in measured for m in what_if_models])
     configs = configs + [replace(c, model=c.model.at_quant(q)) for c in configs for q in req.quants
                          if q != c.model.quant]
@@ -199,12 +200,14 @@ def limits(config: Config, req: Request, fit: Fit) -> list[str]:
     if m.n_ctx_train and context > m.n_ctx_train:
         reasons.append(f"cannot run: {req.prompt_tokens} + {req.gen_tokens} tokens exceeds {m.name}'s trained "
                        f"context of {m.n_ctx_train}")
-    need_gb = (m.weight_bytes + m.kv_bytes_per_token * context * config.batch_size
-               + 4 * m.n_vocab * config.batch_size) / 1024**3
+    per_sequence = m.kv_bytes_per_token * context + 4 * m.n_vocab  # its KV cache and its logits
+    need_gb = (m.weight_bytes + per_sequence * config.batch_size) / 1024**3
     memory, where = _memory_gb(config, fit)
     if memory and need_gb > memory * MEMORY_HEADROOM:
+        fits = int((memory * MEMORY_HEADROOM * 1024**3 - m.weight_bytes) // per_sequence) if per_sequence else 0
+        most = f"at most batch {fits} fits" if fits >= 1 else "not even the weights fit"
         reasons.append(f"cannot run: needs {need_gb:.1f} GiB (weights + KV cache for batch {config.batch_size}) "
-                       f"but {where} has {memory:.0f} GiB")
+                       f"but {where} has {memory:.0f} GiB; {most}")
     cores = fit.host.get("host_cores")
     if not config.device and config.threads and cores and config.threads > cores and config.gpu_share < 1:
         reasons.append(f"cannot run well: {config.threads} threads on a host with {cores} CPUs")
@@ -396,6 +399,8 @@ def render(advice: Advice) -> str:
              f"{budget}{slo}, minimising {r['objective']}.", ""]
     if advice.recommendation:
         lines += ["Recommended:", *_describe(advice.recommendation, tag)]
+    elif advice.rejected and all(_cannot_run(p) for p in advice.rejected):
+        lines += ["No configuration can run this request here (each one's reason is under Rejected)."]
     else:
         lines += ["No configuration meets the budget and latency limit."]
         if advice.closest:

@@ -301,7 +301,7 @@ def _cmd_advise(args) -> int:
         raise UserError("advise: give --tokens N (tokens to generate per request), or --fit / --explain")
     budget = parse_power(args.budget) if args.budget is not None else None
     latency = parse_duration(args.latency) if args.latency is not None else None
-    request = Request(gen_tokens=args.tokens or 1, prompt_tokens=args.prompt_tokens, budget_w=budget, latency_s=latency,
+    request = Request(gen_tokens=1 if args.tokens is None else args.tokens, prompt_tokens=args.prompt_tokens, budget_w=budget, latency_s=latency,
                       objective=args.objective, batch=args.batch, threads=args.threads, model=args.model,
                       quants=[q.strip().upper() for q in (args.quant or "").split(",") if q.strip()],
                       hardware=args.hardware)

@@ -151,6 +151,7 @@ def test_batch_amortises_the_weights_but_never_for_free(synthetic_fit):
     huge = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=10_000, model="tiny-q4_0"), True)
     cpu = [p for p in huge.rejected if p.config["backend"] == "cpu"]
     assert cpu and all(p.rejected[0].startswith("cannot run: needs 42.1 GiB") for p in cpu)
+    assert all(p.rejected[0].endswith("at most batch 6797 fits") for p in cpu)
     assert all(p.config["backend"] != "cpu" for p in [huge.recommendation, *huge.alternatives] if p)
 
 

@@ -190,3 +190,13 @@ def test_empty_idle_window_is_flagged_and_result_serialises():
     assert result.devices["cpu"].windows["idle_before"].reason == "empty window"
     as_dict = result.as_dict()
     assert as_dict["total"]["gross_j"] == pytest.approx(20.0) and math.isfinite(as_dict["e2e_s"])
+
+
+def test_an_idle_window_the_sampler_missed_the_start_of_begins_at_its_first_sample():
+    """A starved sampler thread (a loaded machine) leaves no sample before the idle window opens."""
+    from energytui.engine.metering import covered_start
+
+    late = [Sample(1_050, "cpu", ESTIMATED, 5.0, None), Sample(1_060, "cpu", ESTIMATED, 5.0, None),
+            Sample(900, "wall", INTEGRATED, 40.0, None), Sample(1_100, "wall", INTEGRATED, 40.0, None)]
+    assert covered_start(late, 1_000) == 1_050  # the cpu estimate's first sample; the wall meter had one before
+    assert covered_start(late[2:], 1_000) == 1_000  # covered: unchanged
