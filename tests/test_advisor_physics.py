@@ -11,9 +11,9 @@ import math
 
 import pytest
 
-from energytui.advisor.features import ModelShape
+from energytui.advisor.features import Config, ModelShape, Workload
 from energytui.advisor.fit import NotEnoughData, fit
-from energytui.advisor.predict import effective_rates, host_basis
+from energytui.advisor.predict import effective_rates, host_basis, predict
 from energytui.advisor.recommend import Request, advise
 from energytui.engine.errors import UserError
 
@@ -282,3 +282,54 @@ def test_measured_idle_pins_the_static_power_so_one_thread_count_calibrates_watt
         assert calibrated.coefficients[phase]["cpu_threads"] == pytest.approx(W_PER_THREAD, rel=0.02)
     advice = advise(calibrated, Request(gen_tokens=32, prompt_tokens=64, threads=4, batch=1, model="tiny-q4_0"), True)
     assert advice.recommendation.values["avg_power_w"] == pytest.approx(IDLE_W + 4 * W_PER_THREAD, rel=0.02)
+
+
+SPLIT_STEP = 0.5e-3  # a hybrid decode step pays a hand-over between devices
+
+
+def hybrid_trial(i, gpu_layers, threads, quant, prompt, gen, batch) -> dict:
+    """Layers split between devices: each device does its share of the work at its own rate."""
+    share = gpu_layers / 22
+    cpu_prefill, cpu_step = true_times("cpu", threads, quant, prompt, gen, batch)
+    gpu_prefill, gpu_step = true_times("gpu", None, quant, prompt, gen, batch)
+    overhead_p, overhead_s = PREFILL_OVERHEAD, STEP_OVERHEAD * (1 - share) + GPU_STEP * share
+    prefill = (1 - share) * (cpu_prefill - PREFILL_OVERHEAD) + share * (gpu_prefill - PREFILL_OVERHEAD) + overhead_p
+    step = ((1 - share) * (cpu_step - STEP_OVERHEAD) + share * (gpu_step - GPU_STEP) + overhead_s
+            + (SPLIT_STEP if 0 < share < 1 else 0.0))
+    trial = _trial(i, "cpu", threads, quant, prompt, gen, batch)
+    power = IDLE_W + W_PER_THREAD * threads * (1 - share) + GPU_DYNAMIC_W * share
+    decode = step * (gen - 1)
+    trial.update(backend="hybrid" if 0 < share < 1 else "gpu" if share else "cpu", gpu_layers=gpu_layers,
+                 threads=threads, config_id=f"h{gpu_layers}-{threads}-{quant}-{batch}-{prompt}-{gen}",
+                 ttft_ms=prefill * 1e3, e2e_ms=(prefill + decode) * 1e3, prefill_energy_j=power * prefill,
+                 decode_energy_j=power * decode, energy_j=power * (prefill + decode))
+    return trial
+
+
+def test_hybrid_offload_is_predicted_for_a_split_never_measured():
+    """Measured at 0, 6, 16 and 22 of 22 layers on the GPU; predicted at 11."""
+    trials = [hybrid_trial(i, layers, threads, quant, prompt, gen, batch)
+              for i, (layers, threads, quant, prompt, gen, batch) in enumerate(
+                  (layers, threads, quant, prompt, gen, batch)
+                  for layers in (0, 6, 16, 22) for threads in (2, 4) for quant in ("Q4_0", "F16")
+                  for prompt in (32, 256) for gen in (16, 64) for batch in (1, 4))]
+    calibrated = fit(trials, "hybrid-host")
+    assert calibrated.coefficients["decode_step_s"]["split_steps"] == pytest.approx(SPLIT_STEP, rel=0.02)
+    measured = next(c for c in calibrated.config_objects() if c.backend == "hybrid" and c.threads == 4
+                    and c.model.quant == "Q4_0" and c.batch_size == 1)
+    half = Config.from_dict({**measured.as_dict(), "gpu_layers": 11})
+    values, _ = predict(host_basis(calibrated, "calibrated here"), half, Workload(128, 64))
+    expected = hybrid_trial(0, 11, 4, "Q4_0", 128, 64, 1)
+    assert values["latency_s"] == pytest.approx(expected["e2e_ms"] / 1e3, rel=0.02)
+    assert values["avg_power_w"] == pytest.approx(IDLE_W + W_PER_THREAD * 2 + GPU_DYNAMIC_W / 2, rel=0.02)
+
+
+def test_edp_ranks_between_energy_and_latency(synthetic_fit):
+    request = dict(gen_tokens=64, prompt_tokens=128, batch=1, model="tiny-q4_0", budget_w=70)
+    by = {objective: advise(synthetic_fit, Request(**request, objective=objective), True)
+          for objective in ("energy", "edp", "latency")}
+    edp = by["edp"].recommendation
+    ranked = sorted([by["edp"].recommendation, *by["edp"].alternatives], key=lambda p: p.values["edp_js"])
+    assert edp is ranked[0] and edp.values["edp_js"] == pytest.approx(edp.values["energy_j"] * edp.values["latency_s"])
+    assert by["latency"].recommendation.values["latency_s"] <= edp.values["latency_s"]
+    assert by["energy"].recommendation.values["energy_j"] <= edp.values["energy_j"]
