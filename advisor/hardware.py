@@ -68,9 +68,22 @@ def device(name: str) -> Device:
     table = devices()
     if name not in table:
         close = [n for n in table if name.lower().replace(" ", "-") in n]
-        hint = f"did you mean {', '.join(close[:4])}?" if close else f"known: {', '.join(sorted(table))}"
+        hint = (f"did you mean {', '.join(close[:4])}?" if close
+                else "`energytui advise --hardware list` shows the devices it knows")
         raise UserError(f"--hardware {name!r}: not in config/hardware.yaml; {hint}")
     return table[name]
+
+
+def table_text() -> str:
+    """`advise --hardware list`: the spec table, one device a line."""
+    lines = [f"{'name':18s} {'kind':4s} {'GB/s':>6s} {'TFLOPS':>7s} {'TDP W':>6s} {'idle W':>6s} {'GiB':>5s}  title"]
+    for dev in devices().values():
+        tdp = f"{dev.tdp_w:6.0f}" if dev.tdp_w else f"{'–':>6s}"
+        memory = f"{dev.memory_gb:5.0f}" if dev.memory_gb else f"{'–':>5s}"
+        lines.append(f"{dev.name:18s} {dev.kind:4s} {dev.memory_bandwidth_gbs:6.0f} {dev.fp16_tflops:7.1f} {tdp} "
+                     f"{dev.idle_w:6.0f} {memory}  {dev.title}")
+    lines.append("sources of every figure: config/hardware.yaml")
+    return "\n".join(lines)
 
 
 def prior_coefficients(dev: Device, with_power: bool = True) -> dict[str, dict[str, float]]:

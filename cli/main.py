@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("--quant", default=None,
                         help="also rungs of the quantization ladder not measured, e.g. Q8_0,F16 (what-if)")
     advise.add_argument("--hardware", default=None,
-                        help="a device from config/hardware.yaml, e.g. rtx-3060-12gb (what-if: spec prior only)")
+                        help="a device from config/hardware.yaml, e.g. rtx-3060-12gb (what-if: spec prior only); "
+                             "`list` shows them")
     advise.add_argument("--host", default=None, help="advise for another host's trials (id from `energytui report`)")
     advise.add_argument("--json", action="store_true", help="the same content as JSON")
     advise.add_argument("--fit", action="store_true", help="refit even if the data did not change")
@@ -297,6 +298,11 @@ def _cmd_advise(args) -> int:
     from energytui.advisor.service import (check_host, current_fit, explain, has_gpu_trials, local_host_id,
                                            what_if_models)
 
+    if args.hardware == "list":
+        from energytui.advisor.hardware import table_text
+
+        print(table_text())
+        return 0
     if args.tokens is None and not (args.fit or args.explain):
         raise UserError("advise: give --tokens N (tokens to generate per request), or --fit / --explain")
     budget = parse_power(args.budget) if args.budget is not None else None

@@ -99,8 +99,11 @@ def test_fit_is_cached_until_the_data_changes_and_prediction_needs_no_sklearn(me
     (("--tokens", "10", "--batch", "0"), "--batch 0: give a whole number ≥ 1"),
     (("--tokens", "10", "--batch", "-3"), "--batch -3: give a whole number ≥ 1"),
     (("--tokens", "10", "--threads", "0"), "--threads 0: give a whole number ≥ 1"),
-    (("--tokens", "10", "--prompt-tokens", "1000000"), "1000000 + 10 tokens exceeds SmolLM2-135M-Instruct.Q4_1's trained context of 8192"),
-    (("--tokens", "10", "--hardware", "rtx-9999"), "--hardware 'rtx-9999': not in config/hardware.yaml"),
+    (("--tokens", "10", "--prompt-tokens", "1000000"),
+     "1000000 + 10 tokens exceeds SmolLM2-135M-Instruct.Q4_1's trained context of 8192"),
+    (("--tokens", "10", "--hardware", "rtx-3060"), "--hardware 'rtx-3060': not in config/hardware.yaml; did you mean "
+                                                   "rtx-3060-12gb?"),
+    (("--tokens", "10", "--hardware", "rtx-9999"), "`energytui advise --hardware list` shows the devices"),
     (("--tokens", "10", "--quant", "Q9_9"), "--quant 'Q9_9': choose from"),
 ])
 def test_bad_advise_input(measured_db, capsys, args, message):
@@ -145,8 +148,8 @@ def test_no_budget_is_null_in_strict_json_and_said_in_words(measured_db, capsys)
 
 def test_what_if_answers_on_real_trials(measured_db, capsys, tmp_path, model_path):
     """A quantization, a GGUF and a GPU never measured here: each answered and labelled as such."""
-    code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "16", "--batch", "1", "--quant", "Q8_0,F16",
-                           "--json")
+    code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "16", "--batch", "1",
+                           "--quant", "Q8_0,F16", "--json")
     data = json.loads(out)
     quants = {p["config"]["model"]["quant"]: p for p in [data["recommendation"], *data["alternatives"],
                                                           *data["rejected"]] if p}
@@ -164,3 +167,12 @@ def test_what_if_answers_on_real_trials(measured_db, capsys, tmp_path, model_pat
     code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--tokens", "128", "--hardware", "rtx-3060-12gb")
     assert code == 0 and "GPU [rtx-3060-12gb]" in out and "[spec prior only]" in out
     assert "spec prior only (config/hardware.yaml" in out and "ESTIMATED" not in out.split("Model:")[0]
+
+
+def test_the_spec_table_lists_every_device_with_its_figures(capsys):
+    code, out, _ = run_cli(capsys, "advise", "--hardware", "list")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["name", "kind", "GB/s"]
+    rtx = next(line for line in lines if line.startswith("rtx-3060-12gb "))
+    assert rtx.split()[1:6] == ["gpu", "360", "51.0", "170", "13"] and "NVIDIA GeForce RTX 3060" in rtx
+    assert lines[-1] == "sources of every figure: config/hardware.yaml"
