@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--map", type=Path, required=True, help="YAML: host, model and run id → configuration "
                           "(see config/imports/example-map.yaml)")
     importer.add_argument("--power-log", type=Path, help="companion CSV: timestamp,backend,energy_joules,notes")
+    importer.add_argument("--again", action="store_true", help="import a log that was imported before once more")
     importer.set_defaults(handler=_cmd_import)
 
     report = sub.add_parser("report", parents=[db_parent], help="a markdown report per configuration")
@@ -227,7 +228,7 @@ def _cmd_import(args) -> int:
 
     store = _open_store(args)
     try:
-        result = import_logs(store, args.log, args.map, args.power_log)
+        result = import_logs(store, args.log, args.map, args.power_log, again=args.again)
     finally:
         store.close()
     for line in result.skipped:

@@ -112,9 +112,15 @@ def _number(path: Path, line: int, column: str, text: str, kind=float):
     return value
 
 
-def import_logs(store: Store, log: Path, map_path: Path, power_log: Path | None = None) -> ImportResult:
-    """Validate everything first, then write one run of imported trials."""
+def import_logs(store: Store, log: Path, map_path: Path, power_log: Path | None = None,
+                again: bool = False) -> ImportResult:
+    """Validate everything first, then write one run of imported trials (once per log, map and power log)."""
     mapping = load_map(map_path)
+    content = _sha(log, map_path, *([power_log] if power_log else []))
+    earlier = store.run_with_sha(content)
+    if earlier is not None and not again:
+        raise UserError(f"{log}: already imported as run {earlier} (the same log, map and power log); "
+                        "pass --again to import it once more")
     rows = _read_csv(log, LOG_COLUMNS, "log")
     power = _power_rows(power_log) if power_log else []
     chars_per_token = float(mapping.get("chars_per_token", 4.0))
@@ -138,7 +144,7 @@ def import_logs(store: Store, log: Path, map_path: Path, power_log: Path | None 
                             "n_layers": model["n_layers"], "arch": model.get("arch"), "sha256": None, "size": None,
                             "derived_from": None, "derivation": None})
     rows_out = [{**t, "model": model["name"], "model_path": model_path, "quant": model["quant"]} for t in trials]
-    run = store.create_run(str(log.resolve()), _sha(log), host["id"], rows_out, status="done")
+    run = store.create_run(str(log.resolve()), content, host["id"], rows_out, status="done")
     return ImportResult(run, host["id"], len(trials), sum(t["energy_j"] is not None for t in trials), skipped)
 
 
@@ -178,6 +184,7 @@ def _trial(log: Path, line: int, row: dict, config: dict, mapping: dict, power: 
         "decode_tps": gen / (latency_ms / 1e3) if latency_ms else None,
         "energy_j": energy, "j_per_token": energy / gen if energy is not None and gen else None,
         "avg_power_w": energy / (latency_ms / 1e3) if energy is not None and latency_ms else None,
+        "edp_js": energy * latency_ms / 1e3 if energy is not None else None,  # energy-delay product, as measured
         "energy_tag": tag if energy is not None else None,
         "energy_source": f"{mapping['host'].get('energy_devices', 'system')}:{tag}" if energy is not None else None,
         "energy_method": f"{tag}: as recorded on {mapping['host']['name']} ({energy_origin})" if energy is not None else None,
@@ -203,5 +210,8 @@ def _gpu_build(mapping: dict) -> int | None:
     return None if mapping["host"].get("gpu") else 0
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _sha(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()

@@ -310,6 +310,11 @@ class Store:
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
+    def run_with_sha(self, sha: str) -> int | None:
+        """The latest run made from content with this digest (a manifest, or an imported log and its map)."""
+        row = self.conn.execute("SELECT MAX(id) FROM runs WHERE manifest_sha256 = ?", [sha]).fetchone()
+        return row[0]
+
     def host_ids(self) -> list[str]:
         return [row[0] for row in self.conn.execute("SELECT id FROM hosts ORDER BY id")]
 

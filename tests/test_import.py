@@ -86,6 +86,25 @@ def test_import_keeps_host_marks_trials_and_joins_the_power_log(logs, tmp_path, 
     assert "whole requests (imported logs: no phase split)" in out
 
 
+def test_imported_trials_carry_their_edp_and_a_log_is_imported_once(logs, tmp_path, capsys):
+    log, power_log = logs
+    db = tmp_path / "once.db"
+    args = ("import", log, "--map", EXAMPLE_MAP, "--power-log", power_log, "--db", db)
+    assert run_cli(capsys, *args)[0] == 0
+    code, out, _ = run_cli(capsys, "export", "--db", db, "--format", "json")
+    for record in json.loads(out):
+        assert record["edp_js"] == pytest.approx(record["energy_j"] * record["e2e_ms"] / 1e3)
+        assert record["threads"] is None if record["backend"] == "gpu" else record["threads"] >= 1
+
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "already imported as run 1 (the same log, map and power log); pass --again" in err
+    assert err.count("\n") == 1
+    code, out, _ = run_cli(capsys, *args, "--again")
+    assert code == 0 and "as run 2" in out
+    code, _, _ = run_cli(capsys, "import", log, "--map", EXAMPLE_MAP, "--db", db)  # without the power log: new content
+    assert code == 0
+
+
 def test_missing_energy_is_kept_as_missing(tmp_path, capsys):
     log = _log(tmp_path, energy_in_log=False)
     code, out, _ = run_cli(capsys, "import", log, "--map", EXAMPLE_MAP, "--db", tmp_path / "m.db")
