@@ -32,10 +32,23 @@ class Basis:
     why: list[str] = field(default_factory=list)
 
 
-def host_basis(fit: Fit, name: str, widen: float = 1.0, why: list[str] | None = None) -> Basis:
+def host_basis(fit: Fit, name: str, widen: float = 1.0, why: list[str] | None = None, extra: float = 0.0) -> Basis:
+    """This host's calibration; intervals from its held-out errors, times `widen`, plus `extra` log width."""
     widths = fit.intervals["measured here" if name == MEASURED else "calibrated here"]
-    return Basis(fit.coefficients, fit.residuals, fit.mode, name, {k: v * widen for k, v in widths.items()},
-                 why or [])
+    return Basis(fit.coefficients, fit.residuals, fit.mode, name,
+                 {k: v * widen + extra for k, v in widths.items()}, why or [])
+
+
+def kernel_spread(fit: Fit) -> float:
+    """Half the log range of the measured kernels' compute constants: how far an unmeasured type's speed
+    may fall from the one it borrows (here Q4_0's and Q4_1's prefill differ fourfold)."""
+    spreads = []
+    for part in fit.coefficients.values():
+        for column in {k.split("@")[0] for k in part if "@" in k}:
+            values = [v for k, v in part.items() if k.startswith(f"{column}@") and v > 0]
+            if len(values) > 1:
+                spreads.append(math.log(max(values) / min(values)) / 2)
+    return max(spreads, default=math.log(2) / 2)  # one type measured: assume up to twice as fast or slow
 
 
 def part_value(basis: Basis, config: Config, workload: Workload, part: str) -> float:

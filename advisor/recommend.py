@@ -21,7 +21,7 @@ from energytui.engine.errors import UserError
 from . import hardware
 from .features import Config, ModelShape, Workload
 from .fit import Fit
-from .predict import CALIBRATED, MEASURED, SPEC, Basis, NotCalibrated, host_basis, predict
+from .predict import CALIBRATED, MEASURED, SPEC, Basis, NotCalibrated, host_basis, kernel_spread, predict
 
 # What a predicted energy rests on, by the weakest source tag of the trials it learned from.
 PREDICTION_BASIS = {"counter": "from energy counters", "integrated": "from integrated power",
@@ -132,14 +132,14 @@ def candidates(fit: Fit, req: Request, what_if_models: list[ModelShape]) -> list
     configs = _unique(configs)
     if req.hardware:
         return _spec_candidates(configs, req)
-    return [(c, _host_basis(fit, c, req)) for c in configs]
+    return [(c, basis_for(fit, c, req)) for c in configs]
 
 
 def _unique(configs: list[Config]) -> list[Config]:
     return list({c.key(): c for c in configs}.values())
 
 
-def _host_basis(fit: Fit, config: Config, req: Request) -> Basis:
+def basis_for(fit: Fit, config: Config, req: Request) -> Basis:
     """Measured here when this configuration ran at these lengths; calibrated here otherwise, with
     wider intervals where it goes beyond what the calibration saw."""
     measured = fit.ranges["per_config"].get(config.key())
@@ -147,7 +147,9 @@ def _host_basis(fit: Fit, config: Config, req: Request) -> Basis:
         outside = _outside(measured, req)
         return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN, outside) if outside else host_basis(fit, MEASURED)
     beyond = _beyond_calibration(fit, config) + _outside(fit.ranges, req)
-    return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN if beyond else 1.0, beyond or ["configuration not measured"])
+    new_kernel = kernel_spread(fit) if config.model.quant not in fit.quants else 0.0
+    return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN if beyond else 1.0, beyond or ["configuration not measured"],
+                      extra=new_kernel)
 
 
 def _beyond_calibration(fit: Fit, config: Config) -> list[str]:

@@ -34,7 +34,9 @@ import yaml
 from energytui.advisor import hardware
 from energytui.advisor.features import Config, ModelShape, Workload, config_of
 from energytui.advisor.fit import fit, usable_data, workload_of
-from energytui.advisor.predict import CALIBRATED, SPEC, Basis, host_basis, part_value, predict
+from energytui.advisor.fit import Fit
+from energytui.advisor.predict import SPEC, Basis, part_value, predict
+from energytui.advisor.recommend import Request, basis_for
 from energytui.advisor.service import local_host_id
 from energytui.engine.store import Store
 
@@ -65,14 +67,19 @@ def host_trials(db: Path) -> tuple[list[dict], str]:
         store.close()
 
 
-def errors(basis: Basis, trials: list[dict]) -> dict[str, float]:
-    """MAPE of latency and energy per request of `trials` predicted from `basis`: of each configuration's
-    mean over its repetitions (the gate: what the advisor predicts is a configuration's expected cost),
-    and per trial (each trial's own noise included)."""
+def errors(calibration: Fit, trials: list[dict]) -> dict[str, float]:
+    """MAPE of latency and energy per request of `trials` predicted as `advise` would (with the basis and
+    interval it would give): of each configuration's mean over its repetitions (the gate: what the
+    advisor predicts is a configuration's expected cost), and per trial (each trial's own noise
+    included); and how many trials' latency falls inside the 90 % interval."""
     pairs: dict[str, list[tuple[float, float, float, float]]] = {}
+    inside = 0
     for t in trials:
-        config = config_of(t)
-        values, _ = predict(basis, config, workload_of(t))
+        config, workload = config_of(t), workload_of(t)
+        basis = basis_for(calibration, config, Request(workload.gen_tokens, workload.prompt_tokens))
+        values, intervals = predict(basis, config, workload)
+        low, high = intervals["latency_s"]
+        inside += low <= t["e2e_ms"] / 1e3 <= high
         pairs.setdefault(t["config_id"], []).append(
             (values["latency_s"], t["e2e_ms"] / 1e3, values["energy_j"], t["energy_j"] / config.batch_size))
     rows = [row for group in pairs.values() for row in group]
@@ -81,7 +88,7 @@ def errors(basis: Basis, trials: list[dict]) -> dict[str, float]:
             "energy_j": statistics.fmean(abs(p / a - 1) for _, _, p, a in means),
             "latency_s per trial": statistics.fmean(abs(p / a - 1) for p, a, _, _ in rows),
             "energy_j per trial": statistics.fmean(abs(p / a - 1) for _, _, p, a in rows),
-            "n": len(rows), "configs": len(means)}
+            "n": len(rows), "configs": len(means), "inside": inside}
 
 
 def report(name: str, result: dict, target: float) -> bool:
@@ -89,7 +96,7 @@ def report(name: str, result: dict, target: float) -> bool:
     print(f"{name} ({result['configs']} configurations, {result['n']} trials): configuration means: latency MAPE "
           f"{result['latency_s']:.1%}, energy MAPE {result['energy_j']:.1%} (target ≤ {target:.0%}) "
           f"{verdict(worst, target)}; per trial: latency {result['latency_s per trial']:.1%}, energy "
-          f"{result['energy_j per trial']:.1%}")
+          f"{result['energy_j per trial']:.1%}; latency inside its 90% interval for {result['inside']}/{result['n']}")
     return worst <= target
 
 
@@ -135,7 +142,7 @@ def held_out_quantizations(trials: list[dict], host: str) -> bool:
         if not test:
             print(f"held-out quantization {quant}: no trials of it in the sweep")
             continue
-        result = errors(host_basis(fit(train, host), CALIBRATED), test)
+        result = errors(fit(train, host), test)
         ok &= report(f"held-out quantization {quant}", result, TARGETS["held-out quantization"])
     return ok
 
@@ -144,7 +151,7 @@ def beyond_lengths(trials: list[dict], host: str) -> bool:
     data = usable_data(trials)
     train = [t for t in data if t["prompt_tokens"] <= 160 and workload_of(t).gen_tokens <= 40]
     test = [t for t in data if t["prompt_tokens"] >= 300 and workload_of(t).gen_tokens >= 120]
-    result = errors(host_basis(fit(train, host), CALIBRATED), test)
+    result = errors(fit(train, host), test)
     return report("beyond measured lengths (fit on prompts ≤160 and ≤40 generated, predict 300 and 120)", result,
                   TARGETS["beyond measured lengths"])
 

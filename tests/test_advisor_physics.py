@@ -333,3 +333,16 @@ def test_edp_ranks_between_energy_and_latency(synthetic_fit):
     assert edp is ranked[0] and edp.values["edp_js"] == pytest.approx(edp.values["energy_j"] * edp.values["latency_s"])
     assert by["latency"].recommendation.values["latency_s"] <= edp.values["latency_s"]
     assert by["energy"].recommendation.values["energy_j"] <= edp.values["energy_j"]
+
+
+def test_an_unmeasured_quantization_widens_by_the_spread_of_the_measured_kernels():
+    """Q4_0's kernel four times faster than Q4_1's: a third type may be anywhere between, ×/÷ 2."""
+    from types import SimpleNamespace
+
+    from energytui.advisor.predict import kernel_spread
+
+    measured = SimpleNamespace(coefficients={"prefill_s": {"cpu_flops/thread@Q4_0": 1e-11,
+                                                           "cpu_flops/thread@Q4_1": 4e-11, "fixed": 0.05}})
+    assert kernel_spread(measured) == pytest.approx(math.log(2))
+    one = SimpleNamespace(coefficients={"prefill_s": {"cpu_flops/thread@Q4_1": 4e-11}})
+    assert kernel_spread(one) == pytest.approx(math.log(2) / 2)
