@@ -1,6 +1,7 @@
-"""energytui's advisor: fits latency, power and energy on measured trials and recommends a configuration.
+"""energytui's advisor: a physical model of llama.cpp inference, calibrated on measured trials, that
+predicts latency, power and energy and recommends a configuration.
 
-Never imports textual (tests/test_layering.py). Fitting uses scikit-learn; prediction
-uses the fitted models exported to plain numbers (advisor/portable.py), so that
-`energytui advise` with a cached fit does not pay for importing scikit-learn.
+Never imports textual (tests/test_layering.py). Calibration uses scikit-learn; prediction uses the
+calibrated constants and any residual trees exported to plain numbers (advisor/portable.py), so
+`energytui advise` with a cached calibration imports neither scikit-learn nor numpy.
 """

@@ -66,7 +66,7 @@ def part_value(basis: Basis, config: Config, workload: Workload, part: str) -> f
             raise NotCalibrated(f"the {device} was never measured on this host ({part}: {bare})")
         value += (factor or 0.0) * work
     if part in basis.residuals:
-        value *= float(portable.predict(basis.residuals[part], [residual_features(config, workload)])[0])
+        value *= portable.predict_one(basis.residuals[part], residual_features(config, workload))
     return max(value, 1e-9)
 
 

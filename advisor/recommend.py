@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from energytui.engine.errors import UserError
 
 from . import hardware
-from .features import Config, ModelShape, Workload
+from .features import QUANT_BITS, Config, ModelShape, Workload
 from .fit import Fit
 from .predict import CALIBRATED, MEASURED, SPEC, Basis, NotCalibrated, host_basis, kernel_spread, predict
 
@@ -72,14 +72,8 @@ class Request:
             if value is not None and value < 1:
                 raise UserError(f"{flag} {value}: give a whole number ≥ 1")
         for quant in self.quants:
-            if quant not in hardware_quants():
-                raise UserError(f"--quant {quant!r}: choose from {', '.join(hardware_quants())}")
-
-
-def hardware_quants() -> list[str]:
-    from .features import QUANT_BITS
-
-    return list(QUANT_BITS)
+            if quant not in QUANT_BITS:
+                raise UserError(f"--quant {quant!r}: choose from {', '.join(QUANT_BITS)}")
 
 
 @dataclass

@@ -84,7 +84,8 @@ def test_fit_is_cached_until_the_data_changes_and_prediction_needs_no_sklearn(me
     assert code == 0 and out.startswith("refitted")
     script = ("import sys; from energytui.main import main; "
               f"code = main(['advise', '--db', {str(measured_db)!r}, '--tokens', '8', '--budget', '50']); "
-              "assert 'sklearn' not in sys.modules, 'cached advice imported scikit-learn'; sys.exit(code)")
+              "assert 'sklearn' not in sys.modules, 'cached advice imported scikit-learn'; "
+              "assert 'numpy' not in sys.modules, 'cached advice imported numpy'; sys.exit(code)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
