@@ -37,6 +37,9 @@ QUANT_BITS = {"F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.562
 TILED_KERNELS = frozenset({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "IQ4_NL", "Q2_K", "Q4_K_M", "Q5_K_M",
                            "Q6_K"})
 KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is F16
+# Attention runs over the KV cells in use padded to a multiple of 256, at least 256 (llama_kv_cache::get_n_kv),
+# and with several sequences in one unified cache every query runs over every sequence's cells (masked).
+KV_PAD = 256
 
 COLUMNS = {
     "prefill": ("cpu_flops/thread", "cpu_flops", "cpu_attn_flops/thread", "cpu_weight_passes", "gpu_flops",
@@ -186,6 +189,31 @@ def _cpu_threads(config: Config) -> float:
     return float(config.threads) if config.threads else math.nan
 
 
+def attended_cells(used: float) -> int:
+    return max(KV_PAD, math.ceil(used / KV_PAD) * KV_PAD)
+
+
+def mean_attended_cells(first: int, step: int, count: int) -> float:
+    """The mean of attended_cells(first + i × step) for i < count, summed block by block (fast for long runs)."""
+    last = first + (count - 1) * step
+    total, below = 0, 0
+    for block in range(max(1, math.ceil(first / KV_PAD)), attended_cells(last) // KV_PAD + 1):
+        upto = min(count, max(0, (block * KV_PAD - first) // step + 1))  # terms with cells ≤ block × 256
+        total += block * KV_PAD * (upto - below)
+        below = upto
+    return total / count
+
+
+def prefill_attention_cells(tokens: int, n_batch: int) -> float:
+    """Σ over prompt chunks of the chunk's tokens × the cells they attend to (all sequences' prompts so far)."""
+    done, total = 0, 0.0
+    while done < tokens:
+        size = min(n_batch, tokens - done)
+        done += size
+        total += size * attended_cells(done)
+    return total
+
+
 def prefill_work(config: Config, w: Workload) -> dict[str, float]:
     m, b, p = config.model, config.batch_size, w.prompt_tokens
     gpu = config.gpu_share
@@ -193,7 +221,7 @@ def prefill_work(config: Config, w: Workload) -> dict[str, float]:
     tokens = p * b
     chunks = math.ceil(tokens / (config.n_batch or 512))
     matmul = 2.0 * m.matmul_params * tokens
-    attention = m.attn_flops_per_context_token * p * (p + 1) / 2 * b  # causal: token i attends to i tokens
+    attention = m.attn_flops_per_context_token * prefill_attention_cells(tokens, config.n_batch or 512)
     # A GPU build multiplies large CPU-resident batches on the GPU, uploading those weights each chunk.
     uploads = chunks * m.decode_bytes * cpu if config.build == "gpu" and (config.n_batch or 512) >= 32 else 0.0
     return {
@@ -207,18 +235,20 @@ def prefill_work(config: Config, w: Workload) -> dict[str, float]:
 
 
 def decode_work(config: Config, w: Workload) -> dict[str, float]:
-    """One decode step, averaged over the generation: the context grows from P to P + G."""
+    """One decode step, averaged over the generation: the cache grows by B cells a step from B × (P + 1)."""
     m, b = config.model, config.batch_size
     gpu = config.gpu_share
     cpu, threads = 1.0 - gpu, _cpu_threads(config)
-    context = w.prompt_tokens + w.gen_tokens / 2
-    kv = m.kv_bytes_per_token * context * b
+    cells = mean_attended_cells(b * (w.prompt_tokens + 1), b, max(w.gen_tokens - 1, 1))
+    kv = m.kv_bytes_per_token * cells  # every attended cell's K and V, read once for the batch
+    attention = m.attn_flops_per_context_token * cells * b  # each sequence's query against every cell
     return {
         "cpu_weight_bytes/thread": cpu * m.decode_bytes / threads, "cpu_weight_bytes": cpu * m.decode_bytes,
         "cpu_flops/thread": cpu * 2.0 * m.matmul_params * b / threads,
         "cpu_kv_bytes/thread": cpu * kv / threads, "cpu_kv_bytes": cpu * kv,
+        "cpu_attn_flops/thread": cpu * attention / threads,
         "gpu_weight_bytes": gpu * m.decode_bytes, "gpu_kv_bytes": gpu * kv,
-        "gpu_flops": gpu * 2.0 * m.matmul_params * b,
+        "gpu_flops": gpu * 2.0 * m.matmul_params * b + gpu * attention,
         "split_steps": 1.0 if 0.0 < gpu < 1.0 else 0.0, "logits": float(m.n_vocab * b),
         "cpu_step": cpu, "gpu_step": gpu,  # per-layer launch and sync overhead, per device
     }

@@ -78,7 +78,7 @@ class Fit:
 
 
 
-FIT_VERSION = "physical-4"  # part of the data hash: a new model never reuses an older model's cached fit
+FIT_VERSION = "physical-5"  # part of the data hash: a new model never reuses an older model's cached fit
 
 
 def data_hash(trials: list[dict]) -> str:

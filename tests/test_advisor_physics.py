@@ -39,19 +39,34 @@ def shape_row(quant: str) -> dict:
             "layer_bytes": int(decode_bytes * 0.95), **SHAPE}
 
 
+KV_PER_CELL = 2 * 22 * 4 * 64 * 2  # K and V, 22 layers, 4 KV heads of 64, F16
+
+
+def padded(cells: int) -> int:
+    """llama.cpp attends over the used KV cells padded to a multiple of 256, at least 256."""
+    return max(256, -(-cells // 256) * 256)
+
+
+def mean_kv_cells(prompt: int, gen: int, batch: int) -> float:
+    """Decode steps after the first: the unified cache holds every sequence's cells."""
+    steps = range(1, max(gen, 2))
+    return sum(padded(batch * (prompt + i)) for i in steps) / len(steps)
+
+
 def true_times(backend: str, threads: int | None, quant: str, prompt: int, gen: int, batch: int) -> tuple[float, float]:
     """(prefill seconds, seconds per decode step), written out from the physics."""
     row = shape_row(quant)
     weights, matmul = row["decode_bytes"], row["matmul_params"]
-    kv_per_token = 2 * 22 * 4 * 64 * 2
-    context = prompt + gen / 2
-    attention = 4 * 22 * 32 * 64 * prompt * (prompt + 1) / 2 * batch
+    kv = KV_PER_CELL * mean_kv_cells(prompt, gen, batch)
+    tokens = prompt * batch  # one chunk (n_batch 512) while it fits: every token attends over the padded cells
+    chunks = [min(512, tokens - start) for start in range(0, tokens, 512)]
+    attention = 4 * 22 * 32 * 64 * sum(size * padded(sum(chunks[:i + 1])) for i, size in enumerate(chunks))
     if backend == "gpu":
-        prefill = (2 * matmul * prompt * batch + attention) * GPU_FLOPS + PREFILL_OVERHEAD
-        step = (weights + kv_per_token * context * batch) * GPU_BW + GPU_STEP
+        prefill = (2 * matmul * tokens + attention) * GPU_FLOPS + PREFILL_OVERHEAD
+        step = (weights + kv) * GPU_BW + GPU_STEP
         return prefill, step
-    prefill = (2 * matmul * prompt * batch + attention) * CPU_PREFILL_FLOP_PER_THREAD / threads + PREFILL_OVERHEAD
-    step = ((weights + kv_per_token * context * batch) * (CPU_BW_SERIAL + CPU_BW_PER_THREAD / threads)
+    prefill = (2 * matmul * tokens + attention) * CPU_PREFILL_FLOP_PER_THREAD / threads + PREFILL_OVERHEAD
+    step = ((weights + kv) * (CPU_BW_SERIAL + CPU_BW_PER_THREAD / threads)
             + 2 * matmul * batch * CPU_FLOP_PER_THREAD / threads + STEP_OVERHEAD)
     return prefill, step
 
@@ -197,7 +212,7 @@ def test_an_unmeasured_quantization_is_calibrated_and_says_so(synthetic_fit):
     row = shape_row("Q4_0")
     bytes_q51 = row["decode_bytes"] * 6.0 / 4.5
     prefill, _ = true_times("cpu", 4, "Q4_0", 128, 64, 1)
-    kv = 2 * 22 * 4 * 64 * 2 * (128 + 32)
+    kv = KV_PER_CELL * mean_kv_cells(128, 64, 1)
     step = ((bytes_q51 + kv) * (CPU_BW_SERIAL + CPU_BW_PER_THREAD / 4)
             + 2 * row["matmul_params"] * CPU_FLOP_PER_THREAD / 4 + STEP_OVERHEAD)
     assert q51.values["latency_s"] == pytest.approx(prefill + 63 * step, rel=0.03)
