@@ -244,11 +244,11 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
     mode = choose_mode(trials)
     parts = PARTS if mode == "phases" else REQUEST_PARTS
     data, excluded = _usable_rows(trials, mode)
-    configs = {c.key(): c for c in (config_of(t) for t in data)}
+    rows = [(config_of(t), workload_of(t)) for t in data]
+    configs = {c.key(): c for c, _ in rows}
     if len(configs) < MIN_CONFIGS or len(data) < MIN_TRIALS:
         raise NotEnoughData(f"the advisor needs at least {MIN_TRIALS} done trials with energy over {MIN_CONFIGS} "
                             f"configurations on this host (has {len(data)} over {len(configs)}); {SWEEP_HINT}")
-    rows = [(config_of(t), workload_of(t)) for t in data]
     y = {p: np.array([targets_of(t, mode)[p] for t in data]) for p in parts}
     quants = sorted({t["quant"] for t in data})
     x = {p: np.array([expand(design(c, w, p), p, c.model.quant, quants) for c, w in rows]) for p in parts}

@@ -74,6 +74,8 @@ class Request:
         for quant in self.quants:
             if quant not in QUANT_BITS:
                 raise UserError(f"--quant {quant!r}: choose from {', '.join(QUANT_BITS)}")
+        if self.hardware:
+            hardware.device(self.hardware)  # an unknown name is refused with close matches
 
 
 @dataclass

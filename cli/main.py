@@ -308,15 +308,12 @@ def _cmd_advise(args) -> int:
         raise UserError("advise: give --tokens N (tokens to generate per request), or --fit / --explain")
     budget = parse_power(args.budget) if args.budget is not None else None
     latency = parse_duration(args.latency) if args.latency is not None else None
-    request = Request(gen_tokens=1 if args.tokens is None else args.tokens, prompt_tokens=args.prompt_tokens, budget_w=budget, latency_s=latency,
-                      objective=args.objective, batch=args.batch, threads=args.threads, model=args.model,
+    request = Request(gen_tokens=1 if args.tokens is None else args.tokens, prompt_tokens=args.prompt_tokens,
+                      budget_w=budget, latency_s=latency, objective=args.objective, batch=args.batch,
+                      threads=args.threads, model=args.model,
                       quants=[q.strip().upper() for q in (args.quant or "").split(",") if q.strip()],
                       hardware=args.hardware)
-    request.check()
-    if args.hardware:
-        from energytui.advisor.hardware import device
-
-        device(args.hardware)
+    request.check()  # before the database is opened: bad values fail fast
     if args.db is not None and not args.db.is_file():
         raise UserError(f"--db {args.db}: no such database; run a manifest first (`energytui run ...`)")
     store = _open_store(args)

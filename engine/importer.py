@@ -177,7 +177,8 @@ def _trial(log: Path, line: int, row: dict, config: dict, mapping: dict, power: 
     batch = config.get("batch_size", 1)
     tag = mapping.get("energy_source", "integrated")
     return {
-        "status": "done", "run_id": row["run_id"], "backend": config["backend"], "threads": config.get("threads"),  # not recorded: unknown, never a made-up 1
+        # a thread count the log did not record stays unknown, never a made-up 1
+        "status": "done", "run_id": row["run_id"], "backend": config["backend"], "threads": config.get("threads"),
         "gpu_layers": config.get("gpu_layers", 0), "batch_size": batch, "n_batch": config.get("n_batch"),
         "n_ctx": config.get("n_ctx"), "suite": row.get("prompt_template") or None, "prompt_id": row["prompt_id"],
         "prompt_tokens": max(1, round(chars / chars_per_token)), "gen_tokens": gen, "e2e_ms": latency_ms,
