@@ -17,6 +17,12 @@ Each term below is one column; calibration (fit.py) finds one non-negative coeff
 per column (seconds per FLOP, seconds per byte, watts per thread, ...). CPU terms come
 in pairs, divided by the thread count and not (Amdahl: the parallel and serial parts),
 so the calibration answers for thread counts it did not measure.
+
+The CPU's matrix kernels differ by weight type several-fold. Where this host's kernel
+probe (engine/kernels.py) timed the type, the matrix work is one column, `cpu_kernel_s`:
+its FLOPs × the probe's seconds per FLOP at the rows multiplied at once and the thread
+count, so one calibrated scale answers for every type the probe timed, run here or not.
+Otherwise the FLOPs go to per-type columns (fit.py's KERNEL_COLUMNS).
 """
 
 from __future__ import annotations
@@ -37,14 +43,16 @@ QUANT_BITS = {"F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.562
 TILED_KERNELS = frozenset({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "IQ4_NL", "Q2_K", "Q4_K_M", "Q5_K_M",
                            "Q6_K"})
 KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is F16
+# ... so attention (flash attention off, llama-cpp-python's default) multiplies F16 matrices: Q·Kᵀ and ·V.
+ATTENTION_KERNEL = "F16"
 # Attention runs over the KV cells in use padded to a multiple of 256, at least 256 (llama_kv_cache::get_n_kv),
 # and with several sequences in one unified cache every query runs over every sequence's cells (masked).
 KV_PAD = 256
 
 COLUMNS = {
-    "prefill": ("cpu_flops/thread", "cpu_flops", "cpu_attn_flops/thread", "cpu_weight_passes", "gpu_flops",
-                "gpu_weight_passes", "weight_uploads", "chunks", "tokens", "logits", "fixed"),
-    "decode": ("cpu_weight_bytes/thread", "cpu_weight_bytes", "cpu_flops/thread", "cpu_kv_bytes/thread",
+    "prefill": ("cpu_kernel_s", "cpu_flops/thread", "cpu_flops", "cpu_attn_flops/thread", "cpu_weight_passes",
+                "gpu_flops", "gpu_weight_passes", "weight_uploads", "chunks", "tokens", "logits", "fixed"),
+    "decode": ("cpu_kernel_s", "cpu_weight_bytes/thread", "cpu_weight_bytes", "cpu_flops/thread", "cpu_kv_bytes/thread",
                "cpu_kv_bytes", "gpu_weight_bytes", "gpu_kv_bytes", "gpu_flops", "split_steps", "logits", "cpu_step",
                "gpu_step"),
     "power": ("fixed", "cpu_threads", "gpu_share"),
@@ -189,6 +197,36 @@ def _cpu_threads(config: Config) -> float:
     return float(config.threads) if config.threads else math.nan
 
 
+def _amdahl(points: dict[str, float], threads: float) -> float:
+    """Seconds per FLOP at `threads` from the probed counts: serial + parallel ÷ threads, least squares."""
+    pairs = [(1.0 / int(t), v) for t, v in points.items()]
+    if len(pairs) == 1:  # one count probed: assume the kernel is all parallel
+        (inverse, value), = pairs
+        return value / (inverse * threads)
+    mean_x = sum(x for x, _ in pairs) / len(pairs)
+    mean_y = sum(y for _, y in pairs) / len(pairs)
+    slope = (sum((x - mean_x) * (y - mean_y) for x, y in pairs) / sum((x - mean_x) ** 2 for x, _ in pairs))
+    slope = max(slope, 0.0)  # more threads never slow a kernel down in this model
+    return max(mean_y - slope * mean_x, 0.0) + slope / threads
+
+
+def kernel_seconds_per_flop(kernels: dict | None, quant: str, rows: int, threads: float) -> float | None:
+    """The probe's seconds per FLOP for a weight type multiplied by `rows` activation rows at once (log-linear
+    between probed row counts, flat beyond them), or None when the type was not probed."""
+    table = (kernels or {}).get(quant)
+    if not table or not threads or math.isnan(threads):
+        return None
+    probed = sorted(int(r) for r in table)
+    rows = min(max(rows, probed[0]), probed[-1])
+    upper = next(r for r in probed if r >= rows)
+    lower = max(r for r in probed if r <= rows)
+    low, high = _amdahl(table[str(lower)], threads), _amdahl(table[str(upper)], threads)
+    if upper == lower or low <= 0 or high <= 0:
+        return high or low
+    share = math.log(rows / lower) / math.log(upper / lower)
+    return math.exp(math.log(low) + share * (math.log(high) - math.log(low)))
+
+
 def attended_cells(used: float) -> int:
     return max(KV_PAD, math.ceil(used / KV_PAD) * KV_PAD)
 
@@ -214,7 +252,7 @@ def prefill_attention_cells(tokens: int, n_batch: int) -> float:
     return total
 
 
-def prefill_work(config: Config, w: Workload) -> dict[str, float]:
+def prefill_work(config: Config, w: Workload, kernels: dict | None = None) -> dict[str, float]:
     m, b, p = config.model, config.batch_size, w.prompt_tokens
     gpu = config.gpu_share
     cpu, threads = 1.0 - gpu, _cpu_threads(config)
@@ -224,9 +262,15 @@ def prefill_work(config: Config, w: Workload) -> dict[str, float]:
     attention = m.attn_flops_per_context_token * prefill_attention_cells(tokens, config.n_batch or 512)
     # A GPU build multiplies large CPU-resident batches on the GPU, uploading those weights each chunk.
     uploads = chunks * m.decode_bytes * cpu if config.build == "gpu" and (config.n_batch or 512) >= 32 else 0.0
+    rows = min(tokens, config.n_batch or 512)
+    per_flop = _probed(config, kernels, m.quant, rows, threads)
+    attn_per_flop = _probed(config, kernels, ATTENTION_KERNEL, rows, threads)
     return {
-        "cpu_flops/thread": cpu * (matmul + attention) / threads, "cpu_flops": cpu * matmul,
-        "cpu_attn_flops/thread": cpu * attention / threads, "cpu_weight_passes": cpu * chunks * m.decode_bytes,
+        "cpu_kernel_s": cpu * (matmul * (per_flop or 0.0) + attention * (attn_per_flop or 0.0)),
+        "cpu_flops/thread": 0.0 if per_flop else cpu * (matmul + attention) / threads,
+        "cpu_flops": 0.0 if per_flop else cpu * matmul,
+        "cpu_attn_flops/thread": 0.0 if attn_per_flop else cpu * attention / threads,
+        "cpu_weight_passes": cpu * chunks * m.decode_bytes,
         "gpu_flops": gpu * (matmul + attention), "gpu_weight_passes": gpu * chunks * m.decode_bytes,
         "weight_uploads": uploads, "chunks": chunks, "tokens": tokens,
         "logits": float(m.n_vocab * b),  # each sequence's first token is sampled over the whole vocabulary
@@ -234,7 +278,14 @@ def prefill_work(config: Config, w: Workload) -> dict[str, float]:
     }
 
 
-def decode_work(config: Config, w: Workload) -> dict[str, float]:
+def _probed(config: Config, kernels: dict | None, quant: str, rows: int, threads: float) -> float | None:
+    """The host's probed seconds per FLOP for weights of `quant` (None on spec hardware or GPU-only)."""
+    if config.device or config.gpu_share >= 1.0:
+        return None
+    return kernel_seconds_per_flop(kernels, quant, rows, threads)
+
+
+def decode_work(config: Config, w: Workload, kernels: dict | None = None) -> dict[str, float]:
     """One decode step, averaged over the generation: the cache grows by B cells a step from B × (P + 1)."""
     m, b = config.model, config.batch_size
     gpu = config.gpu_share
@@ -242,13 +293,17 @@ def decode_work(config: Config, w: Workload) -> dict[str, float]:
     cells = mean_attended_cells(b * (w.prompt_tokens + 1), b, max(w.gen_tokens - 1, 1))
     kv = m.kv_bytes_per_token * cells  # every attended cell's K and V, read once for the batch
     attention = m.attn_flops_per_context_token * cells * b  # each sequence's query against every cell
+    matmul = 2.0 * m.matmul_params * b
+    per_flop = _probed(config, kernels, m.quant, b, threads)
+    attn_per_flop = _probed(config, kernels, ATTENTION_KERNEL, b, threads) if per_flop else None
     return {
+        "cpu_kernel_s": cpu * (matmul * (per_flop or 0.0) + attention * (attn_per_flop or 0.0)),
         "cpu_weight_bytes/thread": cpu * m.decode_bytes / threads, "cpu_weight_bytes": cpu * m.decode_bytes,
-        "cpu_flops/thread": cpu * 2.0 * m.matmul_params * b / threads,
+        "cpu_flops/thread": 0.0 if per_flop else cpu * matmul / threads,
         "cpu_kv_bytes/thread": cpu * kv / threads, "cpu_kv_bytes": cpu * kv,
         "cpu_attn_flops/thread": cpu * attention / threads,
         "gpu_weight_bytes": gpu * m.decode_bytes, "gpu_kv_bytes": gpu * kv,
-        "gpu_flops": gpu * 2.0 * m.matmul_params * b + gpu * attention,
+        "gpu_flops": gpu * matmul + gpu * attention,
         "split_steps": 1.0 if 0.0 < gpu < 1.0 else 0.0, "logits": float(m.n_vocab * b),
         "cpu_step": cpu, "gpu_step": gpu,  # per-layer launch and sync overhead, per device
     }

@@ -65,6 +65,7 @@ class Fit:
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> trials left out
     quants: list[str] = field(default_factory=list)
     host: dict = field(default_factory=dict)
+    kernels: dict = field(default_factory=dict)  # the host's kernel probe: quant -> rows -> threads -> s/FLOP
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -78,11 +79,12 @@ class Fit:
 
 
 
-FIT_VERSION = "physical-5"  # part of the data hash: a new model never reuses an older model's cached fit
+FIT_VERSION = "physical-6"  # part of the data hash: a new model never reuses an older model's cached fit
 
 
-def data_hash(trials: list[dict]) -> str:
+def data_hash(trials: list[dict], kernels: dict | None = None) -> str:
     digest = hashlib.sha256(FIT_VERSION.encode())
+    digest.update(json.dumps(kernels or {}, sort_keys=True).encode())
     for t in sorted(trials, key=lambda t: t["id"]):
         digest.update(f"{t['id']}|{t['finished_at']}|{t['energy_j']}|{t['e2e_ms']}\n".encode())
     return digest.hexdigest()
@@ -116,15 +118,17 @@ def workload_of(trial: dict) -> Workload:
     return Workload(int(trial["prompt_tokens"]), max(int(round(steps_of(trial))), 1))
 
 
-def design(config: Config, workload: Workload, part: str) -> list[float]:
-    """The physical columns of one part (request mode: a whole request's time is prefill + all steps)."""
+def design(config: Config, workload: Workload, part: str, kernels: dict | None = None) -> list[float]:
+    """The physical columns of one part (request mode: a whole request's time is prefill + all steps);
+    `kernels` is the host's kernel probe (engine/kernels.py), if any."""
     if part == "prefill_s":
-        return vector(prefill_work(config, workload), COLUMNS["prefill"])
+        return vector(prefill_work(config, workload, kernels), COLUMNS["prefill"])
     if part == "decode_step_s":
-        return vector(decode_work(config, workload), COLUMNS["decode"])
+        return vector(decode_work(config, workload, kernels), COLUMNS["decode"])
     if part == "latency_s":
         steps = max(workload.gen_tokens - 1, 0)
-        return design(config, workload, "prefill_s") + [steps * v for v in design(config, workload, "decode_step_s")]
+        return (design(config, workload, "prefill_s", kernels)
+                + [steps * v for v in design(config, workload, "decode_step_s", kernels)])
     return vector(power_load(config), COLUMNS["power"])
 
 
@@ -235,8 +239,9 @@ def _solver(parts: tuple[str, ...], quants: list[str], idle):
     return solve
 
 
-def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
-    """Calibrate the physical model on a host's trials; held-out errors by grouped cross-validation."""
+def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels: dict | None = None) -> Fit:
+    """Calibrate the physical model on a host's trials (with its kernel probe, where it has one); held-out
+    errors by grouped cross-validation."""
     import numpy as np
 
     from sklearn.model_selection import GroupKFold
@@ -251,12 +256,13 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
                             f"configurations on this host (has {len(data)} over {len(configs)}); {SWEEP_HINT}")
     y = {p: np.array([targets_of(t, mode)[p] for t in data]) for p in parts}
     quants = sorted({t["quant"] for t in data})
-    x = {p: np.array([expand(design(c, w, p), p, c.model.quant, quants) for c, w in rows]) for p in parts}
+    unprobed = [q for q in quants if q not in (kernels or {})]  # their compute goes to per-type columns
+    x = {p: np.array([expand(design(c, w, p, kernels), p, c.model.quant, unprobed) for c, w in rows]) for p in parts}
     r = np.array([residual_features(c, w) for c, w in rows])
     groups = np.array([str(t.get(groups_by)) for t in data])
     folds = list(GroupKFold(n_splits=min(5, len(set(groups)))).split(r, groups=groups))
 
-    solve = _solver(parts, quants, _idle_offsets(data) if mode == "phases" else None)
+    solve = _solver(parts, unprobed, _idle_offsets(data) if mode == "phases" else None)
     everything = np.arange(len(data))
     oof, residual_cv = {}, {}
     for p in parts:
@@ -272,7 +278,7 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
     coefficients, residuals, fitted = {}, {}, {}
     for p in parts:
         coef = solve(p, x[p], y[p], everything)
-        names = kernel_columns(p, quants)
+        names = kernel_columns(p, unprobed)
         calibrated = np.abs(x[p]).max(axis=0) > 0
         coefficients[p] = {names[i]: float(coef[i]) for i in range(len(names)) if calibrated[i]}
         fitted[p] = np.maximum(x[p] @ coef, 1e-12)
@@ -285,7 +291,7 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
     held_out.update({p: _mape(oof[p], y[p]) for p in parts})
     in_sample.update({p: _mape(fitted[p], y[p]) for p in parts})
     return Fit(
-        host_id=host_id, data_hash=data_hash(data), created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        host_id=host_id, data_hash=data_hash(data, kernels), created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         n_trials=len(data), n_configs=len(configs), mode=mode, coefficients=coefficients, residuals=residuals,
         held_out_mape=held_out, in_sample_mape=in_sample, residual_cv=residual_cv,
         intervals={"measured here": in_sample_log, "calibrated here": held_out_log},
@@ -293,7 +299,7 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id") -> Fit:
         energy_tags=sorted({t["energy_tag"] for t in data if t.get("energy_tag")}),
         models_seen=sorted({t["model"] for t in data}), imported_trials=sum(bool(t.get("imported")) for t in data),
         excluded=excluded, quants=quants,
-        host={k: data[0].get(k) for k in ("gpu_build", "host_cores", "host_ram_gb")},
+        host={k: data[0].get(k) for k in ("gpu_build", "host_cores", "host_ram_gb")}, kernels=kernels or {},
     )
 
 

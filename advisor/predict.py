@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from . import portable
-from .features import Config, Parts, Workload, derive
+from .features import Config, Parts, Workload, derive, kernel_seconds_per_flop
 from .fit import Fit, coefficient, columns_of, design, parts_from, residual_features
 
 # Columns that need a device the calibration must have seen; the rest are overheads that may be 0.
@@ -30,13 +30,14 @@ class Basis:
     name: str
     widths: dict[str, float]
     why: list[str] = field(default_factory=list)
+    kernels: dict = field(default_factory=dict)  # the host's kernel probe (none for a spec prior)
 
 
 def host_basis(fit: Fit, name: str, widen: float = 1.0, why: list[str] | None = None, extra: float = 0.0) -> Basis:
     """This host's calibration; intervals from its held-out errors, times `widen`, plus `extra` log width."""
     widths = fit.intervals["measured here" if name == MEASURED else "calibrated here"]
     return Basis(fit.coefficients, fit.residuals, fit.mode, name,
-                 {k: v * widen + extra for k, v in widths.items()}, why or [])
+                 {k: v * widen + extra for k, v in widths.items()}, why or [], fit.kernels)
 
 
 def kernel_spread(fit: Fit) -> float:
@@ -54,7 +55,7 @@ def kernel_spread(fit: Fit) -> float:
 def part_value(basis: Basis, config: Config, workload: Workload, part: str) -> float:
     """One part (seconds or watts) from the basis's coefficients on the configuration's physical columns."""
     coefficients = basis.coefficients[part]
-    x = design(config, workload, part)
+    x = design(config, workload, part, basis.kernels)
     if any(math.isnan(v) for v in x):
         raise NotCalibrated("its thread count is unknown")
     value = 0.0
@@ -91,7 +92,9 @@ def effective_rates(basis: Basis, threads: int, quant: str = "") -> dict[str, fl
     rates = {}
     prefill, decode = c.get("prefill_s", {}), c.get("decode_step_s", {})
     per_byte = decode.get("cpu_weight_bytes/thread", 0) / threads + decode.get("cpu_weight_bytes", 0)
-    per_flop = (coefficient(prefill, "cpu_flops/thread", quant) or 0) / threads + prefill.get("cpu_flops", 0)
+    probed = kernel_seconds_per_flop(basis.kernels, quant, 64, threads) if prefill.get("cpu_kernel_s") else None
+    per_flop = (prefill["cpu_kernel_s"] * probed if probed else
+                (coefficient(prefill, "cpu_flops/thread", quant) or 0) / threads + prefill.get("cpu_flops", 0))
     if per_byte:
         rates["cpu decode bandwidth GB/s"] = 1e-9 / per_byte
     if per_flop:

@@ -143,7 +143,8 @@ def basis_for(fit: Fit, config: Config, req: Request) -> Basis:
         outside = _outside(measured, req)
         return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN, outside) if outside else host_basis(fit, MEASURED)
     beyond = _beyond_calibration(fit, config) + _outside(fit.ranges, req)
-    new_kernel = kernel_spread(fit) if config.model.quant not in fit.quants else 0.0
+    probed = config.model.quant in fit.kernels  # the probe timed its kernel: no family guess to widen for
+    new_kernel = kernel_spread(fit) if config.model.quant not in fit.quants and not probed else 0.0
     return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN if beyond else 1.0, beyond or ["configuration not measured"],
                       extra=new_kernel)
 
@@ -152,7 +153,9 @@ def _beyond_calibration(fit: Fit, config: Config) -> list[str]:
     seen = fit.config_objects()
     reasons = []
     if config.model.quant not in fit.quants:
-        reasons.append(f"{config.model.quant} was never measured here")
+        kernel = ("its kernel timed by this host's kernel probe" if config.model.quant in fit.kernels
+                  else "its kernel speed borrowed from its kernel family")
+        reasons.append(f"{config.model.quant} was never measured here ({kernel})")
     elif config.model.path not in {c.model.path for c in seen}:
         reasons.append(f"{config.model.name} was never run here")
     for name, value, values in (("batch", config.batch_size, [c.batch_size for c in seen]),
@@ -241,7 +244,8 @@ def advise(fit: Fit, req: Request, gpu_trials: bool, what_if_models: list[ModelS
         model={"n_trials": fit.n_trials, "n_configs": fit.n_configs, "mode": fit.mode, "kind": "physical",
                "imported_trials": fit.imported_trials, "held_out_mape": fit.held_out_mape,
                "residual_models": sorted(fit.residuals), "energy_tags": fit.energy_tags,
-               "fitted_at": fit.created_at, "host_id": fit.host_id, "excluded": fit.excluded},
+               "fitted_at": fit.created_at, "host_id": fit.host_id, "excluded": fit.excluded,
+               "kernel_probe": sorted(fit.kernels)},
     )
 
 
@@ -412,7 +416,9 @@ def render(advice: Advice) -> str:
     m, e = advice.model, advice.model["held_out_mape"]
     errors = ", ".join(f"{name} {e[key]:.1%} per trial ({e[key + ' config mean']:.1%} on configuration means)"
                        for name, key in (("latency", "latency_s"), ("energy", "energy_j")))
-    lines += ["", f"Model: physical (prefill = FLOPs ÷ compute, decode = bytes ÷ bandwidth, power = idle + dynamic), "
+    compute = ("FLOPs × this host's probed kernel time" if m.get("kernel_probe") else "FLOPs ÷ compute")
+    lines += ["", f"Model: physical (prefill = {compute}, decode = bytes ÷ bandwidth + kernel time, "
+              "power = idle + dynamic), "
               f"calibrated on {m['n_trials']} trials over {m['n_configs']} configurations of host {m['host_id']} "
               f"({m['fitted_at']}); held-out error with whole configurations left out: {errors}. "
               "Intervals cover 90% of held-out errors (`advise --explain` for the parts and constants)."]

@@ -8,7 +8,7 @@ import socket
 from energytui.engine.errors import UserError
 from energytui.engine.store import Store
 
-from .features import ModelShape
+from .features import QUANT_BITS, ModelShape, kernel_seconds_per_flop
 from .fit import SWEEP_HINT, Fit, data_hash, fit, usable_data
 from .predict import MEASURED, effective_rates, host_basis
 
@@ -31,11 +31,12 @@ def check_host(store: Store, host_id: str) -> str:
 def current_fit(store: Store, host_id: str, refit: bool = False) -> tuple[Fit, bool]:
     """The stored fit if its data is unchanged (and no refit asked), else a new one; (fit, refitted)."""
     trials = store.trials("t.host_id = ?", [host_id])
-    digest = data_hash(usable_data(trials))
+    kernels, _ = host_kernels(store, host_id)
+    digest = data_hash(usable_data(trials), kernels)
     latest = store.latest_fit(host_id)
     if latest and latest[0] == digest and not refit:
         return Fit.from_json(latest[1]), False
-    new = fit(trials, host_id)
+    new = fit(trials, host_id, kernels=kernels)
     store.save_fit(host_id, new.data_hash, new.to_json())
     return new, True
 
@@ -89,6 +90,43 @@ def explain(fit: Fit) -> str:
         compute = {q: effective_rates(basis, count, q).get("cpu prefill compute GFLOP/s") for q in fit.quants}
         lines.append("    cpu prefill compute GFLOP/s by quantization: "
                      + ", ".join(f"{q} {v:.3g}" for q, v in compute.items() if v))
+    if fit.kernels:
+        lines.append("  kernel probe (llama.cpp's CPU matrix kernels timed on this host; cpu_kernel_s scales them), "
+                     "GFLOP/s at 1 / 64 rows:")
+        for count in sorted({c.threads for c in fit.config_objects() if c.threads} | {1}):
+            shown = [q for q in fit.kernels if q in fit.quants or q in QUANT_BITS]  # one name per ladder rung
+            speeds = {q: [kernel_seconds_per_flop(fit.kernels, q, rows, count) for rows in (1, 64)]
+                      for q in sorted(shown, key=lambda q: (q not in fit.quants, q))}
+            lines.append(f"    {count} thread{'s' * (count != 1)}: " + ", ".join(
+                f"{q} {1e-9 / a:.0f}/{1e-9 / b:.0f}" for q, (a, b) in speeds.items() if a and b))
     for part, coefficients in fit.coefficients.items():
         lines.append(f"  {part}: " + ", ".join(f"{c} {v:.3g}" for c, v in coefficients.items() if v))
     return "\n".join(lines)
+
+
+def host_kernels(store: Store, host_id: str) -> tuple[dict, str]:
+    """This host's kernel probe (engine/kernels.py) and a line saying where it came from. Run once per
+    host and llama.cpp version, a few seconds, and stored; another host's trials get none (their kernels
+    were never timed), and neither does a probe that cannot run here."""
+    version, kernels = store.kernel_rates(host_id)
+    if kernels:
+        return kernels, f"kernel probe of this host (llama-cpp-python {version})"
+    host = store.host_row(host_id) or {}
+    if host.get("hostname") != socket.gethostname() or host.get("imported"):
+        return {}, "no kernel probe (another host's trials)"
+    from importlib.metadata import version as installed
+
+    here = installed("llama_cpp_python")
+    if host.get("llama_cpp") != here:
+        return {}, (f"no kernel probe (this host's trials ran llama-cpp-python {host.get('llama_cpp')}, "
+                    f"{here} is installed)")
+    from energytui.engine import kernels as probe
+
+    threads = sorted({1, int(host.get("cores") or 1), *store.thread_counts(host_id)})
+    try:
+        result = probe.probe(list(probe.GGML_TYPES), threads)
+    except probe.KernelProbeFailed as exc:
+        return {}, f"no kernel probe ({exc}); quantizations never run here borrow their kernel family's speed"
+    store.save_kernel_rates(host_id, result["llama_cpp"], result["rates"])
+    source = f"kernel probe of this host (llama-cpp-python {result['llama_cpp']}), run now"
+    return store.kernel_rates(host_id)[1], source

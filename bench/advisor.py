@@ -37,7 +37,7 @@ from energytui.advisor.fit import fit, usable_data, workload_of
 from energytui.advisor.fit import Fit
 from energytui.advisor.predict import SPEC, Basis, part_value, predict
 from energytui.advisor.recommend import Request, basis_for
-from energytui.advisor.service import local_host_id
+from energytui.advisor.service import host_kernels, local_host_id
 from energytui.engine.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,11 +58,14 @@ def measure(manifest: str, name: str) -> tuple[Path, float]:
     return db, time.perf_counter() - started
 
 
-def host_trials(db: Path) -> tuple[list[dict], str]:
+def host_trials(db: Path) -> tuple[list[dict], str, dict]:
+    """This host's trials in `db`, and its kernel probe (run now if the database has none)."""
     store = Store(db)
     try:
         host = local_host_id(store)
-        return store.trials("t.host_id = ?", [host]), host
+        kernels, source = host_kernels(store, host)
+        print(f"{db.name}: {source}")
+        return store.trials("t.host_id = ?", [host]), host, kernels
     finally:
         store.close()
 
@@ -105,8 +108,8 @@ def verdict(value: float, target: float) -> str:
 
 
 def held_out_configurations(db: Path) -> bool:
-    trials, host = host_trials(db)
-    calibrated = fit(trials, host)
+    trials, host, kernels = host_trials(db)
+    calibrated = fit(trials, host, kernels=kernels)
     ok = True
     print(f"calibration: {calibrated.n_trials} trials, {calibrated.n_configs} configurations, energy "
           f"{', '.join(calibrated.energy_tags)}; residual models: {', '.join(calibrated.residuals) or 'none'}")
@@ -133,7 +136,7 @@ def repetition_spread(trials: list[dict]) -> float:
     return statistics.fmean(spreads) if spreads else float("nan")
 
 
-def held_out_quantizations(trials: list[dict], host: str) -> bool:
+def held_out_quantizations(trials: list[dict], host: str, kernels: dict) -> bool:
     ok = True
     data = usable_data(trials)
     for quant in ("Q8_0", "F16"):
@@ -142,16 +145,16 @@ def held_out_quantizations(trials: list[dict], host: str) -> bool:
         if not test:
             print(f"held-out quantization {quant}: no trials of it in the sweep")
             continue
-        result = errors(fit(train, host), test)
+        result = errors(fit(train, host, kernels=kernels), test)
         ok &= report(f"held-out quantization {quant}", result, TARGETS["held-out quantization"])
     return ok
 
 
-def beyond_lengths(trials: list[dict], host: str) -> bool:
+def beyond_lengths(trials: list[dict], host: str, kernels: dict) -> bool:
     data = usable_data(trials)
     train = [t for t in data if t["prompt_tokens"] <= 160 and workload_of(t).gen_tokens <= 40]
     test = [t for t in data if t["prompt_tokens"] >= 300 and workload_of(t).gen_tokens >= 120]
-    result = errors(fit(train, host), test)
+    result = errors(fit(train, host, kernels=kernels), test)
     return report("beyond measured lengths (fit on prompts ≤160 and ≤40 generated, predict 300 and 120)", result,
                   TARGETS["beyond measured lengths"])
 
@@ -229,9 +232,9 @@ def main() -> int:
               f"{verdict(seconds, TARGETS['calibration run s'])}")
     ok &= held_out_configurations(db)
     sweep = args.sweep_db or measure("advisor-sweep.yaml", "advisor-sweep")[0]
-    trials, host = host_trials(sweep)
-    ok &= held_out_quantizations(trials, host)
-    ok &= beyond_lengths(trials, host)
+    trials, host, kernels = host_trials(sweep)
+    ok &= held_out_quantizations(trials, host, kernels)
+    ok &= beyond_lengths(trials, host, kernels)
     spec_prior_against_published()
     ok &= advise_speed(db, args.repeats)
     return 0 if ok else 1

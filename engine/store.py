@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .errors import UserError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 if TYPE_CHECKING:
@@ -110,6 +110,14 @@ def _model_shape_v5(db: sqlite_utils.Database) -> None:
     """Attention shape, trained context, bytes read and FLOPs per token of every model."""
     for column in MODEL_SHAPE:
         db["models"].add_column(column, int)
+
+
+@_migration
+def _kernel_rates_v6(db: sqlite_utils.Database) -> None:
+    """The host's matrix kernels timed per weight type (engine/kernels.py), for the advisor."""
+    db["kernel_rates"].create({"host_id": str, "llama_cpp": str, "quant": str, "rows": int, "threads": int,
+                               "seconds_per_flop": float, "measured_at": str},
+                              pk=("host_id", "llama_cpp", "quant", "rows", "threads"))
 
 
 def now_iso() -> str:
@@ -328,6 +336,34 @@ class Store:
     def done_gpu_trials(self, host_id: str) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM trials WHERE host_id = ? AND status = 'done' "
                                  "AND backend != 'cpu'", [host_id]).fetchone()[0]
+
+    def kernel_rates(self, host_id: str) -> tuple[str | None, dict]:
+        """(llama.cpp version, {quant: {rows: {threads: seconds per FLOP}}}) of the host's kernel probe."""
+        rows = self.conn.execute("SELECT k.quant, k.rows, k.threads, k.seconds_per_flop, h.llama_cpp "
+                                 "FROM kernel_rates k JOIN hosts h ON h.id = k.host_id AND h.llama_cpp = k.llama_cpp "
+                                 "WHERE k.host_id = ?", [host_id]).fetchall()
+        table: dict = {}
+        for quant, count, threads, value, _ in rows:
+            table.setdefault(quant, {}).setdefault(str(count), {})[str(threads)] = value
+        return (rows[0][4] if rows else None), table
+
+    def save_kernel_rates(self, host_id: str, llama_cpp: str, rates: dict) -> None:
+        measured = now_iso()
+        with self.db.conn:
+            self.db["kernel_rates"].upsert_all(
+                [{"host_id": host_id, "llama_cpp": llama_cpp, "quant": q, "rows": int(r), "threads": int(t),
+                  "seconds_per_flop": v, "measured_at": measured}
+                 for q, by_rows in rates.items() for r, by_threads in by_rows.items() for t, v in by_threads.items()],
+                pk=("host_id", "llama_cpp", "quant", "rows", "threads"))
+
+    def thread_counts(self, host_id: str) -> list[int]:
+        return [row[0] for row in self.conn.execute("SELECT DISTINCT threads FROM trials WHERE host_id = ? "
+                                                    "AND threads > 0", [host_id])]
+
+    def host_row(self, host_id: str) -> dict | None:
+        cursor = self.conn.execute("SELECT * FROM hosts WHERE id = ?", [host_id])
+        row = cursor.fetchone()
+        return dict(zip([c[0] for c in cursor.description], row)) if row else None
 
     def latest_fit(self, host_id: str) -> tuple[str, str] | None:
         """(data_hash, payload) of the newest advisor fit for this host."""

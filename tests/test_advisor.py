@@ -66,6 +66,7 @@ def test_advise_json_has_the_same_content(measured_db, capsys):
     assert all(low > 0 for low, _high in best["intervals"].values())
     assert data["model"]["kind"] == "physical" and isinstance(data["changes"], list)
     assert data["model"]["energy_tags"] == ["estimated"]
+    assert {"Q4_1", "Q8_0", "F16"} <= set(data["model"]["kernel_probe"])  # timed once for this host, stored
 
 
 def test_a_budget_below_any_measured_power_exits_4_with_the_closest(measured_db, capsys):
@@ -77,6 +78,7 @@ def test_fit_is_cached_until_the_data_changes_and_prediction_needs_no_sklearn(me
     code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--explain")
     assert code == 0 and "Held-out mean absolute % error" in out and "physical" in out
     assert "Calibrated constants:" in out and "  at 2 threads: " in out and "  decode_step_s: " in out
+    assert "kernel probe (llama.cpp's CPU matrix kernels timed on this host" in out and "Q4_1 " in out
     assert "cached fit" in out or "refitted" in out
     code, out, _ = run_cli(capsys, "advise", "--db", measured_db, "--explain")
     assert "cached fit (data unchanged)" in out

@@ -14,7 +14,7 @@ import pytest
 from energytui.advisor.features import Config, ModelShape, Workload
 from energytui.advisor.fit import NotEnoughData, fit
 from energytui.advisor.predict import effective_rates, host_basis, predict
-from energytui.advisor.recommend import Request, advise
+from energytui.advisor.recommend import Request, advise, candidates
 from energytui.engine.errors import UserError
 
 # A 1.1B-class model (TinyLlama's shape) at three quantizations: bytes read per step differ, FLOPs do not.
@@ -361,3 +361,55 @@ def test_an_unmeasured_quantization_widens_by_the_spread_of_the_measured_kernels
     assert kernel_spread(measured) == pytest.approx(math.log(2))
     one = SimpleNamespace(coefficients={"prefill_s": {"cpu_flops/thread@Q4_1": 4e-11}})
     assert kernel_spread(one) == pytest.approx(math.log(2) / 2)
+
+
+# A recorded kernel probe stand-in (synthetic): each type's seconds per FLOP, flat over activation rows and
+# perfectly parallel, so the generator below needs no interpolation. Q8_0's kernel is deliberately neither
+# its bits' nor its family's speed: only the probe can know it.
+PROBE_SPF = {"Q4_0": 1 / 80e9, "Q8_0": 1 / 35e9, "F16": 1 / 60e9}
+KERNEL_SCALE_PREFILL, KERNEL_SCALE_DECODE = 1.3, 0.8  # how much slower (faster) the model runs than the probe
+
+
+def recorded_probe() -> dict:
+    return {q: {str(rows): {str(t): spf / t for t in (1, 2, 4)} for rows in (1, 2, 4, 8, 16, 64)}
+            for q, spf in PROBE_SPF.items()}
+
+
+def probed_trial(i: int, threads: int, quant: str, prompt: int, gen: int, batch: int) -> dict:
+    """A CPU trial whose matrix and attention work take the probe's time × a scale, written out by hand."""
+    row = shape_row(quant)
+    tokens = prompt * batch
+    attention = 4 * 22 * 32 * 64 * tokens * padded(tokens)  # one chunk: prompts here stay under n_batch 512
+    prefill = KERNEL_SCALE_PREFILL * (2 * row["matmul_params"] * tokens * PROBE_SPF[quant]
+                                      + attention * PROBE_SPF["F16"]) / threads + PREFILL_OVERHEAD
+    cells = mean_kv_cells(prompt, gen, batch)
+    step = (row["decode_bytes"] * (CPU_BW_SERIAL + CPU_BW_PER_THREAD / threads) + STEP_OVERHEAD
+            + KERNEL_SCALE_DECODE * (2 * row["matmul_params"] * batch * PROBE_SPF[quant]
+                                     + 4 * 22 * 32 * 64 * cells * batch * PROBE_SPF["F16"]) / threads)
+    trial = _trial(i, "cpu", threads, quant, prompt, gen, batch)
+    decode = step * (gen - 1)
+    power = IDLE_W + W_PER_THREAD * threads
+    return {**trial, "ttft_ms": prefill * 1e3, "e2e_ms": (prefill + decode) * 1e3, "prefill_energy_j": power * prefill,
+            "decode_energy_j": power * decode, "energy_j": power * (prefill + decode)}
+
+
+def test_a_quantization_never_run_is_predicted_from_the_hosts_kernel_probe():
+    """Fit on Q4_0 and F16 with the probe; Q8_0, never run, comes within 2% (its family's speed would miss by
+    far), and the calibrated scales are the ones the trials were generated with."""
+    cases = [(t, p, g, b) for t in (1, 2, 4) for p in (32, 128) for g in (16, 64) for b in (1, 2)]
+    seen = [probed_trial(i, *case[:1], q, *case[1:]) for i, (q, case) in
+            enumerate(((q, c) for q in ("Q4_0", "F16") for c in cases), start=1)]
+    calibration = fit(seen, "synthetic", kernels=recorded_probe())
+    assert calibration.coefficients["prefill_s"]["cpu_kernel_s"] == pytest.approx(KERNEL_SCALE_PREFILL, rel=0.02)
+    assert calibration.coefficients["decode_step_s"]["cpu_kernel_s"] == pytest.approx(KERNEL_SCALE_DECODE, rel=0.02)
+    basis = host_basis(calibration, "calibrated here")
+    for threads, prompt, gen, batch in cases:
+        truth = probed_trial(0, threads, "Q8_0", prompt, gen, batch)
+        config = Config(host_id="synthetic", build="gpu", backend="cpu", threads=threads, gpu_layers=0, n_batch=512,
+                        batch_size=batch, model=ModelShape.from_row(truth))
+        values, _ = predict(basis, config, Workload(prompt, gen))
+        assert values["latency_s"] == pytest.approx(truth["e2e_ms"] / 1e3, rel=0.02)
+    pool = candidates(calibration, Request(gen_tokens=64, prompt_tokens=128, quants=["Q8_0"]), [])
+    q8 = [basis for config, basis in pool if config.model.quant == "Q8_0"]
+    assert q8 and all("Q8_0 was never measured here (its kernel timed by this host's kernel probe)" in basis.why
+                      for basis in q8)
