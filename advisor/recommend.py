@@ -25,7 +25,7 @@ from .predict import CALIBRATED, MEASURED, SPEC, Basis, NotCalibrated, host_basi
 
 # What a predicted energy rests on, by the weakest source tag of the trials it learned from.
 PREDICTION_BASIS = {"counter": "from energy counters", "integrated": "from integrated power",
-                    "estimated": "ESTIMATED energy"}
+                    "estimated": "ESTIMATED energy", "unknown": "energy of UNKNOWN method"}
 OBJECTIVES = {"energy": "energy_j", "edp": "edp_js", "latency": "latency_s"}
 _POWER_UNITS = {"w": 1.0, "kw": 1e3, "mw": 1e-3}
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "min": 60.0}

@@ -65,9 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--again", action="store_true", help="import a log that was imported before once more")
     importer.set_defaults(handler=_cmd_import)
 
-    report = sub.add_parser("report", parents=[db_parent], help="a markdown report per configuration")
+    report = sub.add_parser("report", parents=[db_parent],
+                            help="mean ± stddev per configuration, backend or host, with EDP and the best by each")
+    report.add_argument("--by", choices=("config", "backend", "host"), default="config",
+                        help="one row per configuration (default), per backend of each host, or per host")
+    report.add_argument("--format", choices=("md", "csv", "json"), default="md")
     report.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     report.set_defaults(handler=_cmd_report)
+
+    compare = sub.add_parser("compare", parents=[db_parent],
+                             help="two runs, hosts or run ids side by side: means, stddevs and B/A per configuration")
+    compare.add_argument("a", help="A: a run number, a host id or a run id (`energytui report` lists them)")
+    compare.add_argument("b", help="B: the same kinds as A")
+    compare.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    compare.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    compare.set_defaults(handler=_cmd_compare)
 
     models = sub.add_parser("models", help="fetch, list and requantize models")
     models_sub = models.add_subparsers(metavar="ACTION")
@@ -239,14 +251,30 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from energytui.engine.report import markdown_report
+    from energytui.engine.report import report_text
 
     store = _open_store(args)
     try:
         trials = store.trials()
         if not trials:
             raise UserError(f"--db {store.path}: no trials yet; run `energytui run config/manifests/quickstart.yaml`", 1)
-        _write(args.output, markdown_report(trials, list(store.db["hosts"].rows)))
+        _write(args.output, report_text(trials, store.hosts(), args.by, args.format))
+    finally:
+        store.close()
+
+
+def _cmd_compare(args) -> int:
+    from energytui.engine import compare
+
+    store = _open_store(args)
+    try:
+        (name_a, a), (name_b, b) = compare.select(store, args.a), compare.select(store, args.b)
+        rows, only_a, only_b = compare.compare(a, b)
+        if not rows:
+            raise UserError(f"compare: {name_a} and {name_b} share no configuration (same model, quantization, "
+                            "backend, threads, layers, n_batch, batch and prompt suite); `energytui report` lists "
+                            "each side's", 1)
+        _write(args.output, compare.text((name_a, name_b), rows, only_a, only_b, args.format))
     finally:
         store.close()
 

@@ -26,7 +26,14 @@ from .store import Store, now_iso
 LOG_COLUMNS = ("timestamp", "run_id", "backend", "prompt_id", "prompt_template", "prompt_length_chars", "latency_ms",
                "tokens_generated", "energy_joules", "notes")
 POWER_COLUMNS = ("timestamp", "backend", "energy_joules", "notes")
-ENERGY_TAGS = ("counter", "integrated", "estimated")
+ENERGY_TAGS = ("counter", "integrated", "estimated", "unknown")  # how the log's energy was obtained, declared
+# The keys a map may have: anything else is a typo, named rather than ignored.
+MAP_KEYS = {
+    "": ("host", "model", "energy_source", "caveats", "chars_per_token", "runs"),
+    "host": ("name", "cpu", "gpu", "ram_gb", "cores", "energy_devices", "os", "llama_cpp", "gpu_driver"),
+    "model": ("name", "quant", "bits_per_weight", "n_params", "n_layers", "arch"),
+    "run": ("backend", "threads", "gpu_layers", "batch_size", "n_batch", "n_ctx"),
+}
 POWER_MATCH_S = 5.0  # a power-log row belongs to the log row with the same backend within this many seconds
 
 
@@ -68,9 +75,12 @@ def load_map(path: Path) -> dict:
         raise UserError(f"{path}: not a readable YAML map ({str(exc).splitlines()[0]}); fix the YAML") from None
     if not isinstance(doc, dict):
         raise UserError(f"{path}: the map must be a mapping with host, model and runs")
+    _known_keys(path, doc, "", "")
     for key in ("host", "model", "runs"):
         if not isinstance(doc.get(key), dict) or not doc[key]:
             raise _map_error(path, key, "missing or not a mapping")
+    _known_keys(path, doc["host"], "host", "host.")
+    _known_keys(path, doc["model"], "model", "model.")
     for key in ("name", "cpu"):
         if not isinstance(doc["host"].get(key), str):
             raise _map_error(path, f"host.{key}", "needs a text value")
@@ -78,18 +88,34 @@ def load_map(path: Path) -> dict:
     for key, kind in (("name", str), ("quant", str), ("bits_per_weight", (int, float)), ("n_params", int),
                       ("n_layers", int)):
         if not isinstance(model.get(key), kind) or isinstance(model.get(key), bool):
-            raise _map_error(path, f"model.{key}", f"needs a {'number' if kind != str else 'text value'}")
-    tag = doc.get("energy_source", "integrated")
-    if tag not in ENERGY_TAGS:
-        raise _map_error(path, "energy_source", f"{tag!r} is not one of {', '.join(ENERGY_TAGS)}")
+            raise _map_error(path, f"model.{key}", f"needs a {'number' if kind is not str else 'text value'}")
+    if "energy_source" not in doc:
+        raise _map_error(path, "energy_source", f"missing: declare how the log's energy was obtained "
+                         f"({', '.join(ENERGY_TAGS)})")
+    if doc["energy_source"] not in ENERGY_TAGS:
+        raise _map_error(path, "energy_source", f"{doc['energy_source']!r} is not one of {', '.join(ENERGY_TAGS)}")
+    ratio = doc.get("chars_per_token", 4.0)
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or ratio <= 0:
+        raise _map_error(path, "chars_per_token", f"{ratio!r} is not a positive number")
     for run_id, config in doc["runs"].items():
         if not isinstance(config, dict) or config.get("backend") not in ("cpu", "gpu", "hybrid"):
             raise _map_error(path, f"runs.{run_id}.backend", "use cpu, gpu or hybrid")
-        for key in ("threads", "gpu_layers", "batch_size"):
-            value = config.get(key, 1 if key != "gpu_layers" else 0)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "gpu_layers" else 1):
+        _known_keys(path, config, "run", f"runs.{run_id}.")
+        for key in ("threads", "gpu_layers", "batch_size", "n_batch", "n_ctx"):
+            value = config.get(key)  # absent: unknown (threads, n_batch, n_ctx) or the default (0 layers, batch 1)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < (0 if key == "gpu_layers" else 1)):
                 raise _map_error(path, f"runs.{run_id}.{key}", f"{value!r} is not a valid whole number")
     return doc
+
+
+def _known_keys(path: Path, section: dict, kind: str, prefix: str) -> None:
+    if not isinstance(section, dict):
+        return
+    allowed = MAP_KEYS[kind]
+    for key in section:
+        if key not in allowed:
+            raise _map_error(path, f"{prefix}{key}", f"unknown key; use {', '.join(allowed)}")
 
 
 def _timestamp(path: Path, line: int, text: str) -> float:
@@ -134,6 +160,8 @@ def import_logs(store: Store, log: Path, map_path: Path, power_log: Path | None 
     if not trials:
         raise UserError(f"{log}: no row matched a run id of {map_path}; map them under `runs:`")
     host = _host(mapping)
+    for trial in trials:  # a configuration is the host's: two hosts with the same run ids never merge
+        trial["config_id"] = _digest([host["id"], trial["run_id"], mapping["runs"][trial["run_id"]]])
     model = mapping["model"]
     model_path = f"imported:{model['name']}"
     with store.db.conn:
@@ -175,23 +203,22 @@ def _trial(log: Path, line: int, row: dict, config: dict, mapping: dict, power: 
     if energy is None:
         caveats.append("no energy in the log or the power log")
     batch = config.get("batch_size", 1)
-    tag = mapping.get("energy_source", "integrated")
+    tag = mapping["energy_source"]
     return {
         # a thread count the log did not record stays unknown, never a made-up 1
         "status": "done", "run_id": row["run_id"], "backend": config["backend"], "threads": config.get("threads"),
         "gpu_layers": config.get("gpu_layers", 0), "batch_size": batch, "n_batch": config.get("n_batch"),
         "n_ctx": config.get("n_ctx"), "suite": row.get("prompt_template") or None, "prompt_id": row["prompt_id"],
         "prompt_tokens": max(1, round(chars / chars_per_token)), "gen_tokens": gen, "e2e_ms": latency_ms,
-        "decode_tps": gen / (latency_ms / 1e3) if latency_ms else None,
         "energy_j": energy, "j_per_token": energy / gen if energy is not None and gen else None,
         "avg_power_w": energy / (latency_ms / 1e3) if energy is not None and latency_ms else None,
         "edp_js": energy * latency_ms / 1e3 if energy is not None else None,  # energy-delay product, as measured
         "energy_tag": tag if energy is not None else None,
         "energy_source": f"{mapping['host'].get('energy_devices', 'system')}:{tag}" if energy is not None else None,
-        "energy_method": f"{tag}: as recorded on {mapping['host']['name']} ({energy_origin})" if energy is not None else None,
+        "energy_method": (f"{tag}: as recorded on {mapping['host']['name']} ({energy_origin})"
+                          if energy is not None else None),
         "imported": 1, "caveats": "; ".join(caveats), "started_at": row["timestamp"],
-        "config_id": hashlib.sha256(json.dumps([row["run_id"], config], sort_keys=True).encode()).hexdigest()[:12],
-        "repetition": 0,
+        "repetition": 0,  # no per-token timings: decode tok/s and TTFT stay unknown
     }
 
 
@@ -209,6 +236,10 @@ def _gpu_build(mapping: dict) -> int | None:
     if any(run.get("backend") in ("gpu", "hybrid") for run in mapping["runs"].values()):
         return 1
     return None if mapping["host"].get("gpu") else 0
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _sha(*paths: Path) -> str:

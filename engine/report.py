@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import statistics
+import math
 from dataclasses import dataclass
 
 from .telemetry.base import weakest_source
@@ -20,18 +20,29 @@ EXPORT_FIELDS = (
     "energy_notes", "energy_method", "imported", "caveats", "error",
 )
 # How each source tag reads next to a number, so an estimate never passes for a measurement.
-TAG_LABELS = {"counter": "measured (counter)", "integrated": "measured (integrated power)", "estimated": "ESTIMATED"}
+TAG_LABELS = {"counter": "measured (counter)", "integrated": "measured (integrated power)", "estimated": "ESTIMATED",
+              "unknown": "method UNKNOWN"}
 SUMMARY_METRICS = (
     ("ttft_ms", "TTFT ms"), ("prefill_tps", "prefill tok/s"), ("decode_tps", "decode tok/s"),
     ("itl_p95_ms", "ITL p95 ms"), ("e2e_ms", "e2e ms"),
 )
-ENERGY_METRICS = (("j_per_token", "J/token", 4), ("avg_power_w", "avg W", 1), ("energy_j", "J/request", 2))
+ENERGY_METRICS = (("j_per_token", "J/token", 4), ("avg_power_w", "avg W", 1), ("energy_j", "J/request", 2),
+                  ("edp_js", "EDP J·s (mean of trials)", 2))
 
 
 def build_of(trial: dict) -> str | None:
     """How the host's llama.cpp was built: "gpu" (with GPU offload) or "cpu"; None where unknown."""
     flag = trial.get("gpu_build")
     return None if flag is None else ("gpu" if int(flag) else "cpu")
+
+
+def missing_trace_reason(trial: dict) -> str:
+    """Why a trial has no power samples to plot."""
+    if trial.get("imported"):
+        return "no power trace: imported from a log that recorded energy per prompt, not power samples"
+    if trial.get("status") != "done":
+        return f"no power trace: the trial is {trial.get('status')}"
+    return "no power trace: no power samples were recorded for it (meter off or no power source)"
 
 
 def export_record(trial: dict) -> dict:
@@ -64,10 +75,13 @@ class Stat:
 
 
 def stat(values) -> Stat:
+    """Mean and sample stddev in floats (statistics.stdev's exact fractions cost a second over 10,000 trials)."""
     values = [v for v in values if v is not None]
     if not values:
         return Stat(None, None, 0)
-    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+    mean = math.fsum(values) / len(values)
+    spread = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+    return Stat(mean, spread, len(values))
 
 
 def config_label(trial: dict) -> str:
@@ -81,21 +95,25 @@ def config_label(trial: dict) -> str:
             f"{chunk} B={trial['batch_size']} {prompt}")
 
 
-def summarise(trials: list[dict]) -> list[dict]:
-    """One row per configuration with counts by status and mean ± stddev of done trials."""
+def summarise(trials: list[dict], by: str = "config") -> list[dict]:
+    """One row per configuration (or backend, or host) with counts by status and mean ± stddev of done trials."""
     groups: dict[tuple, list[dict]] = {}
     for trial in trials:  # two hosts never merge, even with the same manifest configuration
-        groups.setdefault((trial.get("host_id"), trial["config_id"]), []).append(trial)
+        groups.setdefault(_group_of(trial, by), []).append(trial)
     rows = []
-    for (_host, config_id), members in groups.items():
+    for members in groups.values():
         done = [t for t in members if t["status"] == "done"]
-        row = {"config_id": config_id, "label": config_label(members[0]), "trials": len(members),
+        first = members[0]
+        row = {"config_id": first["config_id"] if by == "config" else None, "host_id": first.get("host_id"),
+               "backend": first["backend"] if by != "host" else None, "label": _group_label(first, by),
+               "trials": len(members),
                "done": len(done), "failed": sum(t["status"] == "failed" for t in members),
                "aborted": sum(t["status"] == "aborted" for t in members),
                "prompt_tokens": stat(t["prompt_tokens"] for t in done),
                "gen_tokens": stat(t["gen_tokens"] for t in done)}
         row.update({key: stat(t[key] for t in done) for key, _ in SUMMARY_METRICS})
         row.update({key: stat(t.get(key) for t in done) for key, _, _ in ENERGY_METRICS})
+        row["edp_of_means_js"] = edp_of_means(done)
         row["energy_tag"] = weakest_source({t["energy_tag"] for t in done if t.get("energy_tag")})
         rows.append(row)
     return rows
@@ -110,11 +128,17 @@ def energy_cell(row: dict, key: str, digits: int) -> str:
 
 def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     headers = (["configuration", "done", "prompt tok", "gen tok"] + [label for _, label in SUMMARY_METRICS]
-               + [label for _, label, _ in ENERGY_METRICS])
+               + [label for _, label, _ in ENERGY_METRICS] + ["EDP J·s (product of means)"])
     body = [[r["label"], f"{r['done']}/{r['trials']}", r["prompt_tokens"].fmt(0), r["gen_tokens"].fmt(0)]
             + [r[key].fmt() for key, _ in SUMMARY_METRICS]
-            + [energy_cell(r, key, digits) for key, _, digits in ENERGY_METRICS] for r in rows]
+            + [energy_cell(r, key, digits) for key, _, digits in ENERGY_METRICS]
+            + [_product_cell(r)] for r in rows]
     return headers, body
+
+
+def _product_cell(row: dict) -> str:
+    value = row["edp_of_means_js"]
+    return "–" if value is None else f"{value:.2f} {TAG_LABELS.get(row['energy_tag'], row['energy_tag'])}"
 
 
 def energy_legend(trials: list[dict]) -> list[str]:
@@ -136,20 +160,25 @@ def summary_table(rows: list[dict], trials: list[dict]) -> str:
     return "\n".join(lines + [""] + energy_legend(trials))
 
 
-def markdown_report(trials: list[dict], hosts: list[dict]) -> str:
-    rows = summarise(trials)
+def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", rows: list[dict] | None = None) -> str:
+    rows = summarise(trials, by) if rows is None else rows
     out = ["# energytui report", ""]
+    seen = {t.get("host_id") for t in trials}
     for host in hosts:
-        out.append(f"Host `{host['id']}`: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM, "
-                   f"GPU {host['gpu'] or 'none'}, llama-cpp-python {host['llama_cpp']}, {host['os']}.")
-    out += ["", "Timings are measured on the monotonic clock around llama.cpp's decode calls; model load and "
-            "warm-up are excluded. Values are mean ± sample stddev over the done trials of each configuration. "
-            "Energy is gross (idle included) over prefill + decode, with its source beside every figure.", ""]
+        if host["id"] in seen:
+            out.append(_host_line(host))
+    out += [""] + _timing_lines(trials) + [""]
     headers, body = _table(rows)
     out.append("| " + " | ".join(headers) + " |")
     out.append("|" + "---|" * len(headers))
     out += ["| " + " | ".join(cells) + " |" for cells in body]
+    best = best_lines(rows)
+    if best:
+        out += ["", "## Best", ""] + [f"- {line}" for line in best]
     out += ["", "## How energy was obtained", ""] + [f"- {line}" for line in energy_legend(trials)]
+    caveats = imported_caveats(trials)
+    if caveats:
+        out += ["", "## Caveats of imported data", ""] + [f"- host {host}: {text}" for host, text in caveats]
     flagged = [t for t in trials if t.get("energy_notes")]
     if flagged:
         out += ["", "## Energy flags", ""]
@@ -159,3 +188,116 @@ def markdown_report(trials: list[dict], hosts: list[dict]) -> str:
         out += ["", "## Trials that did not finish", ""]
         out += [f"- trial {t['id']} ({t['run_id']}, {t['prompt_id']}): {t['status']}: {t['error']}" for t in failures]
     return "\n".join(out) + "\n"
+
+
+def imported_caveats(trials: list[dict]) -> list[tuple[str, str]]:
+    """(host, caveat) once each: a trial's own figures (its prompt's characters) folded into the rule."""
+    found = set()
+    for t in trials:
+        for part in (t.get("caveats") or "").split("; ") if t.get("imported") else ():
+            if part.startswith("prompt tokens estimated as "):
+                ratio = part.rsplit(" / ", 1)[-1]
+                part = f"prompt tokens estimated from the prompt's characters ({ratio} characters a token)"
+            if part:
+                found.add((t.get("host_id"), part))
+    return sorted(found)
+
+
+def _host_line(host: dict) -> str:
+    """What is known of a host; what a log did not record says so."""
+    def known(key: str, unit: str = "") -> str:
+        return "unknown" if host.get(key) in (None, "") else f"{host[key]}{unit}"
+
+    origin = " (imported from logs)" if host.get("imported") else ""
+    return (f"Host `{host['id']}`{origin}: {known('cpu')}, {known('cores')} CPUs, {known('ram_gb', ' GiB')} RAM, "
+            f"GPU {host.get('gpu') or 'none recorded'}, llama-cpp-python {known('llama_cpp')}, OS {known('os')}.")
+
+
+def _timing_lines(trials: list[dict]) -> list[str]:
+    lines = ["Values are mean ± sample stddev over the done trials of each row; EDP (energy-delay product) is "
+             "shown as the mean of per-trial EDP and as mean energy × mean latency."]
+    if any(not t.get("imported") for t in trials):
+        lines.append("Measured trials: timings on the monotonic clock around llama.cpp's decode calls, model load "
+                     "and warm-up excluded; energy is gross (idle included) over prefill + decode, with its source "
+                     "beside every figure.")
+    if any(t.get("imported") for t in trials):
+        lines.append("Imported trials: latency and energy per prompt as the log recorded them (a per-prompt "
+                     "llama-cli run may include model load and warm-up); no TTFT, prefill or decode split, so those "
+                     "columns stay empty; energy carries the source the map declared.")
+    return lines
+
+
+# --- roll-ups: per configuration, backend or host, as markdown, CSV or JSON --------------------------
+
+GROUPINGS = ("config", "backend", "host")
+BEST_BY = (("energy_j", "energy per request", "J/request", 2), ("edp_js", "EDP", "J·s", 2),
+           ("e2e_ms", "latency", "ms e2e", 0))
+
+
+def _group_of(trial: dict, by: str) -> tuple:
+    """Two hosts never merge: every grouping keeps the host."""
+    host = trial.get("host_id")
+    return {"config": (host, trial["config_id"]), "backend": (host, trial["backend"]), "host": (host,)}[by]
+
+
+def _group_label(trial: dict, by: str) -> str:
+    if by == "config":
+        return config_label(trial)
+    origin = " (imported)" if trial.get("imported") else ""
+    return f"host {trial.get('host_id')}{origin}" + (f": {trial['backend']}" if by == "backend" else "")
+
+
+def edp_of_means(done: list[dict]) -> float | None:
+    """Mean energy × mean end-to-end seconds: the product of means, beside the mean of per-trial EDP."""
+    energy, e2e = stat(t.get("energy_j") for t in done), stat(t.get("e2e_ms") for t in done)
+    return energy.mean * e2e.mean / 1e3 if energy.mean is not None and e2e.mean is not None else None
+
+
+def best_lines(rows: list[dict]) -> list[str]:
+    """Per host, the best row by energy per request, by EDP and by latency (rows with the figure only)."""
+    lines = []
+    for host in dict.fromkeys(r["host_id"] for r in rows):
+        mine = [r for r in rows if r["host_id"] == host and r["done"]]
+        parts = []
+        for key, name, unit, digits in BEST_BY:
+            ranked = [r for r in mine if r[key].mean is not None]
+            if ranked:
+                best = min(ranked, key=lambda r: r[key].mean)
+                figure = energy_cell(best, key, digits) if key != "e2e_ms" else best[key].fmt(digits)
+                parts.append(f"by {name}: {best['label']} ({figure} {unit})")
+        tags = {r["energy_tag"] for r in mine if r["energy_tag"]}
+        mixed = f" (mixed energy sources: {', '.join(sorted(tags))}; energy ranks compare unlike figures)" \
+            if len(tags) > 1 else ""
+        if parts:
+            lines.append(f"best on host {host}{mixed}: " + "; ".join(parts))
+    return lines
+
+
+def records(rows: list[dict], by: str) -> list[dict]:
+    """One flat record per row for CSV and JSON: means, sample stddevs, counts, the energy source."""
+    out = []
+    for r in rows:
+        record = {"group": by, "host_id": r["host_id"], "backend": r.get("backend"), "config_id": r.get("config_id"),
+                  "label": r["label"], "trials": r["trials"], "done": r["done"], "failed": r["failed"],
+                  "aborted": r["aborted"]}
+        for key in ("prompt_tokens", "gen_tokens", *(k for k, _ in SUMMARY_METRICS),
+                    *(k for k, _, _ in ENERGY_METRICS)):
+            record[f"{key}_mean"], record[f"{key}_stdev"] = r[key].mean, r[key].stdev
+        record["edp_of_means_js"] = r["edp_of_means_js"]
+        record["energy_tag"] = r["energy_tag"]
+        out.append(record)
+    return out
+
+
+def report_text(trials: list[dict], hosts: list[dict], by: str = "config", fmt: str = "md") -> str:
+    rows = summarise(trials, by)
+    if fmt == "json":
+        return json.dumps(records(rows, by), indent=2) + "\n"
+    if fmt == "csv":
+        flat = records(rows, by)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(flat[0]) if flat else ["group"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(flat)
+        return out.getvalue()
+    return markdown_report(trials, hosts, by, rows)

@@ -361,9 +361,11 @@ class Store:
                                                     "AND threads > 0", [host_id])]
 
     def host_row(self, host_id: str) -> dict | None:
-        cursor = self.conn.execute("SELECT * FROM hosts WHERE id = ?", [host_id])
-        row = cursor.fetchone()
-        return dict(zip([c[0] for c in cursor.description], row)) if row else None
+        rows = self._rows("SELECT * FROM hosts WHERE id = ?", [host_id])
+        return rows[0] if rows else None
+
+    def hosts(self) -> list[dict]:
+        return self._rows("SELECT * FROM hosts ORDER BY id", [])
 
     def latest_fit(self, host_id: str) -> tuple[str, str] | None:
         """(data_hash, payload) of the newest advisor fit for this host."""

@@ -25,7 +25,7 @@ from textual.widgets import (Button, DataTable, DirectoryTree, Footer, Header, I
 from energytui.engine.errors import UserError
 from energytui.engine.metering import MeterOptions
 from energytui.engine.queue import Event
-from energytui.engine.report import TAG_LABELS, config_label, energy_cell, summarise
+from energytui.engine.report import TAG_LABELS, config_label, energy_cell, missing_trace_reason, summarise
 
 from .charts import BarChart, PowerChart, ScatterChart
 
@@ -497,8 +497,8 @@ class EnergyApp(App):
                 "SELECT t_ns, device, power_w FROM samples WHERE trial_id = ? ORDER BY t_ns", [trial_id])]
         finally:
             store.close()
-        marks = {"prefill": trial["t_start_ns"], "decode": trial["t_first_ns"], "end": trial["t_end_ns"]}
-        tag = TAG_LABELS.get(trial.get("energy_tag"), "")
+        marks = {"prefill": trial.get("t_start_ns"), "decode": trial.get("t_first_ns"), "end": trial.get("t_end_ns")}
+        tag = TAG_LABELS.get(trial.get("energy_tag"), "") if samples else missing_trace_reason(trial)
         chart = self.query_one("#trace-chart", PowerChart)
         self.call_from_thread(chart.show, samples, marks, f"trial {trial_id} {tag}".strip())
 

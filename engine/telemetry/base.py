@@ -9,9 +9,11 @@ COUNTER = "counter"  # a hardware energy counter (RAPL energy_uj, NVML total ene
 INTEGRATED = "integrated"  # energy integrated from measured power samples
 ESTIMATED = "estimated"  # a declared model, e.g. CPU utilisation x TDP
 
+UNKNOWN = "unknown"  # imported energy whose method the log's map declared unknown (never a live source)
+
 # Weakest first: a total is only as trustworthy as its weakest part.
 SOURCE_TAGS = (ESTIMATED, INTEGRATED, COUNTER)
-_STRENGTH = {tag: rank for rank, tag in enumerate(SOURCE_TAGS)}
+_STRENGTH = {tag: rank for rank, tag in enumerate((UNKNOWN, *SOURCE_TAGS))}
 
 
 def weakest_source(tags: Iterable[str]) -> str | None:
