@@ -4,12 +4,10 @@ script but with energy."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 from .errors import UserError
-from .report import TAG_LABELS, Stat, build_of, stat
+from .report import TAG_LABELS, Stat, build_of, csv_text, stat
 from .store import Store
 
 METRICS = (("ttft_ms", "TTFT ms", 1), ("prefill_tps", "prefill tok/s", 1), ("decode_tps", "decode tok/s", 1),
@@ -89,11 +87,7 @@ def text(names: tuple[str, str], rows: list[dict], only_a: list[str], only_b: li
         if fmt == "json":
             return json.dumps({"a": names[0], "b": names[1], "matched": flat, "only_in_a": only_a,
                                "only_in_b": only_b}, indent=2) + "\n"
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(flat[0]) if flat else ["configuration"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(flat)
-        return out.getvalue()
+        return csv_text(flat, list(flat[0]) if flat else ["configuration"])
     return _markdown(names, rows, only_a, only_b)
 
 

@@ -54,8 +54,13 @@ def export_text(trials: list[dict], fmt: str) -> str:
     records = [export_record(t) for t in trials]
     if fmt == "json":
         return json.dumps(records, indent=2) + "\n"
+    return csv_text(records, list(EXPORT_FIELDS))
+
+
+def csv_text(records: list[dict], fields: list[str]) -> str:
+    """Records as CSV with a header row (`fields`: the columns, in order)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
     return out.getvalue()
@@ -295,9 +300,5 @@ def report_text(trials: list[dict], hosts: list[dict], by: str = "config", fmt: 
         return json.dumps(records(rows, by), indent=2) + "\n"
     if fmt == "csv":
         flat = records(rows, by)
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(flat[0]) if flat else ["group"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(flat)
-        return out.getvalue()
+        return csv_text(flat, list(flat[0]) if flat else ["group"])
     return markdown_report(trials, hosts, by, rows)
