@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from energytui import __version__
+from energytui.engine import interrupts
 from energytui.engine.errors import UserError
 from energytui.engine.paths import default_db_path
 
@@ -21,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"energytui: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("\nenergytui: interrupted; finished trials are kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP during `run` (engine/interrupts.py)
+        print(f"\nenergytui: {interrupts.describe(exc)}; finished trials are kept", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:
         return 0
 
@@ -176,6 +177,7 @@ def _cmd_run(args) -> int:
         raise UserError(f"{args.manifest}: no trials to run after --skip-gpu; add cpu runs")
     store = _open_store(args)
     engine, meter = Engine(), None
+    previous_handlers = interrupts.install()  # SIGTERM and SIGHUP end a run as Ctrl-C does
     try:
         store.acquire_runner_lock()
         if aborted := store.abort_stale_running():
@@ -211,6 +213,7 @@ def _cmd_run(args) -> int:
             meter.close()
         engine.close()
         store.close()
+        interrupts.restore(previous_handlers)
 
 
 def _ask_resume(offer) -> bool:

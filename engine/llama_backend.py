@@ -15,6 +15,7 @@ from pathlib import Path
 import llama_cpp as ll
 import numpy as np
 
+from . import interrupts
 from .errors import UserError
 
 _recent_log: deque[str] = deque(maxlen=20)
@@ -62,7 +63,8 @@ class LoadedModel:
         params = ll.llama_model_default_params()
         params.n_gpu_layers = gpu_layers
         started = time.perf_counter()
-        self.model = ll.llama_model_load_from_file(str(path).encode(), params)
+        with interrupts.held():  # llama.cpp logs through a Python callback while it loads
+            self.model = ll.llama_model_load_from_file(str(path).encode(), params)
         if not self.model:
             raise UserError(f"{path}: llama.cpp could not load the model ({last_log_lines()})")
         self.load_s = time.perf_counter() - started
@@ -126,7 +128,8 @@ class Context:
         params.n_seq_max = n_seq
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
-        self.ctx = ll.llama_init_from_model(model.model, params)
+        with interrupts.held():
+            self.ctx = ll.llama_init_from_model(model.model, params)
         if not self.ctx:
             raise UserError(f"llama.cpp could not create a context (n_ctx={n_ctx}, n_batch={n_batch}, "
                             f"batch_size={n_seq}): {last_log_lines()}")

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import interrupts
 from .errors import UserError
 from .gguf import read_gguf
 from .host import describe_host
@@ -72,6 +73,9 @@ def queue_manifest(store: Store, manifest: Manifest, resume: bool | None) -> int
     resume=None means "not decided": an unfinished earlier run raises ResumeAvailable.
     """
     previous = store.unfinished_run(manifest.sha256)
+    if resume and not previous:
+        raise UserError(f"{manifest.path}: nothing to resume (no unfinished run of this manifest in {store.path}); "
+                        "drop --resume to start a new run", 1)
     if previous and resume:
         store.requeue(previous["id"])
         return previous["id"]
@@ -102,10 +106,21 @@ def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threa
     With a meter, each trial gets an idle window before prefill and after its last
     token, and its energy and raw samples are stored with it. Ctrl-C
     (KeyboardInterrupt) marks the current trial aborted, keeps every finished one,
-    and propagates. `stop` (for the TUI) ends the queue after the current trial;
+    and propagates, as do SIGTERM and SIGHUP and any error, with the run closed saying how it ended.
+    `stop` (for the TUI) ends the queue after the current trial;
     `abort` ends it at the next decode step, marking the current trial aborted.
     """
-    emit = on_event or (lambda event: None)
+    try:
+        return _run_pending(store, run, engine, on_event or (lambda event: None), stop, meter, abort)
+    except KeyboardInterrupt as exc:
+        store.finish_run(run, "interrupted", interrupts.describe(exc))
+        raise
+    except BaseException as exc:
+        store.finish_run(run, "failed", f"energytui stopped: {exc!r}")
+        raise
+
+
+def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abort) -> str:
     total = store.db["trials"].count_where("run = ?", [run])
     previous_ran = False
     while (row := store.next_pending(run)) is not None:
@@ -138,9 +153,8 @@ def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_to
     try:
         measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window)
         samples, energy = _samples(meter, idle, measurement)
-    except KeyboardInterrupt:
-        store.fail_trial(row["id"], "aborted", "interrupted by the user (Ctrl-C)", _samples(meter, idle, None)[0])
-        store.finish_run(run, "interrupted")
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (engine/interrupts.py): run_queue ends the run
+        store.fail_trial(row["id"], "aborted", interrupts.describe(exc), _samples(meter, idle, None)[0])
         raise
     except TrialStopped:
         store.fail_trial(row["id"], "aborted", "stopped by the user", _samples(meter, idle, None)[0])
@@ -148,6 +162,9 @@ def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_to
     except (TrialFailed, UserError, RuntimeError) as exc:
         store.fail_trial(row["id"], "failed", str(exc), _samples(meter, idle, None)[0])
         return
+    except BaseException as exc:  # a bug or a crash: the trial says so, finished trials stay
+        store.fail_trial(row["id"], "aborted", f"energytui stopped: {exc!r}", _samples(meter, idle, None)[0])
+        raise
     store.finish_trial(row["id"], {**measurement.metrics(), **energy}, measurement.steps, samples)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .errors import UserError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 if TYPE_CHECKING:
@@ -118,6 +118,12 @@ def _kernel_rates_v6(db: sqlite_utils.Database) -> None:
     db["kernel_rates"].create({"host_id": str, "llama_cpp": str, "quant": str, "rows": int, "threads": int,
                                "seconds_per_flop": float, "measured_at": str},
                               pk=("host_id", "llama_cpp", "quant", "rows", "threads"))
+
+
+@_migration
+def _run_endings_v7(db: sqlite_utils.Database) -> None:
+    """How a run ended, in words (which signal stopped it, which error)."""
+    db["runs"].add_column("ended_by", str)
 
 
 def now_iso() -> str:
@@ -247,9 +253,9 @@ class Store:
         with self.db.conn:
             self.db["trials"].update(trial_id, values)
 
-    def finish_run(self, run: int, status: str) -> None:
+    def finish_run(self, run: int, status: str, ended_by: str | None = None) -> None:
         with self.db.conn:
-            self.db["runs"].update(run, {"status": status, "finished_at": now_iso()})
+            self.db["runs"].update(run, {"status": status, "finished_at": now_iso(), "ended_by": ended_by})
 
     def add_trials(self, run: int, trials: list[dict], host_id: str) -> None:
         """Append pending trials to a run (the app's "add trial" form)."""
@@ -283,8 +289,12 @@ class Store:
         return True
 
     def requeue(self, run: int) -> int:
-        """Aborted trials of a run go back to pending (for --resume)."""
+        """Aborted trials of a run go back to pending (for --resume), without the aborted attempt's samples
+        and token timings: the next attempt's trace must not be mixed with the broken one's."""
+        aborted = "SELECT id FROM trials WHERE run = ? AND status = 'aborted'"
         with self.db.conn:
+            for table in ("samples", "token_timings"):
+                self.db.execute(f"DELETE FROM {table} WHERE trial_id IN ({aborted})", [run])
             cursor = self.db.execute(
                 "UPDATE trials SET status='pending', error=NULL WHERE run=? AND status='aborted'", [run])
             self.db["runs"].update(run, {"status": "running", "finished_at": None})

@@ -130,8 +130,7 @@ def test_ctrl_c_keeps_finished_trials_and_resume_finishes_the_rest(write_manifes
                               "  - id: long\n    prompt_tokens: 32\n    max_tokens: 120\n    ignore_eos: true\n"
                               "    repetitions: 5\n")
     db = tmp_path / "r.db"
-    proc = subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_run(manifest, db)
     try:
         assert _wait_for(lambda: _statuses(db)[:2] == ["done", "running"]), _statuses(db)
         proc.send_signal(signal.SIGINT)
@@ -149,6 +148,53 @@ def test_ctrl_c_keeps_finished_trials_and_resume_finishes_the_rest(write_manifes
     assert code == 0 and _statuses(db) == ["done"] * 5
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+
+
+def _default_signals() -> None:
+    """The child gets default handling of the signals a test sends, whatever the caller's shell ignores
+    (a non-interactive shell starts background jobs with SIGINT ignored)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _start_run(manifest, db) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
+
+
+@pytest.mark.parametrize("signum, code, how", [(signal.SIGTERM, 143, "stopped by SIGTERM"),
+                                               (signal.SIGHUP, 129, "stopped by SIGHUP (the terminal was closed)")])
+def test_sigterm_and_sighup_end_a_run_like_ctrl_c(write_manifest, model_path, tmp_path, signum, code, how):
+    manifest = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 1\n  n_ctx: 512\nruns:\n"
+                              "  - id: long\n    prompt_tokens: 32\n    max_tokens: 120\n    ignore_eos: true\n"
+                              "    repetitions: 3\n")
+    db = tmp_path / "t.db"
+    proc = _start_run(manifest, db)
+    try:
+        assert _wait_for(lambda: _statuses(db)[:2] == ["done", "running"]), _statuses(db)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code and "Traceback" not in err and f"{how}; finished trials are kept" in err
+    assert _statuses(db) == ["done", "aborted", "pending"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT status, ended_by FROM runs").fetchall() == [("interrupted", how)]
+        assert conn.execute("SELECT error FROM trials WHERE status = 'aborted'").fetchone() == (how,)
+
+
+def test_a_rerun_after_ctrl_c_on_the_last_trial_offers_resume_and_resume_with_nothing_says_so(
+        small_manifest, tmp_path, capsys):
+    db = tmp_path / "last.db"
+    assert run_cli(capsys, "run", small_manifest, "--db", db)[0] == 0
+    with sqlite3.connect(db) as conn:  # as a Ctrl-C on the last trial leaves it
+        conn.execute("UPDATE trials SET status = 'aborted' WHERE id = (SELECT MAX(id) FROM trials)")
+        conn.execute("UPDATE runs SET status = 'interrupted'")
+    code, _, err = run_cli(capsys, "run", small_manifest, "--db", db)
+    assert code == 2 and "add --resume" in err
+    assert run_cli(capsys, "run", small_manifest, "--db", db, "--resume")[0] == 0
+    code, _, err = run_cli(capsys, "run", small_manifest, "--db", db, "--resume")
+    assert code == 1 and "nothing to resume" in err and err.count("\n") == 1
 
 
 def test_killed_process_leaves_running_trials_that_the_next_start_aborts(small_manifest, tmp_path, capsys):

@@ -1,0 +1,68 @@
+"""How a run stops on a signal: Ctrl-C (SIGINT), SIGTERM (`timeout`, a service manager) and SIGHUP (a
+closed terminal) all become one exception, `Interrupted`, raised between Python steps and never inside
+llama.cpp's own callbacks (a signal that arrives while llama.cpp is loading a model or creating a
+context is held until that call returns)."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_state: dict = {"depth": 0, "pending": None}
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal; `exit_code` is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+    def describe(self) -> str:
+        return {signal.SIGINT: "interrupted by the user (Ctrl-C)",
+                signal.SIGHUP: "stopped by SIGHUP (the terminal was closed)"}.get(
+            self.signum, f"stopped by {signal.Signals(self.signum).name}")
+
+
+def describe(exc: BaseException) -> str:
+    return exc.describe() if isinstance(exc, Interrupted) else "interrupted by the user (Ctrl-C)"
+
+
+def _handler(signum, _frame) -> None:
+    if _state["depth"]:
+        _state["pending"] = _state["pending"] or signum
+        return
+    raise Interrupted(signum)
+
+
+def install() -> dict:
+    """Route the handled signals to `Interrupted` (a signal the caller's shell ignores stays ignored);
+    returns the previous handlers for `restore`."""
+    previous = {}
+    for signum in HANDLED:
+        current = signal.getsignal(signum)
+        if current is signal.SIG_IGN:
+            continue
+        previous[signum] = current
+        signal.signal(signum, _handler)
+    return previous
+
+
+def restore(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+@contextmanager
+def held():
+    """Hold signals during a native call that calls back into Python; raise them once it returned."""
+    _state["depth"] += 1
+    try:
+        yield
+    finally:
+        _state["depth"] -= 1
+        if not _state["depth"] and _state["pending"]:
+            signum, _state["pending"] = _state["pending"], None
+            raise Interrupted(signum)

@@ -1,0 +1,42 @@
+"""Signals during a run: held while llama.cpp is in a native call that calls back into Python."""
+
+import os
+import signal
+
+import pytest
+
+from energytui.engine import interrupts
+
+
+@pytest.fixture
+def handlers():
+    previous = interrupts.install()
+    yield
+    interrupts.restore(previous)
+
+
+def test_a_signal_during_a_held_native_call_is_raised_once_it_returns(handlers):
+    reached_the_end = False
+    with pytest.raises(interrupts.Interrupted) as caught:
+        with interrupts.held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            reached_the_end = True  # the signal waited: the "native call" finished
+    assert reached_the_end
+    assert caught.value.exit_code == 143 and caught.value.describe() == "stopped by SIGTERM"
+
+
+def test_outside_a_held_call_a_signal_stops_at_once(handlers):
+    with pytest.raises(interrupts.Interrupted) as caught:
+        os.kill(os.getpid(), signal.SIGHUP)
+        signal.pause()
+    assert caught.value.exit_code == 129
+
+
+def test_a_signal_the_caller_ignores_stays_ignored():
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        previous = interrupts.install()
+        assert signal.SIGHUP not in previous and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        interrupts.restore(previous)
+    finally:
+        signal.signal(signal.SIGHUP, before)
