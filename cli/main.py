@@ -183,6 +183,9 @@ def _cmd_run(args) -> int:
         if aborted := store.abort_stale_running():
             print(f"marked {aborted} trial(s) left running by a stopped process as aborted")
         resume = True if args.resume else False if args.fresh else None
+        if args.resume and not store.unfinished_run(manifest.sha256):
+            raise UserError(f"{args.manifest}: nothing to resume (no unfinished run of this manifest in "
+                            f"{store.path}); drop --resume to start a new run", 1)
         try:
             run = queue_manifest(store, manifest, resume)
         except ResumeAvailable as offer:

@@ -73,9 +73,6 @@ def queue_manifest(store: Store, manifest: Manifest, resume: bool | None) -> int
     resume=None means "not decided": an unfinished earlier run raises ResumeAvailable.
     """
     previous = store.unfinished_run(manifest.sha256)
-    if resume and not previous:
-        raise UserError(f"{manifest.path}: nothing to resume (no unfinished run of this manifest in {store.path}); "
-                        "drop --resume to start a new run", 1)
     if previous and resume:
         store.requeue(previous["id"])
         return previous["id"]
