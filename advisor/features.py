@@ -31,6 +31,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+from energytui.engine.gguf import kv_bytes_per_token
 from energytui.engine.report import build_of
 
 # ggml block sizes in bits per weight, for a rung of the quantization ladder not on disk.
@@ -42,8 +43,7 @@ QUANT_BITS = {"F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.562
 # against Q4_0's 470). A quantization never measured borrows the calibration of its own family.
 TILED_KERNELS = frozenset({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "IQ4_NL", "Q2_K", "Q4_K_M", "Q5_K_M",
                            "Q6_K"})
-KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is F16
-# ... so attention (flash attention off, llama-cpp-python's default) multiplies F16 matrices: Q·Kᵀ and ·V.
+# llama.cpp's KV cache is F16 by default (engine/gguf.py), so attention (flash attention off, llama-cpp-python's default) multiplies F16 matrices: Q·Kᵀ and ·V.
 ATTENTION_KERNEL = "F16"
 # Attention runs over the KV cells in use padded to a multiple of 256, at least 256 (llama_kv_cache::get_n_kv),
 # and with several sequences in one unified cache every query runs over every sequence's cells (masked).
@@ -83,7 +83,7 @@ class ModelShape:
     @property
     def kv_bytes_per_token(self) -> int:
         """K and V of one token in every layer (0 when the header did not say: then KV is not modelled)."""
-        return 2 * self.n_layers * self.n_head_kv * self.head_dim * KV_BYTES_PER_VALUE
+        return kv_bytes_per_token(self.n_layers, self.n_head_kv, self.head_dim)
 
     @property
     def attn_flops_per_context_token(self) -> int:

@@ -127,6 +127,5 @@ def host_kernels(store: Store, host_id: str) -> tuple[dict, str]:
         result = probe.probe(list(probe.GGML_TYPES), threads)
     except probe.KernelProbeFailed as exc:
         return {}, f"no kernel probe ({exc}); quantizations never run here borrow their kernel family's speed"
-    store.save_kernel_rates(host_id, result["llama_cpp"], result["rates"])
-    source = f"kernel probe of this host (llama-cpp-python {result['llama_cpp']}), run now"
-    return store.kernel_rates(host_id)[1], source
+    store.save_kernel_rates(host_id, result["llama_cpp"], result["rates"])  # kept for next time where writable
+    return result["rates"], f"kernel probe of this host (llama-cpp-python {result['llama_cpp']}), run now"

@@ -29,8 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the house's one-line errors (no usage block): the value, and where to read more."""
+
+    def error(self, message: str):
+        self.exit(2, f"energytui: error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="energytui", description="Measure what running a small LLM costs in "
+    parser = _Parser(prog="energytui", description="Measure what running a small LLM costs in "
                                      "time and joules, and how to run it better. With no command: the app.")
     parser.add_argument("--version", action="version", version=f"energytui {__version__}")
     parser.add_argument("--db", type=Path, default=None, help="database for the app (with no command)")
@@ -45,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     choice = run.add_mutually_exclusive_group()
     choice.add_argument("--resume", action="store_true", help="finish the unfinished earlier run of this manifest")
     choice.add_argument("--fresh", action="store_true", help="start over even if an earlier run is unfinished")
+    run.add_argument("--yes", action="store_true",
+                     help=f"queue a run of more than {1000} trials without asking (needed without a terminal)")
     run.add_argument("--skip-gpu", action="store_true", help="leave out gpu and hybrid runs (for a CPU-only llama.cpp)")
     _add_meter_options(run)
     run.add_argument("--sample-hz", type=float, default=100.0, help="power sampling rate (default: %(default)g)")
@@ -149,13 +158,14 @@ def _db_path(args) -> Path:
     return args.db or default_db_path()
 
 
-def _open_store(args):
+def _open_store(args, read_only: bool = False):
+    """The database; commands that only read open it read-only (never creating a file)."""
     from energytui.engine.store import Store
 
     path = _db_path(args)
-    if args.db is None:
+    if args.db is None and not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return Store(path)
+    return Store(path, read_only=read_only)
 
 
 def _cmd_run(args) -> int:
@@ -175,10 +185,12 @@ def _cmd_run(args) -> int:
         print(f"skipped the gpu/hybrid configurations of run {run_id!r} (--skip-gpu)")
     if not manifest.trials:
         raise UserError(f"{args.manifest}: no trials to run after --skip-gpu; add cpu runs")
-    store = _open_store(args)
-    engine, meter = Engine(), None
+    _check_limits(args, manifest, options.idle_s)
+    meter = Meter.open(options)  # a meter that cannot be read stops the run before anything is queued
+    engine, store = Engine(), None
     previous_handlers = interrupts.install()  # SIGTERM and SIGHUP end a run as Ctrl-C does
     try:
+        store = _open_store(args)
         store.acquire_runner_lock()
         if aborted := store.abort_stale_running():
             print(f"marked {aborted} trial(s) left running by a stopped process as aborted")
@@ -192,7 +204,6 @@ def _cmd_run(args) -> int:
             if not sys.stdin.isatty():
                 raise
             run = queue_manifest(store, manifest, _ask_resume(offer))
-        meter = Meter.open(options)
         print(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {store.path}")
         for line in meter.method.splitlines():
             print(f"energy: {line}")
@@ -207,16 +218,51 @@ def _cmd_run(args) -> int:
             progress.close()
             trials = store.trials("t.run = ?", [run])
             print(summary_table(summarise(trials), trials))
+        short = sum(t.get("stop_reason") == "n_ctx" for t in trials)
+        if short:
+            print(f"{short} trial(s) stopped at n_ctx before max_tokens (stop_reason n_ctx in `export`)",
+                  file=sys.stderr)
         failed = sum(t["status"] == "failed" for t in trials)
         if failed:
             print(f"{failed} trial(s) failed; `energytui report` lists why", file=sys.stderr)
         return 1 if failed == len(trials) else 0
     finally:
-        if meter is not None:
-            meter.close()
+        meter.close()
         engine.close()
-        store.close()
+        if store is not None:
+            store.close()
         interrupts.restore(previous_handlers)
+
+
+def _check_limits(args, manifest, idle_s: float) -> None:
+    """The manifest against the model, this machine and its size, before anything is queued."""
+    from energytui.engine import limits
+
+    typical = _typical_trial_s(args, manifest, idle_s) if len(manifest.trials) > limits.LARGE_RUN else None
+    verdict = limits.check(manifest, typical)
+    for line in verdict.warnings:
+        print(f"energytui: warning: {line}", file=sys.stderr)
+    if verdict.needs_confirmation and not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"{verdict.needs_confirmation}; add --yes to queue a run this large")
+        answer = input(f"{verdict.needs_confirmation}. Queue it? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            raise UserError("nothing queued", 1)
+
+
+def _typical_trial_s(args, manifest, idle_s: float) -> float | None:
+    """This host's median trial of the manifest's models, idle windows included (None if never run)."""
+    from energytui.engine.store import Store
+
+    path = _db_path(args)
+    if not path.is_file():
+        return None
+    store = Store(path, read_only=True)
+    try:
+        median = store.median_e2e_s({t.model_path for t in manifest.trials})
+    finally:
+        store.close()
+    return median + 2 * idle_s if median else None
 
 
 def _ask_resume(offer) -> bool:
@@ -234,7 +280,7 @@ def _ask_resume(offer) -> bool:
 def _cmd_export(args) -> int:
     from energytui.engine.report import export_text
 
-    store = _open_store(args)
+    store = _open_store(args, read_only=True)
     try:
         _write(args.output, export_text(store.trials(), args.format))
     finally:
@@ -259,7 +305,7 @@ def _cmd_import(args) -> int:
 def _cmd_report(args) -> int:
     from energytui.engine.report import report_text
 
-    store = _open_store(args)
+    store = _open_store(args, read_only=True)
     try:
         trials = store.trials()
         if not trials:
@@ -272,7 +318,7 @@ def _cmd_report(args) -> int:
 def _cmd_compare(args) -> int:
     from energytui.engine import compare
 
-    store = _open_store(args)
+    store = _open_store(args, read_only=True)
     try:
         (name_a, a), (name_b, b) = compare.select(store, args.a), compare.select(store, args.b)
         rows, only_a, only_b = compare.compare(a, b)
@@ -348,9 +394,7 @@ def _cmd_advise(args) -> int:
                       quants=[q.strip().upper() for q in (args.quant or "").split(",") if q.strip()],
                       hardware=args.hardware)
     request.check()  # before the database is opened: bad values fail fast
-    if args.db is not None and not args.db.is_file():
-        raise UserError(f"--db {args.db}: no such database; run a manifest first (`energytui run ...`)")
-    store = _open_store(args)
+    store = _open_store(args, read_only=True)
     try:
         host = check_host(store, args.host) if args.host else local_host_id(store)
         fit, refitted = current_fit(store, host, refit=args.fit)

@@ -71,6 +71,10 @@ class GGUFInfo:
     matmul_params: int = 0  # weights multiplied per token (2 FLOPs each)
 
     @property
+    def kv_bytes_per_token(self) -> int:
+        return kv_bytes_per_token(self.n_layers, self.n_head_kv, self.head_dim)
+
+    @property
     def bits_per_weight(self) -> float:
         """Bits of tensor data per parameter, as llama.cpp reports it (header excluded)."""
         return 8 * self.tensor_bytes / self.n_params if self.n_params else 0.0
@@ -108,6 +112,14 @@ class _Reader:
                 self.value(item_type)
             return None
         raise UserError(f"{self.path}: unknown GGUF value type {vtype}; the file is damaged or not GGUF")
+
+
+KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is F16
+
+
+def kv_bytes_per_token(n_layers: int, n_head_kv: int, head_dim: int) -> int:
+    """K and V of one token in every layer (0 when the header did not give the attention shape)."""
+    return 2 * n_layers * n_head_kv * head_dim * KV_BYTES_PER_VALUE
 
 
 def read_gguf(path: str | Path) -> GGUFInfo:

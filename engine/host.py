@@ -32,6 +32,17 @@ def _ram_gb() -> float:
     return 0.0
 
 
+def available_ram_bytes() -> int | None:
+    """Memory the kernel says a new process can use now (MemAvailable), or None where it cannot tell."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def describe_host() -> dict:
     """Host facts; `id` is stable for the same hostname, CPU, RAM, GPUs and llama.cpp build."""
     gpu, driver = describe_gpus()

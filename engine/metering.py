@@ -58,6 +58,10 @@ class Meter:
         options.check()
         sources, unavailable = discover(powercap_root=options.powercap_root, nvml=options.nvml,
                                         cpu_tdp_w=options.cpu_tdp_w, power_command=options.power_command)
+        named = next((u for u in unavailable if u.name == "external"), None) if options.power_command else None
+        if named is not None:  # a meter the user named never falls back silently to an estimate
+            raise UserError(f"--power-command {options.power_command!r}: cannot be read ({named.reason}"
+                            f"{'; fix: ' + named.remedy if named.remedy else ''}); fix it or drop --power-command")
         if not sources:
             reasons = "; ".join(str(u) for u in unavailable)
             raise UserError(f"no power source can be read here, not even the CPU estimate ({reasons}); "

@@ -10,13 +10,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import sqlite3
 import time
 from contextlib import contextmanager
-from pathlib import Path
-
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from .errors import UserError
 
@@ -131,23 +132,53 @@ def now_iso() -> str:
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    """The SQLite file. `read_only` (export, report, compare, advise) never creates or changes the file and
+    works on read-only media; every open checks the file's integrity first."""
+
+    def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path).expanduser()
+        self.read_only = read_only
+        self._lock_fh = None
         folder = self.path.parent
         if not folder.is_dir():
             raise UserError(f"--db {self.path}: folder {folder} does not exist; create it or choose another path")
+        if read_only and not self.path.is_file():
+            raise UserError(f"--db {self.path}: no database there; check the path, or create one with "
+                            "`energytui run config/manifests/quickstart.yaml`")
         try:
-            conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self.conn = conn
+            self.conn = self._connect_read_only() if read_only else self._connect()
+            self._check_integrity()
+            if not read_only:
+                self.conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
         except sqlite3.OperationalError as exc:
-            raise UserError(f"--db {self.path}: cannot open for writing ({exc}); choose a writable location") from None
+            how = "reading" if read_only else "writing"
+            raise UserError(f"--db {self.path}: cannot open for {how} ({exc}); choose a "
+                            f"{'readable' if read_only else 'writable'} location") from None
         except sqlite3.DatabaseError as exc:
             raise UserError(f"--db {self.path}: not an energytui database ({exc}); choose another file") from None
-        self._lock_fh = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """Without a writer (no -wal file beside it), immutable=1: SQLite then creates no -wal or -shm file
+        and reads from read-only media. With one, mode=ro, which shares the writer's -wal and -shm."""
+        uri = f"file:{quote(str(self.path.resolve()))}"
+        if not self.path.with_name(self.path.name + "-wal").exists():
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+        return sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+
+    def _check_integrity(self) -> None:
+        problem = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            problem = " ".join(problem.replace("*** in database main ***", "").split())
+            raise UserError(f"--db {self.path}: the database is damaged ({problem}); nothing was written to it. "
+                            f"Restore a copy, or recover what is readable with `sqlite3 {self.path} .recover "
+                            f"| sqlite3 recovered.db` and use --db recovered.db")
 
     @cached_property
     def db(self):
@@ -162,6 +193,12 @@ class Store:
         if version > SCHEMA_VERSION:
             raise UserError(f"--db {self.path}: schema version {version} is newer than this energytui "
                             f"({SCHEMA_VERSION}); upgrade energytui")
+        self._in_memory = self.read_only and version < SCHEMA_VERSION
+        if self._in_memory:  # an older file is read through an upgraded copy in memory
+            memory = sqlite3.connect(":memory:", check_same_thread=False)
+            self.conn.backup(memory)
+            self.conn.close()
+            self.conn = memory
         for target, migrate in enumerate(_MIGRATIONS[version:], start=version + 1):
             with self.db.conn:
                 migrate(self.db)
@@ -359,12 +396,37 @@ class Store:
 
     def save_kernel_rates(self, host_id: str, llama_cpp: str, rates: dict) -> None:
         measured = now_iso()
-        with self.db.conn:
-            self.db["kernel_rates"].upsert_all(
-                [{"host_id": host_id, "llama_cpp": llama_cpp, "quant": q, "rows": int(r), "threads": int(t),
-                  "seconds_per_flop": v, "measured_at": measured}
-                 for q, by_rows in rates.items() for r, by_threads in by_rows.items() for t, v in by_threads.items()],
-                pk=("host_id", "llama_cpp", "quant", "rows", "threads"))
+        rows = [(host_id, llama_cpp, q, int(r), int(t), v, measured)
+                for q, by_rows in rates.items() for r, by_threads in by_rows.items() for t, v in by_threads.items()]
+        self._cache_write("INSERT OR REPLACE INTO kernel_rates (host_id, llama_cpp, quant, rows, threads, "
+                          "seconds_per_flop, measured_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _cache_write(self, sql: str, rows: list[tuple]) -> None:
+        """A derived result (a fit, a kernel probe) kept for next time. A read-only open writes it through a
+        short-lived writable connection when the file allows, else (read-only media, an older schema read in
+        memory) keeps it in memory only: a cache never stops a read."""
+        if not self.read_only or self._in_memory:
+            with self.conn:
+                self.conn.executemany(sql, rows)
+            return
+        try:
+            writer = sqlite3.connect(self.path, timeout=10)
+            try:
+                with writer:
+                    writer.executemany(sql, rows)
+            finally:
+                writer.close()
+        except sqlite3.Error:
+            pass  # not writable here: the cache stays in this process
+
+    def median_e2e_s(self, model_paths: set[str]) -> float | None:
+        """The median end-to-end seconds of done trials of these models on this hostname's hosts."""
+        marks = ", ".join("?" * len(model_paths))
+        values = sorted(row[0] for row in self.conn.execute(
+            f"SELECT t.e2e_ms FROM trials t JOIN hosts h ON h.id = t.host_id WHERE t.status = 'done' "
+            f"AND t.e2e_ms IS NOT NULL AND h.hostname = ? AND t.model_path IN ({marks})",
+            [socket.gethostname(), *model_paths]))
+        return values[len(values) // 2] / 1e3 if values else None
 
     def thread_counts(self, host_id: str) -> list[int]:
         return [row[0] for row in self.conn.execute("SELECT DISTINCT threads FROM trials WHERE host_id = ? "
@@ -384,9 +446,8 @@ class Store:
         return (row[0], row[1]) if row else None
 
     def save_fit(self, host_id: str, data_hash: str, payload: str) -> None:
-        with self.db.conn:
-            self.db["advisor_fits"].insert({"host_id": host_id, "data_hash": data_hash, "created_at": now_iso(),
-                                            "payload": payload})
+        self._cache_write("INSERT INTO advisor_fits (host_id, data_hash, created_at, payload) VALUES (?, ?, ?, ?)",
+                          [(host_id, data_hash, now_iso(), payload)])
 
     def close(self) -> None:
         self.release_runner_lock()

@@ -1,0 +1,120 @@
+"""Bad input over the whole CLI, as a user meets it: every case is a real `energytui` process that must
+exit with the expected code, print exactly one line naming the value and what to do, show no traceback,
+and leave the files as they were (nothing created, nothing recorded lost)."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from energytui.engine import limits
+from energytui.engine.errors import UserError
+from energytui.engine.importer import import_logs
+from energytui.engine.manifest import load_manifest
+from energytui.engine.store import Store
+
+import test_import
+
+ENERGYTUI = [sys.executable, "-m", "energytui"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, model_path):
+    folder = tmp_path_factory.mktemp("bad-input")
+    good = folder / "good.db"
+    store = Store(good)
+    import_logs(store, test_import._log(folder, energy_in_log=True), test_import.EXAMPLE_MAP)
+    store.close()
+    damaged = folder / "damaged.db"
+    damaged.write_bytes(_damaged(good.read_bytes()))
+    manifest = folder / "ok.yaml"
+    manifest.write_text(f"defaults:\n  model: {model_path}\nruns:\n  - id: one\n    prompt_tokens: 8\n"
+                        "    max_tokens: 2\n")
+    huge_ctx = folder / "huge-ctx.yaml"
+    huge_ctx.write_text(manifest.read_text().replace("runs:", "  n_ctx: 1000000000\nruns:"))
+    large = folder / "large.yaml"
+    large.write_text(manifest.read_text() + "    repetitions: 1001\n")
+    return {"good": good, "damaged": damaged, "missing": folder / "typo.db", "manifest": manifest,
+            "huge_ctx": huge_ctx, "large": large, "folder": folder}
+
+
+def _damaged(data: bytes) -> bytes:
+    """The same file with its second page's b-tree header overwritten, as a bad disk sector leaves it."""
+    page = int.from_bytes(data[16:18], "big") or 65536
+    return data[:page] + b"\xff" * 64 + data[page + 64:]
+
+
+CASES = [
+    # (arguments with {placeholders}, exit code, a part of the one line)
+    (["export", "--db", "{missing}"], 2, "typo.db: no database there; check the path"),
+    (["report", "--db", "{missing}"], 2, "no database there"),
+    (["compare", "1", "2", "--db", "{missing}"], 2, "no database there"),
+    (["advise", "--tokens", "8", "--db", "{missing}"], 2, "no database there"),
+    (["export", "--db", "{damaged}"], 2, "the database is damaged"),
+    (["report", "--db", "{damaged}"], 2, "the database is damaged"),
+    (["advise", "--tokens", "8", "--db", "{damaged}"], 2, "the database is damaged"),
+    (["run", "{manifest}", "--db", "{damaged}"], 2, "the database is damaged"),
+    (["import", "{folder}/log.csv", "--map", str(test_import.EXAMPLE_MAP), "--db", "{damaged}"], 2,
+     "the database is damaged"),
+    (["run", "{huge_ctx}", "--db", "{missing}"], 2, "n_ctx: 1000000000 is beyond"),
+    (["run", "{large}", "--db", "{missing}"], 2, "1001 trials, duration unknown"),
+    (["run", "{manifest}", "--db", "{missing}", "--power-command", "/nonexistent/meter"], 2,
+     "--power-command '/nonexistent/meter': cannot be read"),
+    (["run", "{manifest}", "--db", "{missing}", "--sample-hz", "0"], 2, "--sample-hz 0"),
+    (["advise", "--tokens", "8", "--batch", "-3", "--db", "{good}"], 2, "--batch -3"),
+    (["advise", "--tokens", "8", "--batch", "0", "--db", "{good}"], 2, "--batch 0"),
+    (["advise", "--tokens", "0", "--db", "{good}"], 2, "--tokens 0"),
+    (["advise", "--tokens", "8", "--threads", "0", "--db", "{good}"], 2, "--threads 0"),
+    (["advise", "--tokens", "8", "--budget", "1e9W", "--db", "{good}"], 2, "at most 100kW"),
+    (["advise", "--tokens", "8", "--budget", "fifty", "--db", "{good}"], 2, "give a positive power like 50W"),
+    (["advise", "--tokens", "8", "--latency", "5 parsecs", "--db", "{good}"], 2, "give a positive duration"),
+    (["advise", "--tokens", "8", "--hardware", "rtx-9999", "--db", "{good}"], 2, "rtx-9999"),
+    (["advise", "--tokens", "8", "--quant", "Q9_9", "--db", "{good}"], 2, "Q9_9"),
+    (["advise", "--tokens", "8", "--host", "nobody", "--db", "{good}"], 2, "--host nobody: unknown host id"),
+    (["advise", "--tokens", "8", "--batch", "x"], 2, "argument --batch: invalid int value: 'x'"),
+    (["report", "--by", "nonsense", "--db", "{good}"], 2, "argument --by: invalid choice"),
+    (["compare", "nothing", "1", "--db", "{good}"], 2, "'nothing' is neither a run number"),
+    (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("args, code, message", CASES, ids=[" ".join(c[0][:3]) for c in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(files, args, code, message):
+    before = {p: _digest(p) for p in files["folder"].iterdir()}
+    done = subprocess.run([*ENERGYTUI, *(a.format(**files) for a in args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code, done.stderr
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert {p: _digest(p) for p in files["folder"].iterdir()} == before  # no file created, none changed
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "folder"
+
+
+def test_weights_and_kv_cache_beyond_free_memory_are_refused(files):
+    manifest = load_manifest(files["manifest"], False)
+    wide = [trial.__class__(**{**trial.as_row(), "n_ctx": 8192, "batch_size": 256}) for trial in manifest.trials]
+    manifest.trials = wide
+    with pytest.raises(UserError, match=r"run 'one': n_ctx: 8192 with batch_size 256 needs about 45\.\d GiB"):
+        limits.check(manifest, cores=2, free_bytes=8 * 2**30)
+    assert limits.check(manifest, cores=2, free_bytes=64 * 2**30).warnings == []
+
+
+def test_wasteful_settings_are_warned_about_not_refused(files):
+    manifest = load_manifest(files["manifest"], False)
+    manifest.trials = [trial.__class__(**{**trial.as_row(), "threads": 999, "n_ctx": 16, "ignore_eos": True,
+                                          "max_tokens": 16}) for trial in manifest.trials]
+    verdict = limits.check(manifest, cores=2, free_bytes=8 * 2**30)
+    assert any("threads: 999 is more than this machine's 2 CPUs" in w for w in verdict.warnings)
+    assert any("generation stops after 8 tokens" in w for w in verdict.warnings)
+    assert verdict.needs_confirmation is None
+
+
+def test_a_large_run_states_its_duration_from_this_hosts_pace(files):
+    manifest = load_manifest(files["large"], False)
+    verdict = limits.check(manifest, typical_trial_s=1.8, cores=2, free_bytes=8 * 2**30)
+    assert verdict.needs_confirmation.endswith("1001 trials, about 31 min at this host's pace")
