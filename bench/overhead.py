@@ -1,34 +1,38 @@
-"""energytui's overhead against llama.cpp's own llama-bench, measured side by side in one run.
+"""energytui's overhead against llama.cpp's own llama-bench, side by side in one run, like with like.
 
-    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 5]
+    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 5] [--reps 3]
 
 Builds llama-bench (once, into bench/.build/) from the same llama-cpp-python source
-distribution that energytui runs on, then alternates rounds: llama-bench pp512 + tg128,
-then energytui's runner doing the same work (a 512-token prompt in one 512-token chunk;
-128 decoded tokens after a 1-token prompt). Prints each side's tokens/s (mean ± stddev
-over rounds) and the ratios energytui / llama-bench. Targets: decode ≥ 0.97, prefill ≥ 0.95.
+distribution that energytui runs on, then alternates rounds:
+  - llama-bench pp128 at depth 0 (`-p 128 -n 0`) and tg64 at depth 128 (`-p 0 -n 64 -d 128`);
+  - `energytui run` (the path a user takes, meter on: idle windows, 100 Hz sampling) of a
+    manifest with a 128-token prompt and 65 generated tokens, whose prefill is pp128 at depth 0
+    and whose 64 decode steps run at depth 128 to 192, as tg64 does after `-d 128`.
+Prints each side's tokens/s (mean ± stddev over every repetition of every round) and the
+ratios energytui / llama-bench. Targets: prefill ≥ 0.97, decode ≥ 0.98.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import llama_cpp
 
-from energytui.engine.manifest import TrialSpec
 from energytui.engine.models import default_model_name, resolve_model
-from energytui.engine.runner import Engine
 
 BUILD = Path(__file__).resolve().parent / ".build"
 LLAMA_BENCH = BUILD / "llama-build" / "bin" / "llama-bench"
-TARGETS = {"prefill": 0.95, "decode": 0.97}
-PROMPT, GENERATE = 512, 128
+ENERGYTUI = Path(sys.executable).with_name("energytui")
+TARGETS = {"prefill": 0.97, "decode": 0.98}
+PROMPT, GENERATE, DEPTH = 128, 64, 128
 
 
 def build_llama_bench() -> Path:
@@ -54,58 +58,65 @@ def build_llama_bench() -> Path:
     return LLAMA_BENCH
 
 
-def llama_bench_round(binary: Path, model: Path, threads: int) -> dict[str, float]:
-    out = subprocess.run([str(binary), "-m", str(model), "-t", str(threads), "-p", str(PROMPT), "-n", str(GENERATE),
-                          "-r", "1", "-o", "json"], check=True, capture_output=True, text=True).stdout
-    results = json.loads(out)
-    return {"prefill" if r["n_prompt"] else "decode": r["avg_ts"] for r in results}
+def llama_bench_round(binary: Path, model: Path, threads: int, reps: int) -> dict[str, list[float]]:
+    """pp128 at depth 0 and tg64 at depth 128, `reps` repetitions each (llama-bench's own warm-up first)."""
+    out = {}
+    for phase, args in (("prefill", ["-p", str(PROMPT), "-n", "0"]),
+                        ("decode", ["-p", "0", "-n", str(GENERATE), "-d", str(DEPTH)])):
+        text = subprocess.run([str(binary), "-m", str(model), "-t", str(threads), *args, "-r", str(reps),
+                               "-o", "json"], check=True, capture_output=True, text=True).stdout
+        out[phase] = json.loads(text)[0]["samples_ts"]
+    return out
 
 
-def spec(model: Path, threads: int, prompt_tokens: int, max_tokens: int) -> TrialSpec:
-    return TrialSpec(
-        run_id="bench", config_id="bench", model=str(model), model_path=str(model), quant="", backend="cpu",
-        threads=threads, gpu_layers=0, n_batch=PROMPT, batch_size=1, n_ctx=PROMPT + GENERATE + 8, suite=None,
-        prompt_id=f"synthetic-{prompt_tokens}", prompt_text=None, prompt_tokens_target=prompt_tokens, chat=False,
-        max_tokens=max_tokens, ignore_eos=True, temperature=0.0, seed=0, repetition=0, cooldown_s=0.0)
-
-
-def energytui_round(engine: Engine, model: Path, threads: int) -> dict[str, float]:
-    prefill = engine.run(spec(model, threads, PROMPT, 1)).metrics()["prefill_tps"]
-    # 1 prompt token, then 1 + 128 tokens: 128 decode steps timed, as llama-bench's tg128.
-    decode = engine.run(spec(model, threads, 1, GENERATE + 1)).metrics()["decode_tps"]
-    return {"prefill": prefill, "decode": decode}
+def energytui_round(model: Path, threads: int, reps: int, folder: Path) -> dict[str, list[float]]:
+    """`energytui run` with the meter on; the same work as the llama-bench round, `reps` trials."""
+    manifest = folder / "overhead.yaml"
+    manifest.write_text(f"defaults:\n  model: {model}\n  threads: {threads}\n  n_ctx: {PROMPT + GENERATE + 8}\n"
+                        f"  ignore_eos: true\n  repetitions: {reps}\nruns:\n  - id: overhead\n"
+                        f"    prompt_tokens: {PROMPT}\n    max_tokens: {GENERATE + 1}\n")
+    db = folder / "overhead.db"
+    subprocess.run([str(ENERGYTUI), "run", str(manifest), "--db", str(db), "--fresh"], check=True,
+                   capture_output=True)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT prefill_tps, decode_tps FROM trials WHERE status = 'done' AND run = "
+                            "(SELECT MAX(id) FROM runs)").fetchall()
+    return {"prefill": [r[0] for r in rows], "decode": [r[1] for r in rows]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--model", default=default_model_name())
     args = parser.parse_args()
     model = resolve_model(args.model)
     binary = build_llama_bench()
-    engine = Engine()
-    energytui_round(engine, model, args.threads)  # load and warm up outside the measured rounds
     ours, theirs = {"prefill": [], "decode": []}, {"prefill": [], "decode": []}
-    for round_no in range(args.rounds):
-        for phase, value in llama_bench_round(binary, model, args.threads).items():
-            theirs[phase].append(value)
-        for phase, value in energytui_round(engine, model, args.threads).items():
-            ours[phase].append(value)
-        print(f"round {round_no + 1}/{args.rounds}: llama-bench pp{PROMPT} {theirs['prefill'][-1]:.1f} "
-              f"tg{GENERATE} {theirs['decode'][-1]:.1f} | energytui {ours['prefill'][-1]:.1f} {ours['decode'][-1]:.1f}",
-              file=sys.stderr)
-    engine.close()
-    print(f"model {model.name}, {args.threads} threads, {args.rounds} alternating rounds, llama-cpp-python "
-          f"{llama_cpp.__version__}; tokens/s mean ± stddev")
+    with tempfile.TemporaryDirectory() as folder:
+        for round_no in range(args.rounds):
+            for side, result in ((theirs, llama_bench_round(binary, model, args.threads, args.reps)),
+                                 (ours, energytui_round(model, args.threads, args.reps, Path(folder)))):
+                for phase, values in result.items():
+                    side[phase] += values
+            print(f"round {round_no + 1}/{args.rounds}: llama-bench pp{PROMPT} "
+                  f"{statistics.fmean(theirs['prefill']):.1f} "
+                  f"tg{GENERATE}@d{DEPTH} {statistics.fmean(theirs['decode']):.1f} | energytui run "
+                  f"{statistics.fmean(ours['prefill']):.1f} {statistics.fmean(ours['decode']):.1f} (running means)",
+                  file=sys.stderr)
+    print(f"model {model.name}, {args.threads} threads, {args.rounds} alternating rounds of {args.reps} repetitions, "
+          f"llama-cpp-python {llama_cpp.__version__}; tokens/s mean ± stddev; energytui through `energytui run`, "
+          "meter on")
     failed = False
-    for phase in ("prefill", "decode"):
+    for phase, test in (("prefill", f"pp{PROMPT} at depth 0"), ("decode", f"tg{GENERATE} at depth {DEPTH}")):
         ratio = statistics.fmean(ours[phase]) / statistics.fmean(theirs[phase])
         ok = ratio >= TARGETS[phase]
         failed |= not ok
-        print(f"{phase:8s} llama-bench {statistics.fmean(theirs[phase]):7.1f} ± {statistics.stdev(theirs[phase]):5.1f}  "
-              f"energytui {statistics.fmean(ours[phase]):7.1f} ± {statistics.stdev(ours[phase]):5.1f}  "
-              f"ratio {ratio:.3f} (target ≥ {TARGETS[phase]}) {'PASS' if ok else 'FAIL'}")
+        print(f"{phase:8s} {test:18s} llama-bench {statistics.fmean(theirs[phase]):7.1f} ± "
+              f"{statistics.stdev(theirs[phase]):5.1f}  energytui {statistics.fmean(ours[phase]):7.1f} ± "
+              f"{statistics.stdev(ours[phase]):5.1f}  ratio {ratio:.3f} (target ≥ {TARGETS[phase]}) "
+              f"{'PASS' if ok else 'FAIL'}")
     return 1 if failed else 0
 
 

@@ -52,6 +52,7 @@ class Meter:
         self.sampler: Sampler | None = None
         self._pending: list[Sample] = []
         self._last_idle_w: float | None = None
+        self._idle_end: int | None = None
 
     @classmethod
     def open(cls, options: MeterOptions) -> "Meter":
@@ -82,10 +83,12 @@ class Meter:
         self.sampler.start()
 
     def idle_before(self) -> int:
-        """Hold still for the idle window; returns its start. Called just before prefill starts."""
+        """Hold still for the idle window; returns its start. Called just before prefill starts (the engine
+        re-warms the CPU between its end and prefill: that work belongs to no window)."""
         self._pending += self.sampler.drain()
         started = time.monotonic_ns()
         time.sleep(self.options.idle_s)
+        self._idle_end = time.monotonic_ns()
         self._pending += self.sampler.drain()
         return covered_start(self._pending, started)
 
@@ -97,7 +100,8 @@ class Meter:
         t_idle_end = time.monotonic_ns()
         samples = self._take()
         t_first = measurement.t_first_ns or measurement.t_end_ns
-        windows = TrialWindows(t_idle_start, measurement.t_start_ns, t_first, measurement.t_end_ns, t_idle_end)
+        windows = TrialWindows(t_idle_start, measurement.t_start_ns, t_first, measurement.t_end_ns, t_idle_end,
+                               t_idle_before_end=min(self._idle_end or measurement.t_start_ns, measurement.t_start_ns))
         energy = attribute(samples, windows, measurement.gen_tokens, update_period_s=self.periods)
         self._last_idle_w = energy.total.idle_power_w
         return samples, {**energy_columns(energy, samples), "energy_method": self.method}

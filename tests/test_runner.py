@@ -93,3 +93,23 @@ def test_sampling_is_seeded_and_greedy_is_deterministic(engine, specs):
     assert engine.run(greedy).output_text == engine.run(greedy).output_text
     assert engine.run(warm_a).output_text == engine.run(warm_a).output_text  # same seed, same text
     assert engine.run(warm_a).output_text != engine.run(warm_b).output_text
+
+
+def test_metrics_are_exact_on_a_constructed_token_timeline():
+    """Ten decode gaps of 10..100 ms after a 250 ms prefill: every figure computed by hand (numpy's linear
+    percentile: p50 = 55 ms, p95 = 95.5 ms)."""
+    from energytui.engine.runner import Measurement
+
+    ms = 1_000_000
+    steps, t = [(250 * ms, 1)], 250 * ms
+    for gap in range(10, 101, 10):
+        t += gap * ms
+        steps.append((t, 1))
+    metrics = Measurement(prompt_tokens=50, gen_tokens=11, t_start_ns=0, t_first_ns=250 * ms, t_end_ns=t,
+                          steps=steps, output_text="", stop_reason="length", batch_size=1).metrics()
+    assert metrics["ttft_ms"] == pytest.approx(250.0)
+    assert metrics["prefill_tps"] == pytest.approx(200.0)
+    assert metrics["itl_p50_ms"] == pytest.approx(55.0)
+    assert metrics["itl_p95_ms"] == pytest.approx(95.5)
+    assert metrics["decode_tps"] == pytest.approx(10 / 0.55)
+    assert metrics["e2e_ms"] == pytest.approx(800.0)

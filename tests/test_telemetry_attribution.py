@@ -200,3 +200,17 @@ def test_an_idle_window_the_sampler_missed_the_start_of_begins_at_its_first_samp
             Sample(900, "wall", INTEGRATED, 40.0, None), Sample(1_100, "wall", INTEGRATED, 40.0, None)]
     assert covered_start(late, 1_000) == 1_050  # the cpu estimate's first sample; the wall meter had one before
     assert covered_start(late[2:], 1_000) == 1_000  # covered: unchanged
+
+
+def test_idle_power_comes_from_the_idle_window_alone_not_the_rewarm_after_it():
+    """Idle 5 W, the idle window ending at 0.9 s; the engine re-warms the CPU at 40 W until prefill starts at 1.0 s: the idle
+    power stays 5 W, and the re-warm counts in no window."""
+    windows = TrialWindows(500_000_123, 1_000_000_457, 1_200_003_001, 3_000_000_777, 3_500_000_000,
+                           t_idle_before_end=900_000_000)
+    result = attribute(power_stream("cpu", ESTIMATED, lambda t: 40.0 if 0.92 <= t < 1.0 else 5.0), windows,
+                       gen_tokens=10)
+    cpu = result.devices["cpu"]
+    assert cpu.idle_power_w == pytest.approx(5.0, rel=0.02)
+    assert cpu.prefill_j == pytest.approx(5.0 * seconds(windows.t_start, windows.t_first_token), rel=0.02)
+    with pytest.raises(ValueError, match="window edges must not decrease"):
+        TrialWindows(500, 1_000, 1_200, 3_000, 3_500, t_idle_before_end=1_100)

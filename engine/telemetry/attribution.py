@@ -2,7 +2,7 @@
 
 Windows (all time.monotonic_ns()):
 
-    idle_before [t_idle_start, t_start)   idle power reference
+    idle_before [t_idle_start, t_start)   idle power reference (or up to t_idle_before_end)
     prefill     [t_start, t_first_token)
     decode      [t_first_token, t_last_token]
     idle_after  (t_last_token, t_idle_end]
@@ -51,15 +51,23 @@ class TrialWindows:
     t_first_token: int
     t_last_token: int
     t_idle_end: int
+    # where the idle window before ends, when work that belongs to no window (re-warming the CPU after the
+    # idle window) separates it from prefill; None: at t_start
+    t_idle_before_end: int | None = None
 
     def __post_init__(self) -> None:
-        edges = [self.t_idle_start, self.t_start, self.t_first_token, self.t_last_token, self.t_idle_end]
+        edges = [self.t_idle_start, self.idle_before_end, self.t_start, self.t_first_token, self.t_last_token,
+                 self.t_idle_end]
         if edges != sorted(edges):
             raise ValueError(f"window edges must not decrease: {edges}")
 
+    @property
+    def idle_before_end(self) -> int:
+        return self.t_start if self.t_idle_before_end is None else self.t_idle_before_end
+
     def spans(self) -> dict[str, tuple[int, int]]:
         return {
-            "idle_before": (self.t_idle_start, self.t_start),
+            "idle_before": (self.t_idle_start, self.idle_before_end),
             "prefill": (self.t_start, self.t_first_token),
             "decode": (self.t_first_token, self.t_last_token),
             "idle_after": (self.t_last_token, self.t_idle_end),
