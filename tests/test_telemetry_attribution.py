@@ -203,8 +203,8 @@ def test_an_idle_window_the_sampler_missed_the_start_of_begins_at_its_first_samp
 
 
 def test_idle_power_comes_from_the_idle_window_alone_not_the_rewarm_after_it():
-    """Idle 5 W, the idle window ending at 0.9 s; the engine re-warms the CPU at 40 W until prefill starts at 1.0 s: the idle
-    power stays 5 W, and the re-warm counts in no window."""
+    """Idle 5 W, the idle window ending at 0.9 s; the engine re-warms the CPU at 40 W until prefill starts at
+    1.0 s: the idle power stays 5 W, and the re-warm counts in no window."""
     windows = TrialWindows(500_000_123, 1_000_000_457, 1_200_003_001, 3_000_000_777, 3_500_000_000,
                            t_idle_before_end=900_000_000)
     result = attribute(power_stream("cpu", ESTIMATED, lambda t: 40.0 if 0.92 <= t < 1.0 else 5.0), windows,
