@@ -17,11 +17,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from overhead import GENERATE, spec  # noqa: E402  (the same trial shape as bench/overhead.py)
-
+from energytui.engine.manifest import TrialSpec  # noqa: E402
 from energytui.engine.models import default_model_name, resolve_model  # noqa: E402
 from energytui.engine.runner import Engine  # noqa: E402
 from energytui.engine.telemetry import Sampler, discover  # noqa: E402
+
+GENERATE = 128
+
+
+def spec(model: Path, threads: int, prompt_tokens: int, max_tokens: int) -> TrialSpec:
+    return TrialSpec(
+        run_id="bench", config_id="bench", model=str(model), model_path=str(model), quant="", backend="cpu",
+        threads=threads, gpu_layers=0, n_batch=512, batch_size=1, n_ctx=prompt_tokens + max_tokens + 8, suite=None,
+        prompt_id=f"synthetic-{prompt_tokens}", prompt_text=None, prompt_tokens_target=prompt_tokens, chat=False,
+        max_tokens=max_tokens, ignore_eos=True, temperature=0.0, seed=0, repetition=0, cooldown_s=0.0)
 
 TARGET_RATIO, TARGET_RATE_SHARE = 0.99, 0.95
 
