@@ -23,8 +23,9 @@ def main(db: str) -> int:
     trials = conn.execute("SELECT id, run_id, backend, t_start_ns, t_end_ns FROM trials WHERE status='done'").fetchall()
     differences = []
     for trial_id, run_id, backend, start, end in trials:
-        rows = conn.execute("SELECT device, t_ns, power_w, energy_j FROM samples WHERE trial_id=? AND device LIKE 'gpu%' "
-                            "AND power_w IS NOT NULL AND energy_j IS NOT NULL ORDER BY t_ns", [trial_id]).fetchall()
+        rows = conn.execute("SELECT device, t_ns, power_w, energy_j FROM samples WHERE trial_id=? "
+                            "AND device LIKE 'gpu%' AND power_w IS NOT NULL AND energy_j IS NOT NULL "
+                            "ORDER BY t_ns", [trial_id]).fetchall()
         for device in sorted({r[0] for r in rows}):
             points = [r for r in rows if r[0] == device]
             counter = window_energy(_Series([(t, e) for _, t, _, e in points]), start, end, True)

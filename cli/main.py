@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     choice = run.add_mutually_exclusive_group()
     choice.add_argument("--resume", action="store_true", help="finish the unfinished earlier run of this manifest")
     choice.add_argument("--fresh", action="store_true", help="start over even if an earlier run is unfinished")
+    run.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
+                     help="the summary after the run: a table fitted to the terminal (default), or as `report` "
+                          "writes it")
     run.add_argument("--yes", action="store_true",
                      help=f"queue a run of more than {1000} trials without asking (needed without a terminal)")
     run.add_argument("--skip-gpu", action="store_true", help="leave out gpu and hybrid runs (for a CPU-only llama.cpp)")
@@ -105,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     ladder.set_defaults(handler=_cmd_models_ladder)
     models.set_defaults(handler=lambda _args: models.print_help())
 
-    advise = sub.add_parser("advise", parents=[db_parent], help="recommend a configuration for a workload and a power budget")
+    advise = sub.add_parser("advise", parents=[db_parent],
+                            help="recommend a configuration for a workload and a power budget")
     advise.add_argument("--tokens", type=int, help="tokens to generate per request")
     advise.add_argument("--prompt-tokens", type=int, default=128, help="prompt length (default: %(default)s)")
     advise.add_argument("--batch", type=int, default=None, help="requests decoded together (default: as measured)")
@@ -173,7 +177,9 @@ def _cmd_run(args) -> int:
     from energytui.engine.manifest import load_manifest
     from energytui.engine.metering import Meter
     from energytui.engine.queue import ResumeAvailable, queue_manifest, run_queue
-    from energytui.engine.report import summarise, summary_table
+    from energytui.engine.report import energy_legend, report_text, summarise, table_cells
+
+    from .tables import fold, wrap
     from energytui.engine.runner import Engine
 
     from .progress import Progress
@@ -204,12 +210,12 @@ def _cmd_run(args) -> int:
             if not sys.stdin.isatty():
                 raise
             run = queue_manifest(store, manifest, _ask_resume(offer))
-        print(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {store.path}")
+        print(wrap(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {store.path}"))
         for line in meter.method.splitlines():
-            print(f"energy: {line}")
+            print(wrap(f"energy: {line}"))
         if meter.only_estimates:
-            print("energy: no power counter can be read here: every energy figure of this run is an ESTIMATE "
-                  "(`energytui doctor` says why and what would fix it)")
+            print(wrap("energy: no power counter can be read here: every energy figure of this run is an "
+                       "ESTIMATE (`energytui doctor` says why and what would fix it)"))
         meter.start()
         progress = Progress(sys.stderr)
         try:
@@ -217,7 +223,14 @@ def _cmd_run(args) -> int:
         finally:
             progress.close()
             trials = store.trials("t.run = ?", [run])
-            print(summary_table(summarise(trials), trials))
+            if args.format == "table":
+                headers, body, caption = table_cells(summarise(trials), compact=True)
+                print(fold(headers, body))
+                if caption:
+                    print(wrap(caption))
+                print("\n" + wrap("\n".join(energy_legend(trials))))
+            else:
+                print(report_text(trials, store.hosts(), "config", args.format), end="")
         short = sum(t.get("stop_reason") == "n_ctx" for t in trials)
         if short:
             print(f"{short} trial(s) stopped at n_ctx before max_tokens (stop_reason n_ctx in `export`)",
@@ -309,7 +322,8 @@ def _cmd_report(args) -> int:
     try:
         trials = store.trials()
         if not trials:
-            raise UserError(f"--db {store.path}: no trials yet; run `energytui run config/manifests/quickstart.yaml`", 1)
+            raise UserError(f"--db {store.path}: no trials yet; run "
+                            "`energytui run config/manifests/quickstart.yaml`", 1)
         _write(args.output, report_text(trials, store.hosts(), args.by, args.format))
     finally:
         store.close()
@@ -420,7 +434,8 @@ def _cmd_doctor(args) -> int:
     host = describe_host()
     print(f"host        {host['hostname']}: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM")
     print(f"os          {host['os']}, Python {host['python']}")
-    print(f"gpu         {host['gpu'] + ', driver ' + host['gpu_driver'] if host['gpu'] else 'no NVIDIA GPU visible through NVML'}")
+    gpu = f"{host['gpu']}, driver {host['gpu_driver']}" if host["gpu"] else "no NVIDIA GPU visible through NVML"
+    print(f"gpu         {gpu}")
     print(f"llama.cpp   llama-cpp-python {host['llama_cpp']}; GPU offload: "
           f"{'yes' if host['gpu_offload'] else 'no (CPU-only build: gpu and hybrid trials are refused)'}")
     print(f"features    {llama_backend.system_info()}")

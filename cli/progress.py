@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+
 from energytui.engine.queue import Event
 from energytui.engine.report import TAG_LABELS, config_label
+
+from .tables import terminal_width, wrap
 
 _BAR = 20
 
 
 class Progress:
-    def __init__(self, stream):
+    def __init__(self, stream, columns: int | None = None):
         self.stream = stream
         self.live = stream.isatty()  # redraw in place on a terminal, one line per trial otherwise
+        self.columns = columns or (shutil.get_terminal_size().columns if self.live else terminal_width())
         self._width = 0
 
     def on_event(self, event: Event) -> None:
@@ -28,8 +33,9 @@ class Progress:
     def _head(self, event: Event) -> str:
         filled = _BAR * (event.index - 1) // max(event.total, 1)
         trial = event.trial
+        prompt = "" if trial["prompt_id"] == (trial["suite"] or trial["prompt_id"]) else f" {trial['prompt_id']}"
         return (f"[{'#' * filled}{'.' * (_BAR - filled)}] trial {event.index}/{event.total} "
-                f"{config_label(trial)} {trial['prompt_id']} r{trial['repetition']}")
+                f"{config_label(trial)}{prompt} r{trial['repetition']}")
 
     def _result(self, event: Event) -> str:
         trial = event.trial
@@ -42,13 +48,16 @@ class Progress:
                 f"decode {trial['decode_tps'] or 0:.1f} tok/s{energy}")
 
     def _draw(self, text: str, final: bool = False) -> None:
-        if self.live:
+        """Live redraws are cut to the terminal's width; a trial's final line wraps instead."""
+        if self.live and not final:
+            text = text if not self.columns or len(text) < self.columns else text[:self.columns - 2] + "…"
             self.stream.write("\r" + text.ljust(self._width))
-            self._width = 0 if final else len(text)
-            if final:
-                self.stream.write("\n")
+            self._width = len(text)
+        elif self.live:
+            self.stream.write("\r" + " " * self._width + "\r" + wrap(text, self.columns, "    ") + "\n")
+            self._width = 0
         else:
-            self.stream.write(text + "\n")
+            self.stream.write(wrap(text, self.columns, "    ") + "\n")
         self.stream.flush()
 
     def close(self) -> None:

@@ -58,5 +58,6 @@ def describe_host() -> dict:
         "gpu_offload": int(llama_backend.supports_gpu_offload()),
         "python": platform.python_version(),
     }
-    identity = "|".join(str(facts[k]) for k in ("hostname", "cpu", "cores", "ram_gb", "gpu", "llama_cpp", "gpu_offload"))
+    identity = "|".join(str(facts[k])
+                        for k in ("hostname", "cpu", "cores", "ram_gb", "gpu", "llama_cpp", "gpu_offload"))
     return {"id": hashlib.sha256(identity.encode()).hexdigest()[:12], **facts}

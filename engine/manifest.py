@@ -120,7 +120,8 @@ def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool, skip_gpu: bo
     defaults = doc.get("defaults") or {}
     runs = doc.get("runs")
     if not isinstance(defaults, dict):
-        raise problem(None, "defaults", "must be a mapping of keys to values", "write `defaults:` then indented `key: value` lines")
+        raise problem(None, "defaults", "must be a mapping of keys to values",
+                      "write `defaults:` then indented `key: value` lines")
     if not isinstance(runs, list) or not runs:
         raise problem(None, "runs", "missing or empty", "add a list of runs, each with an `id`")
     _check_keys(problem, None, defaults)
@@ -177,7 +178,8 @@ class _ValueChecker:
         p = self.problem
         if c["model"] is None:
             raise p(run_id, "model", "missing", "name a registry model (see `energytui models list`) or a .gguf path")
-        for key in ("threads", "n_batch", "batch_size", "n_ctx", "max_tokens", "repetitions", "prompt_tokens", "prompt_limit"):
+        for key in ("threads", "n_batch", "batch_size", "n_ctx", "max_tokens", "repetitions", "prompt_tokens",
+                    "prompt_limit"):
             if c[key] is not None and (not isinstance(c[key], int) or isinstance(c[key], bool) or c[key] < 1):
                 raise p(run_id, key, f"expected a whole number ≥ 1, got {c[key]!r}", "fix the value")
         for key in ("temperature", "cooldown_s"):
@@ -192,7 +194,8 @@ class _ValueChecker:
         if not isinstance(c["seed"], int) or isinstance(c["seed"], bool):
             raise p(run_id, "seed", f"expected a whole number, got {c['seed']!r}", "fix the value")
         if c["batch_size"] > MAX_SEQUENCES:
-            raise p(run_id, "batch_size", f"{c['batch_size']} is more than llama.cpp's {MAX_SEQUENCES} sequences", "use a smaller batch_size")
+            raise p(run_id, "batch_size", f"{c['batch_size']} is more than llama.cpp's {MAX_SEQUENCES} sequences",
+                    "use a smaller batch_size")
         if c["n_ctx"] < 16:
             raise p(run_id, "n_ctx", f"{c['n_ctx']} is too small", "use at least 16 (2048 is typical)")
         c["model_path"], info = self.model(run_id, c["model"])
@@ -209,19 +212,24 @@ class _ValueChecker:
             raise p(run_id, "backend", f"{backend} needs GPU offload, and the installed llama.cpp has none "
                     "(it would silently run on the CPU)",
                     "install llama-cpp-python built with CUDA (see README), or run with --skip-gpu")
-        resolved = {"all": n_layers, "half": n_layers // 2, None: {"cpu": 0, "gpu": n_layers, "hybrid": n_layers // 2}[backend]}
+        resolved = {"all": n_layers, "half": n_layers // 2,
+                    None: {"cpu": 0, "gpu": n_layers, "hybrid": n_layers // 2}[backend]}
         if isinstance(layers, str) or layers is None:
             if layers not in resolved:
                 raise p(run_id, "gpu_layers", f"unknown value {layers!r}", "use a number, half or all")
             layers = resolved[layers]
         if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= n_layers:
-            raise p(run_id, "gpu_layers", f"{layers!r} is outside 0..{n_layers} for this model", "use a number in range, half or all")
+            raise p(run_id, "gpu_layers", f"{layers!r} is outside 0..{n_layers} for this model",
+                    "use a number in range, half or all")
         if backend == "cpu" and layers:
-            raise p(run_id, "gpu_layers", f"backend cpu runs no layers on a GPU, got {layers}", "set backend: hybrid or gpu, or gpu_layers: 0")
+            raise p(run_id, "gpu_layers", f"backend cpu runs no layers on a GPU, got {layers}",
+                    "set backend: hybrid or gpu, or gpu_layers: 0")
         if backend == "hybrid" and not 0 < layers < n_layers:
-            raise p(run_id, "gpu_layers", f"hybrid needs some but not all of {n_layers} layers, got {layers}", "use a number in between, or half")
+            raise p(run_id, "gpu_layers", f"hybrid needs some but not all of {n_layers} layers, got {layers}",
+                    "use a number in between, or half")
         if backend == "gpu" and layers != n_layers:
-            raise p(run_id, "gpu_layers", f"backend gpu offloads all {n_layers} layers, got {layers}", "use backend: hybrid for a partial offload")
+            raise p(run_id, "gpu_layers", f"backend gpu offloads all {n_layers} layers, got {layers}",
+                    "use backend: hybrid for a partial offload")
         c["gpu_layers"] = layers
 
     def model(self, run_id: str, ref):
@@ -230,7 +238,8 @@ class _ValueChecker:
             _, entries = load_registry()
             path = resolve_model(ref)
             if ref in entries and not path.is_file():
-                raise self.problem(run_id, "model", f"{ref} is not downloaded yet", f"run `energytui models fetch {ref}`")
+                raise self.problem(run_id, "model", f"{ref} is not downloaded yet",
+                                   f"run `energytui models fetch {ref}`")
             if ref not in entries and not path.is_absolute():
                 candidate = (self.path.parent / path)
                 path = candidate if candidate.is_file() or not path.is_file() else path
@@ -251,8 +260,10 @@ class _ValueChecker:
     def prompts(self, run_id: str, c: dict) -> list[Prompt | int]:
         sources = [k for k in ("suite", "prompt_file", "prompt_tokens") if c[k] is not None]
         if len(sources) != 1:
-            raise self.problem(run_id, "suite", f"{'no prompt source' if not sources else 'several prompt sources: ' + ', '.join(sources)}",
-                               "give exactly one of suite, prompt_file or prompt_tokens")
+            raise self.problem(
+                run_id, "suite",
+                f"{'no prompt source' if not sources else 'several prompt sources: ' + ', '.join(sources)}",
+                "give exactly one of suite, prompt_file or prompt_tokens")
         key = (c["suite"], c["prompt_file"], c["prompt_tokens"])
         if key not in self._prompts:
             self._prompts[key] = self._load_prompts(run_id, c)
@@ -265,7 +276,8 @@ class _ValueChecker:
                 return [c["prompt_tokens"]]
             if c["suite"] is not None:
                 if c["suite"] not in suite_names():
-                    raise self.problem(run_id, "suite", f"unknown suite {c['suite']!r}", f"use one of {', '.join(suite_names())}")
+                    raise self.problem(run_id, "suite", f"unknown suite {c['suite']!r}",
+                                       f"use one of {', '.join(suite_names())}")
                 return load_suite(c["suite"])
             file = Path(c["prompt_file"]).expanduser()
             return load_prompt_file(file if file.is_absolute() else self.path.parent / file)

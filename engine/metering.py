@@ -171,7 +171,8 @@ def energy_columns(energy: TrialEnergy, samples: list[Sample]) -> dict:
     """The energy figures stored on a trial row, with their source tags and flags."""
     total = energy.total
     notes = [f"{device} {name}: {window.reason}" for device, dev in energy.devices.items()
-             for name, window in dev.windows.items() if window.energy_j is None and name in ("prefill", "decode", "trial")]
+             for name, window in dev.windows.items()
+             if window.energy_j is None and name in ("prefill", "decode", "trial")]
     notes += [f"{device}: {note}" for device, dev in energy.devices.items() for note in dev.notes]
     span_s = (energy.windows.t_idle_end - energy.windows.t_idle_start) / 1e9
     counts: dict[str, int] = {}

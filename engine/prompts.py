@@ -31,7 +31,8 @@ def load_suite(name: str) -> list[Prompt]:
 def load_prompt_file(path: Path, suite: str | None = None) -> list[Prompt]:
     """A .jsonl file of {"id", "text"[, "suite"]} objects, or any other text file with one prompt per line."""
     if not path.is_file():
-        raise UserError(f"{path}: prompt file not found; check the path (relative paths are from the manifest's folder)")
+        raise UserError(f"{path}: prompt file not found; "
+                        "check the path (relative paths are from the manifest's folder)")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -51,7 +52,8 @@ def _json_prompt(path: Path, line_no: int, line: str, suite: str) -> Prompt:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: line {line_no}: invalid JSON ({exc.msg}); write one {{\"id\", \"text\"}} object per line") from None
+        raise UserError(f"{path}: line {line_no}: invalid JSON ({exc.msg}); "
+                        "write one {\"id\", \"text\"} object per line") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
         raise UserError(f"{path}: line {line_no}: needs a non-empty string \"text\"")
     return Prompt(str(obj.get("id", f"{suite}-{line_no:02d}")), obj["text"], str(obj.get("suite", suite)))

@@ -31,7 +31,8 @@ class ResumeAvailable(UserError):
     def __init__(self, manifest: Path, previous: dict):
         super().__init__(
             f"{manifest}: an earlier run of this manifest (run {previous['id']}, {previous['created_at']}) has "
-            f"{previous['done']} of {previous['total']} trials done; add --resume to finish it or --fresh to start over",
+            f"{previous['done']} of {previous['total']} trials done; "
+            "add --resume to finish it or --fresh to start over",
             exit_code=2)
         self.previous = previous
 

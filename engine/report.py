@@ -131,19 +131,31 @@ def energy_cell(row: dict, key: str, digits: int) -> str:
     return f"{row[key].fmt(digits)} {TAG_LABELS.get(row['energy_tag'], row['energy_tag'])}"
 
 
-def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+def table_cells(rows: list[dict], compact: bool = False) -> tuple[list[str], list[list[str]], str | None]:
+    """(headers, body, caption) of the per-row table. `compact` (the terminal): when every row's energy has
+    the same source, the caption says it once instead of every cell."""
+    tags = {r["energy_tag"] for r in rows if r["energy_tag"]}
+    shared = TAG_LABELS.get(next(iter(tags)), next(iter(tags))) if compact and len(tags) == 1 else None
+    energy_headers = [label for _, label, _ in ENERGY_METRICS] + ["EDP J·s (product of means)"]
+    if shared:
+        energy_headers = [h.replace(" (mean of trials)", "").replace(" (product of means)", " of means")
+                          for h in energy_headers]
     headers = (["configuration", "done", "prompt tok", "gen tok"] + [label for _, label in SUMMARY_METRICS]
-               + [label for _, label, _ in ENERGY_METRICS] + ["EDP J·s (product of means)"])
+               + energy_headers)
     body = [[r["label"], f"{r['done']}/{r['trials']}", r["prompt_tokens"].fmt(0), r["gen_tokens"].fmt(0)]
             + [r[key].fmt() for key, _ in SUMMARY_METRICS]
-            + [energy_cell(r, key, digits) for key, _, digits in ENERGY_METRICS]
-            + [_product_cell(r)] for r in rows]
-    return headers, body
+            + [r[key].fmt(digits) if shared else energy_cell(r, key, digits) for key, _, digits in ENERGY_METRICS]
+            + [_product_cell(r, tagged=not shared)] for r in rows]
+    caption = (f"energy columns ({', '.join(energy_headers)}): {shared}; EDP = the mean of per-trial EDP, "
+               "EDP of means = mean energy × mean latency") if shared else None
+    return headers, body, caption
 
 
-def _product_cell(row: dict) -> str:
+def _product_cell(row: dict, tagged: bool = True) -> str:
     value = row["edp_of_means_js"]
-    return "–" if value is None else f"{value:.2f} {TAG_LABELS.get(row['energy_tag'], row['energy_tag'])}"
+    if value is None:
+        return "–"
+    return f"{value:.2f} {TAG_LABELS.get(row['energy_tag'], row['energy_tag'])}" if tagged else f"{value:.2f}"
 
 
 def energy_legend(trials: list[dict]) -> list[str]:
@@ -156,15 +168,6 @@ def energy_legend(trials: list[dict]) -> list[str]:
     return lines or ["energy: not measured for these trials"]
 
 
-def summary_table(rows: list[dict], trials: list[dict]) -> str:
-    """A plain-text table for the terminal, with the energy legend under it."""
-    headers, body = _table(rows)
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *body)]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [headers, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + [""] + energy_legend(trials))
-
-
 def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", rows: list[dict] | None = None) -> str:
     rows = summarise(trials, by) if rows is None else rows
     out = ["# energytui report", ""]
@@ -173,7 +176,7 @@ def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", r
         if host["id"] in seen:
             out.append(_host_line(host))
     out += [""] + _timing_lines(trials) + [""]
-    headers, body = _table(rows)
+    headers, body, _ = table_cells(rows)
     out.append("| " + " | ".join(headers) + " |")
     out.append("|" + "---|" * len(headers))
     out += ["| " + " | ".join(cells) + " |" for cells in body]

@@ -20,7 +20,8 @@ def _default_model_path() -> Path:
 def model_path() -> Path:
     path = _default_model_path()
     if not path.is_file():
-        pytest.exit(f"default model missing at {path}: run `energytui models fetch` first (the README's test command does)", 2)
+        pytest.exit(f"default model missing at {path}: "
+                    "run `energytui models fetch` first (the README's test command does)", 2)
     return path
 
 
@@ -85,3 +86,10 @@ def measured_db(tmp_path_factory, model_path):
     assert main(["run", str(manifest), "--db", str(db), "--idle-s", "0.2"]) == 0
     assert main(["advise", "--db", str(db), "--fit"]) == 0  # cache the fit: tests that only ask stay fast
     return db
+
+
+@pytest.fixture(autouse=True)
+def no_terminal_width(monkeypatch):
+    """Output is fitted to $COLUMNS when set: the caller's shell must not decide what a test sees."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)

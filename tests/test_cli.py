@@ -215,7 +215,7 @@ def test_gpu_trial_is_refused_on_a_cpu_only_build(write_manifest, model_path, tm
 
 def test_models_list_shows_the_default_model(capsys, model_path):
     code, out, _ = run_cli(capsys, "models", "list")
-    line = next(l for l in out.splitlines() if l.startswith("smollm2-135m-q4_1"))
+    line = next(row for row in out.splitlines() if row.startswith("smollm2-135m-q4_1"))
     assert code == 0 and "Q4_1" in line and "yes" in line and "30" in line
 
 
@@ -266,3 +266,21 @@ def test_on_a_terminal_an_unfinished_run_is_offered_for_resuming(write_manifest,
     assert _statuses(db) == ["done", "done"]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # resumed, not a new run
+
+
+def test_run_output_fits_an_80_column_terminal(small_manifest, tmp_path):
+    """Every line `energytui run` prints, the per-trial progress and the summary folded into narrower
+    tables, fits 80 columns; the summary says once where the energy figures come from."""
+    env = {**os.environ, "COLUMNS": "80"}
+    done = subprocess.run([sys.executable, "-m", "energytui", "run", str(small_manifest), "--db",
+                           str(tmp_path / "w.db")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = (done.stdout + done.stderr).splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert "decode tok/s" in done.stdout and "J/token" in done.stdout
+    assert "energy columns (J/token, avg W, J/request, EDP J·s, EDP J·s of means):" in done.stdout.replace("\n  ", " ")
+    json_run = subprocess.run([sys.executable, "-m", "energytui", "run", str(small_manifest), "--db",
+                               str(tmp_path / "j.db"), "--format", "json"], capture_output=True, text=True,
+                              env=env, timeout=300)
+    records = json.loads(json_run.stdout[json_run.stdout.index("["):])
+    assert json_run.returncode == 0 and {r["group"] for r in records} == {"config"}

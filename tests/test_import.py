@@ -11,7 +11,8 @@ import pytest
 from helpers import run_cli
 
 EXAMPLE_MAP = Path(__file__).resolve().parent.parent / "config" / "imports" / "example-map.yaml"
-HEADER = "timestamp,run_id,backend,prompt_id,prompt_template,prompt_length_chars,latency_ms,tokens_generated,energy_joules,notes\n"
+HEADER = ("timestamp,run_id,backend,prompt_id,prompt_template,prompt_length_chars,"
+          "latency_ms,tokens_generated,energy_joules,notes\n")
 SPEED = {"cpu-t4": (40.0, 25.0), "cpu-t8": (25.0, 40.0), "gpu-l22": (6.0, 110.0), "hyb-l11": (15.0, 70.0)}
 
 

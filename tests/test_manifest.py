@@ -21,7 +21,8 @@ def manifest(write_manifest, model_path):
 
 
 def test_lists_expand_into_the_cartesian_product(manifest):
-    m = manifest("  - id: sweep\n    prompt_tokens: [16, 32]\n    threads: [1, 2]\n    batch_size: [1, 2, 4]\n    repetitions: 2\n")
+    m = manifest("  - id: sweep\n    prompt_tokens: [16, 32]\n    threads: [1, 2]\n    batch_size: [1, 2, 4]\n"
+                 "    repetitions: 2\n")
     assert len(m.trials) == 2 * 2 * 3 * 2
     assert len({t.config_id for t in m.trials}) == 12
     combos = {(t.prompt_tokens_target, t.threads, t.batch_size) for t in m.trials}
@@ -66,12 +67,14 @@ def test_skip_gpu_drops_only_offloaded_configs(manifest):
 @pytest.mark.parametrize("runs, message", [
     ("  - id: r1\n    prompt_tokens: 8\n    thread: 2\n", "run 'r1': key 'thread': unknown key"),
     ("  - id: r2\n    prompt_tokens: 8\n    threads: two\n", "run 'r2': key 'threads': expected a whole number"),
-    ("  - id: r3\n    prompt_tokens: 8\n    threads: 0\n", "run 'r3': key 'threads': expected a whole number ≥ 1, got 0"),
+    ("  - id: r3\n    prompt_tokens: 8\n    threads: 0\n",
+     "run 'r3': key 'threads': expected a whole number ≥ 1, got 0"),
     ("  - id: r4\n    prompt_tokens: 8\n    ignore_eos: maybe\n", "run 'r4': key 'ignore_eos': expected true or false"),
     ("  - id: r5\n    prompt_tokens: 8\n    backend: tpu\n", "run 'r5': key 'backend': unknown backend 'tpu'"),
     ("  - id: r6\n    prompt_tokens: 8\n    backend: gpu\n", "run 'r6': key 'backend': gpu needs GPU offload"),
     ("  - id: r7\n    prompt_tokens: 8\n    model: nowhere.gguf\n", "run 'r7': key 'model': nowhere.gguf is neither"),
-    ("  - id: r8\n    prompt_file: missing.jsonl\n", "run 'r8': key 'prompt_file': .*missing.jsonl: prompt file not found"),
+    ("  - id: r8\n    prompt_file: missing.jsonl\n",
+     "run 'r8': key 'prompt_file': .*missing.jsonl: prompt file not found"),
     ("  - id: r9\n    suite: poetry\n", "run 'r9': key 'suite': unknown suite 'poetry'"),
     ("  - id: r10\n    suite: sd\n    prompt_tokens: 8\n", "run 'r10': key 'suite': several prompt sources"),
     ("  - id: r11\n", "run 'r11': key 'suite': no prompt source"),

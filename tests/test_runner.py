@@ -43,7 +43,8 @@ def test_kv_cache_is_cleared_so_a_repeated_prompt_costs_the_same(engine, specs):
 
 
 def test_chat_template_is_applied_to_suite_prompts(engine, specs):
-    with_chat, without = specs("  - id: c\n    suite: sd\n    prompt_limit: 1\n    max_tokens: 4\n    chat: [true, false]\n")
+    with_chat, without = specs("  - id: c\n    suite: sd\n    prompt_limit: 1\n    max_tokens: 4\n"
+                               "    chat: [true, false]\n")
     assert engine.run(with_chat).prompt_tokens > engine.run(without).prompt_tokens
 
 

@@ -81,6 +81,7 @@ def test_gpus_are_described_for_the_host_row():
     from energytui.engine.telemetry.nvml import describe_gpus
 
     replay = NvmlReplay()
-    assert describe_gpus(replay) == ("Stand-in GPU A (energy counter), Stand-in GPU B (no energy counter)", "000.00 (stand-in)")
+    assert describe_gpus(replay) == ("Stand-in GPU A (energy counter), Stand-in GPU B (no energy counter)",
+                                     "000.00 (stand-in)")
     assert replay.init_count == 0
     assert describe_gpus(NvmlReplay(driver_loaded=False)) == (None, None)

@@ -36,7 +36,8 @@ def _statuses(db):
 async def _until(pilot, predicate, timeout=180.0):
     waited = 0.0
     while not predicate():
-        assert waited < timeout, f"timed out waiting for the app; notifications: {[str(n.message) for n in pilot.app._notifications]}"
+        assert waited < timeout, ("timed out waiting for the app; "
+                                  f"notifications: {[str(n.message) for n in pilot.app._notifications]}")
         await pilot.pause(0.2)
         waited += 0.2
 
@@ -215,7 +216,8 @@ def test_stop_aborts_the_current_trial_and_keeps_finished_ones(write_manifest, m
             await _until(pilot, lambda: not app.running)
         assert _statuses(db) == ["done", "aborted", "pending"]
         with sqlite3.connect(db) as conn:
-            assert conn.execute("SELECT error FROM trials WHERE status='aborted'").fetchone()[0] == "stopped by the user"
+            assert (conn.execute("SELECT error FROM trials WHERE status='aborted'").fetchone()[0]
+                    == "stopped by the user")
             assert conn.execute("SELECT status FROM runs").fetchone()[0] == "stopped"
 
     asyncio.run(scenario())

@@ -189,7 +189,8 @@ class EnergyApp(App):
         Binding("c", "toggle_configs", "Trials/configs", show=False),
         Binding("o", "pick", "Open", show=False), Binding("a", "add", "Add trial", show=False),
         Binding("delete", "remove", "Remove", show=False),
-        Binding("shift+up", "move(-1)", "Move up", show=False), Binding("shift+down", "move(1)", "Move down", show=False),
+        Binding("shift+up", "move(-1)", "Move up", show=False),
+        Binding("shift+down", "move(1)", "Move down", show=False),
     ]
 
     def __init__(self, config: AppConfig):
@@ -353,7 +354,8 @@ class EnergyApp(App):
 
     @on(Button.Pressed, "#advise")
     def _advise_pressed(self) -> None:
-        values = {name: self.query_one(f"#adv-{name}", Input).value.strip() for name in ("tokens", "prompt", "budget", "latency")}
+        values = {name: self.query_one(f"#adv-{name}", Input).value.strip()
+                  for name in ("tokens", "prompt", "budget", "latency")}
         self.advise(values, str(self.query_one("#adv-objective", Select).value))
 
     @on(Input.Changed, "#results-filter")
@@ -404,7 +406,8 @@ class EnergyApp(App):
         from energytui.engine.queue import add_to_run
 
         try:
-            manifest = parse_manifest(form_manifest(form), Path("add-trial form"), "form", llama_backend.supports_gpu_offload())
+            manifest = parse_manifest(form_manifest(form), Path("add-trial form"), "form",
+                                      llama_backend.supports_gpu_offload())
             store = self._store()
             try:
                 added = add_to_run(store, run, manifest)
@@ -538,7 +541,8 @@ class EnergyApp(App):
 
         target = Path(path)
         if target.suffix not in (".csv", ".json"):
-            self.call_from_thread(self.notify, f"export: {path!r} must end in .csv or .json", severity="error", markup=False)
+            self.call_from_thread(self.notify, f"export: {path!r} must end in .csv or .json", severity="error",
+                                  markup=False)
             return
         store = self._store()
         try:
@@ -548,7 +552,8 @@ class EnergyApp(App):
         try:
             target.write_text(text)
         except OSError as exc:
-            self.call_from_thread(self.notify, f"export: cannot write {path} ({exc.strerror})", severity="error", markup=False)
+            self.call_from_thread(self.notify, f"export: cannot write {path} ({exc.strerror})", severity="error",
+                                  markup=False)
             return
         self.call_from_thread(self.notify, f"exported to {path}")
 
@@ -580,7 +585,8 @@ class EnergyApp(App):
         info = self.query_one("#live-info", Static)
         if event.kind in ("trial_start", "cooldown"):
             what = "cooling down before" if event.kind == "cooldown" else "running"
-            info.update(f"{what} trial {event.index}/{event.total}: {config_label(trial)} · prompt {trial['prompt_id']}")
+            info.update(f"{what} trial {event.index}/{event.total}: "
+                        f"{config_label(trial)} · prompt {trial['prompt_id']}")
             self.load_queue(trial["run"])
         elif event.kind == "tokens":
             rate = f"{event.tokens_per_s:.1f} tok/s" if event.tokens_per_s else "…"

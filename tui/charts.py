@@ -98,7 +98,8 @@ class BarChart(_Chart):
         self.values: list[float] = []
         self.limit: float | None = None
 
-    def show(self, labels: list[str], values: list[float], title: str | None = None, limit: float | None = None) -> None:
+    def show(self, labels: list[str], values: list[float], title: str | None = None,
+             limit: float | None = None) -> None:
         self.labels, self.values, self.limit = labels, values, limit
         if title:
             self.title = title

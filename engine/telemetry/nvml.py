@@ -217,7 +217,8 @@ def describe_gpus(nvml: Any = None) -> tuple[str | None, str | None]:
     except module.NVMLError:
         return None, None
     try:
-        names = [module.nvmlDeviceGetName(module.nvmlDeviceGetHandleByIndex(i)) for i in range(module.nvmlDeviceGetCount())]
+        names = [module.nvmlDeviceGetName(module.nvmlDeviceGetHandleByIndex(i))
+                 for i in range(module.nvmlDeviceGetCount())]
         driver = module.nvmlSystemGetDriverVersion()
         text = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         return (", ".join(text) or None), (driver.decode() if isinstance(driver, bytes) else str(driver))
