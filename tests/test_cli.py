@@ -125,14 +125,23 @@ def _statuses(db):
         return []
 
 
+def _long_trials(write_manifest, model_path, repetitions: int):
+    """Trials of 120 tokens on one thread: long enough to signal the run in the middle of one."""
+    return write_manifest(f"defaults:\n  model: {model_path}\n  threads: 1\n  n_ctx: 512\nruns:\n"
+                          "  - id: long\n    prompt_tokens: 32\n    max_tokens: 120\n    ignore_eos: true\n"
+                          f"    repetitions: {repetitions}\n")
+
+
+def _second_trial_running(db) -> None:
+    assert _wait_for(lambda: _statuses(db)[:2] == ["done", "running"]), _statuses(db)
+
+
 def test_ctrl_c_keeps_finished_trials_and_resume_finishes_the_rest(write_manifest, model_path, tmp_path, capsys):
-    manifest = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 1\n  n_ctx: 512\nruns:\n"
-                              "  - id: long\n    prompt_tokens: 32\n    max_tokens: 120\n    ignore_eos: true\n"
-                              "    repetitions: 5\n")
+    manifest = _long_trials(write_manifest, model_path, 5)
     db = tmp_path / "r.db"
     proc = _start_run(manifest, db)
     try:
-        assert _wait_for(lambda: _statuses(db)[:2] == ["done", "running"]), _statuses(db)
+        _second_trial_running(db)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -165,13 +174,11 @@ def _start_run(manifest, db) -> subprocess.Popen:
 @pytest.mark.parametrize("signum, code, how", [(signal.SIGTERM, 143, "stopped by SIGTERM"),
                                                (signal.SIGHUP, 129, "stopped by SIGHUP (the terminal was closed)")])
 def test_sigterm_and_sighup_end_a_run_like_ctrl_c(write_manifest, model_path, tmp_path, signum, code, how):
-    manifest = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 1\n  n_ctx: 512\nruns:\n"
-                              "  - id: long\n    prompt_tokens: 32\n    max_tokens: 120\n    ignore_eos: true\n"
-                              "    repetitions: 3\n")
+    manifest = _long_trials(write_manifest, model_path, 3)
     db = tmp_path / "t.db"
     proc = _start_run(manifest, db)
     try:
-        assert _wait_for(lambda: _statuses(db)[:2] == ["done", "running"]), _statuses(db)
+        _second_trial_running(db)
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:
