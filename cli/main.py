@@ -173,16 +173,12 @@ def _open_store(args, read_only: bool = False):
 
 
 def _cmd_run(args) -> int:
-    from energytui.engine import llama_backend
+    from energytui.engine import llama_backend, session
     from energytui.engine.manifest import load_manifest
-    from energytui.engine.metering import Meter
     from energytui.engine.queue import ResumeAvailable, queue_manifest, run_queue
-    from energytui.engine.report import energy_legend, report_text, summarise, table_cells
-
-    from .tables import fold, wrap
-    from energytui.engine.runner import Engine
 
     from .progress import Progress
+    from .tables import wrap
 
     options = _meter_options(args)
     options.check()
@@ -192,59 +188,64 @@ def _cmd_run(args) -> int:
     if not manifest.trials:
         raise UserError(f"{args.manifest}: no trials to run after --skip-gpu; add cpu runs")
     _check_limits(args, manifest, options.idle_s)
-    meter = Meter.open(options)  # a meter that cannot be read stops the run before anything is queued
-    engine, store = Engine(), None
+    path = _db_path(args)
+    if args.db is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     previous_handlers = interrupts.install()  # SIGTERM and SIGHUP end a run as Ctrl-C does
     try:
-        store = _open_store(args)
-        store.acquire_runner_lock()
-        if aborted := store.abort_stale_running():
-            print(f"marked {aborted} trial(s) left running by a stopped process as aborted")
-        resume = True if args.resume else False if args.fresh else None
-        if args.resume and not store.unfinished_run(manifest.sha256):
-            raise UserError(f"{args.manifest}: nothing to resume (no unfinished run of this manifest in "
-                            f"{store.path}); drop --resume to start a new run", 1)
-        try:
-            run = queue_manifest(store, manifest, resume)
-        except ResumeAvailable as offer:
-            if not sys.stdin.isatty():
-                raise
-            run = queue_manifest(store, manifest, _ask_resume(offer))
-        print(wrap(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {store.path}"))
-        for line in meter.method.splitlines():
-            print(wrap(f"energy: {line}"))
-        if meter.only_estimates:
-            print(wrap("energy: no power counter can be read here: every energy figure of this run is an "
-                       "ESTIMATE (`energytui doctor` says why and what would fix it)"))
-        meter.start()
-        progress = Progress(sys.stderr)
-        try:
-            run_queue(store, run, engine, progress.on_event, meter=meter)
-        finally:
-            progress.close()
-            trials = store.trials("t.run = ?", [run])
-            if args.format == "table":
-                headers, body, caption = table_cells(summarise(trials), compact=True)
-                print(fold(headers, body))
-                if caption:
-                    print(wrap(caption))
-                print("\n" + wrap("\n".join(energy_legend(trials))))
-            else:
-                print(report_text(trials, store.hosts(), "config", args.format), end="")
-        short = sum(t.get("stop_reason") == "n_ctx" for t in trials)
-        if short:
-            print(f"{short} trial(s) stopped at n_ctx before max_tokens (stop_reason n_ctx in `export`)",
-                  file=sys.stderr)
-        failed = sum(t["status"] == "failed" for t in trials)
-        if failed:
-            print(f"{failed} trial(s) failed; `energytui report` lists why", file=sys.stderr)
-        return 1 if failed == len(trials) else 0
+        with session.running(path, options) as live:
+            store, meter = live.store, live.meter
+            if live.stale_aborted:
+                print(f"marked {live.stale_aborted} trial(s) left running by a stopped process as aborted")
+            resume = True if args.resume else False if args.fresh else None
+            if args.resume and not store.unfinished_run(manifest.sha256):
+                raise UserError(f"{args.manifest}: nothing to resume (no unfinished run of this manifest in "
+                                f"{store.path}); drop --resume to start a new run", 1)
+            try:
+                run = queue_manifest(store, manifest, resume)
+            except ResumeAvailable as offer:
+                if not sys.stdin.isatty():
+                    raise
+                run = queue_manifest(store, manifest, _ask_resume(offer))
+            print(wrap(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {store.path}"))
+            for line in meter.method.splitlines():
+                print(wrap(f"energy: {line}"))
+            if meter.only_estimates:
+                print(wrap("energy: no power counter can be read here: every energy figure of this run is an "
+                           "ESTIMATE (`energytui doctor` says why and what would fix it)"))
+            progress = Progress(sys.stderr)
+            try:
+                run_queue(store, run, live.engine, progress.on_event, meter=meter)
+            finally:
+                progress.close()
+                trials = store.trials("t.run = ?", [run])
+                _print_summary(args.format, trials, store)
     finally:
-        meter.close()
-        engine.close()
-        if store is not None:
-            store.close()
         interrupts.restore(previous_handlers)
+    short = sum(t.get("stop_reason") == "n_ctx" for t in trials)
+    if short:
+        print(f"{short} trial(s) stopped at n_ctx before max_tokens (stop_reason n_ctx in `export`)",
+              file=sys.stderr)
+    failed = sum(t["status"] == "failed" for t in trials)
+    if failed:
+        print(f"{failed} trial(s) failed; `energytui report` lists why", file=sys.stderr)
+    return 1 if failed == len(trials) else 0
+
+
+def _print_summary(fmt: str, trials: list[dict], store) -> None:
+    """The run's configurations: a table fitted to the terminal, or as `report` writes them."""
+    from energytui.engine.report import energy_legend, report_text, summarise, table_cells
+
+    from .tables import fold, wrap
+
+    if fmt != "table":
+        print(report_text(trials, store.hosts(), "config", fmt), end="")
+        return
+    headers, body, caption = table_cells(summarise(trials), compact=True)
+    print(fold(headers, body))
+    if caption:
+        print(wrap(caption))
+    print("\n" + wrap("\n".join(energy_legend(trials))))
 
 
 def _check_limits(args, manifest, idle_s: float) -> None:

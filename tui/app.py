@@ -435,26 +435,16 @@ class EnergyApp(App):
 
     @work(thread=True, exclusive=True, group="runner")
     def run_trials(self, run: int) -> None:
-        from energytui.engine.metering import Meter
+        from energytui.engine import session
         from energytui.engine.queue import run_queue
-        from energytui.engine.runner import Engine
 
-        store, engine, meter, status, error = None, None, None, "failed", None
+        status, error = "failed", None
         try:
-            store = self._store()
-            store.acquire_runner_lock()
-            store.abort_stale_running()
-            meter = Meter.open(self.config.meter or MeterOptions())
-            meter.start()
-            engine = Engine()
-            status = run_queue(store, run, engine, lambda event: self.post_message(TrialEvent(event)),
-                               stop=self.stop_event, meter=meter, abort=self.abort_event)
+            with session.running(self.config.db_path, self.config.meter or MeterOptions()) as live:
+                status = run_queue(live.store, run, live.engine, lambda event: self.post_message(TrialEvent(event)),
+                                   stop=self.stop_event, meter=live.meter, abort=self.abort_event)
         except UserError as exc:
             error = str(exc)
-        finally:
-            for resource in (meter, engine, store):
-                if resource is not None:
-                    resource.close()
         self.post_message(RunEnded(status, error))
 
     @work(thread=True, exclusive=True, group="queue")
