@@ -30,7 +30,7 @@ def check_host(store: Store, host_id: str) -> str:
 
 def current_fit(store: Store, host_id: str, refit: bool = False) -> tuple[Fit, bool]:
     """The stored fit if its data is unchanged (and no refit asked), else a new one; (fit, refitted)."""
-    trials = store.trials("t.host_id = ?", [host_id])
+    trials = store.trials(host_id=host_id)
     kernels, _ = host_kernels(store, host_id)
     digest = data_hash(usable_data(trials), kernels)
     latest = store.latest_fit(host_id)

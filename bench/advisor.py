@@ -65,7 +65,7 @@ def host_trials(db: Path) -> tuple[list[dict], str, dict]:
         host = local_host_id(store)
         kernels, source = host_kernels(store, host)
         print(f"{db.name}: {source}")
-        return store.trials("t.host_id = ?", [host]), host, kernels
+        return store.trials(host_id=host), host, kernels
     finally:
         store.close()
 

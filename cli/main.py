@@ -173,7 +173,7 @@ def _open_store(args, read_only: bool = False):
 
 
 def _cmd_run(args) -> int:
-    from energytui.engine import llama_backend, session
+    from energytui.engine import session
     from energytui.engine.manifest import load_manifest
     from energytui.engine.queue import ResumeAvailable, queue_manifest, run_queue
 
@@ -182,7 +182,7 @@ def _cmd_run(args) -> int:
 
     options = _meter_options(args)
     options.check()
-    manifest = load_manifest(args.manifest, llama_backend.supports_gpu_offload(), skip_gpu=args.skip_gpu)
+    manifest = load_manifest(args.manifest, skip_gpu=args.skip_gpu)
     for run_id in manifest.skipped_runs:
         print(f"skipped the gpu/hybrid configurations of run {run_id!r} (--skip-gpu)")
     if not manifest.trials:
@@ -218,7 +218,7 @@ def _cmd_run(args) -> int:
                 run_queue(store, run, live.engine, progress.on_event, meter=meter)
             finally:
                 progress.close()
-                trials = store.trials("t.run = ?", [run])
+                trials = store.trials(run=run)
                 _print_summary(args.format, trials, store)
     finally:
         interrupts.restore(previous_handlers)

@@ -17,16 +17,16 @@ ENERGY_KEYS = ("j_per_token", "edp_js")
 
 def select(store: Store, ref: str) -> tuple[str, list[dict]]:
     """The done trials `ref` names: a run number, a host id, or a run id of a manifest (or an import map)."""
-    if ref.isdigit() and store.conn.execute("SELECT 1 FROM runs WHERE id = ?", [int(ref)]).fetchone():
-        return f"run {ref}", store.trials("t.run = ? AND t.status = 'done'", [int(ref)])
+    runs = store.run_numbers()
+    if ref.isdigit() and int(ref) in runs:
+        return f"run {ref}", store.trials(run=int(ref), done=True)
     if ref in store.host_ids():
-        return f"host {ref}", store.trials("t.host_id = ? AND t.status = 'done'", [ref])
-    trials = store.trials("t.run_id = ? AND t.status = 'done'", [ref])
+        return f"host {ref}", store.trials(host_id=ref, done=True)
+    trials = store.trials(run_id=ref, done=True)
     if trials:
         return f"run id {ref}", trials
-    runs = [str(r[0]) for r in store.conn.execute("SELECT id FROM runs ORDER BY id")]
-    run_ids = [r[0] for r in store.conn.execute("SELECT DISTINCT run_id FROM trials ORDER BY run_id")]
-    raise UserError(f"compare: {ref!r} is neither a run number ({', '.join(runs) or 'none'}), a host id "
+    run_ids = store.run_ids()
+    raise UserError(f"compare: {ref!r} is neither a run number ({', '.join(map(str, runs)) or 'none'}), a host id "
                     f"({', '.join(store.host_ids()) or 'none'}) nor a run id with done trials "
                     f"({', '.join(run_ids[:12]) or 'none'}); `energytui report` lists them")
 

@@ -90,8 +90,9 @@ class _Problem:
         return UserError(f"{': '.join(where)}: {problem}" + (f"; {fix}" if fix else ""))
 
 
-def load_manifest(path: str | Path, gpu_offload: bool, skip_gpu: bool = False) -> Manifest:
-    """Parse, validate and expand; raises UserError (exit 2) on the first problem found."""
+def load_manifest(path: str | Path, gpu_offload: bool | None = None, skip_gpu: bool = False) -> Manifest:
+    """Parse, validate and expand; raises UserError (exit 2) on the first problem found. `gpu_offload`:
+    whether llama.cpp here can offload to a GPU (None: ask the installed llama.cpp)."""
     path = Path(path)
     problem = _Problem(path)
     if not path.is_file():
@@ -109,8 +110,13 @@ def load_manifest(path: str | Path, gpu_offload: bool, skip_gpu: bool = False) -
     return parse_manifest(doc, path, hashlib.sha256(raw_bytes).hexdigest(), gpu_offload, skip_gpu)
 
 
-def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool, skip_gpu: bool = False) -> Manifest:
+def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool | None = None,
+                   skip_gpu: bool = False) -> Manifest:
     """Validate and expand an already-parsed manifest; `path` names it in errors and anchors relative files."""
+    if gpu_offload is None:
+        from . import llama_backend
+
+        gpu_offload = llama_backend.supports_gpu_offload()
     problem = _Problem(path)
     if not isinstance(doc, dict):
         raise problem(None, None, "the manifest must be a mapping with 'runs:'", "see config/manifests/quickstart.yaml")

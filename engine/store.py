@@ -352,13 +352,25 @@ class Store:
             "GROUP BY r.id HAVING left > 0 ORDER BY r.id DESC LIMIT 1", [manifest_sha]).fetchall()
         return dict(zip(("id", "created_at", "done", "left", "total"), rows[0])) if rows else None
 
-    def trials(self, where: str = "1=1", params=()) -> list[dict]:
+    def trials(self, *, run: int | None = None, host_id: str | None = None, run_id: str | None = None,
+               done: bool = False) -> list[dict]:
+        """Trials joined with their model's shape and their host's facts, in order; filters combine (AND)."""
+        filters = [(column, value) for column, value in (("t.run", run), ("t.host_id", host_id),
+                                                         ("t.run_id", run_id)) if value is not None]
+        where = " AND ".join([f"{column} = ?" for column, _ in filters] + (["t.status = 'done'"] if done else []))
         return self._rows(
             f"SELECT t.*, m.bits_per_weight, m.n_params, m.n_layers, m.size AS model_size, "
             f"{', '.join('m.' + c for c in MODEL_SHAPE)}, h.gpu_offload AS gpu_build, h.cores AS host_cores, "
             f"h.ram_gb AS host_ram_gb FROM trials t "
             f"LEFT JOIN models m ON m.path = t.model_path LEFT JOIN hosts h ON h.id = t.host_id "
-            f"WHERE {where} ORDER BY t.id", params)
+            f"WHERE {where or '1=1'} ORDER BY t.id", [value for _, value in filters])
+
+    def run_numbers(self) -> list[int]:
+        return [row[0] for row in self.conn.execute("SELECT id FROM runs ORDER BY id")]
+
+    def run_ids(self) -> list[str]:
+        """The manifests' (and import maps') run names that have trials."""
+        return [row[0] for row in self.conn.execute("SELECT DISTINCT run_id FROM trials ORDER BY run_id")]
 
     def _rows(self, sql: str, params=()) -> list[dict]:
         cursor = self.conn.execute(sql, params)

@@ -82,7 +82,9 @@ def test_estimated_energy_is_labelled_everywhere(manifest, tmp_path, capsys, no_
 
 
 def test_rapl_counters_give_measured_energy_with_known_watts(manifest, tmp_path, capsys, monkeypatch):
-    fake = FakePowercap.two_packages(tmp_path / "powercap", max_range_uj=3_000_000)  # wraps every ~0.1 s
+    # Wraps every ~1.5 s per package: several times a run, yet never twice between two writes of the fake's
+    # driver thread, even when llama.cpp's threads starve it for a few hundred ms on a 2-core machine.
+    fake = FakePowercap.two_packages(tmp_path / "powercap", max_range_uj=30_000_000)
     zones = {"intel-rapl:0": 20.0, "intel-rapl:1": 10.0, "intel-rapl:0:1": 3.0, "intel-rapl:1:1": 2.0,
              "intel-rapl:2": 50.0}
     driver = PowercapDriver(fake, zones, start_uj={})

@@ -381,12 +381,11 @@ class EnergyApp(App):
 
     @work(thread=True, exclusive=True, group="load")
     def load_manifest(self, path: str) -> None:
-        from energytui.engine import llama_backend
         from energytui.engine.manifest import load_manifest
         from energytui.engine.queue import queue_manifest
 
         try:
-            manifest = load_manifest(Path(path), llama_backend.supports_gpu_offload())
+            manifest = load_manifest(Path(path))
             store = self._store()
             try:
                 run = queue_manifest(store, manifest, resume=True)
@@ -401,13 +400,11 @@ class EnergyApp(App):
 
     @work(thread=True, exclusive=True, group="load")
     def add_trials(self, run: int, form: dict) -> None:
-        from energytui.engine import llama_backend
         from energytui.engine.manifest import parse_manifest
         from energytui.engine.queue import add_to_run
 
         try:
-            manifest = parse_manifest(form_manifest(form), Path("add-trial form"), "form",
-                                      llama_backend.supports_gpu_offload())
+            manifest = parse_manifest(form_manifest(form), Path("add-trial form"), "form")
             store = self._store()
             try:
                 added = add_to_run(store, run, manifest)
@@ -451,7 +448,7 @@ class EnergyApp(App):
     def load_queue(self, run: int) -> None:
         store = self._store()
         try:
-            trials = store.trials("t.run = ?", [run])
+            trials = store.trials(run=run)
         finally:
             store.close()
         self.call_from_thread(self._fill, "queue-table", trials)
