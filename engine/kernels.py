@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 # energytui's quantization names → the ggml type of the file's main matrix weights (ggml.h's enum ggml_type).
 # A K-quant mix (Q4_K_M) is timed as its main type.
@@ -61,6 +62,9 @@ class _InitParams(C.Structure):
 
 class _Ggml:
     """The few ggml functions the probe calls, bound from llama-cpp-python's bundled libraries."""
+
+    def __getattr__(self, name: str) -> Any:  # the bound functions are set in __init__ from the table below
+        raise AttributeError(name)
 
     def __init__(self):
         import llama_cpp

@@ -38,19 +38,19 @@ def _migration(func):
 
 @_migration
 def _create_v1(db: sqlite_utils.Database) -> None:
-    db["hosts"].create({
+    db.table("hosts").create({
         "id": str, "hostname": str, "cpu": str, "cores": int, "ram_gb": float, "gpu": str, "gpu_driver": str,
         "os": str, "llama_cpp": str, "gpu_offload": int, "python": str, "first_seen": str,
     }, pk="id")
-    db["models"].create({
+    db.table("models").create({
         "path": str, "name": str, "sha256": str, "size": int, "arch": str, "quant": str, "bits_per_weight": float,
         "n_params": int, "n_layers": int, "derived_from": str, "derivation": str,
     }, pk="path")
-    db["runs"].create({
+    db.table("runs").create({
         "id": int, "manifest": str, "manifest_sha256": str, "host_id": str, "status": str, "n_trials": int,
         "created_at": str, "finished_at": str,
     }, pk="id", foreign_keys=[("host_id", "hosts", "id")])
-    db["trials"].create({
+    db.table("trials").create({
         "id": int, "run": int, "seq": int, "status": str, "run_id": str, "config_id": str,
         "model": str, "model_path": str, "quant": str, "backend": str, "threads": int, "gpu_layers": int,
         "n_batch": int, "batch_size": int, "n_ctx": int, "suite": str, "prompt_id": str, "prompt_text": str,
@@ -62,15 +62,15 @@ def _create_v1(db: sqlite_utils.Database) -> None:
         "t_start_ns": int, "t_first_ns": int, "t_end_ns": int, "load_ms": float, "output_text": str,
         "stop_reason": str, "error": str, "host_id": str, "started_at": str, "finished_at": str,
     }, pk="id", foreign_keys=[("run", "runs", "id"), ("host_id", "hosts", "id")])
-    db["trials"].create_index(["run", "status", "seq"])
-    db["trials"].create_index(["config_id"])
+    db.table("trials").create_index(["run", "status", "seq"])
+    db.table("trials").create_index(["config_id"])
     # One row per decode step: at step 0 every sequence's first token, then one token per live sequence.
-    db["token_timings"].create({"trial_id": int, "step": int, "t_ns": int, "n_tokens": int},
+    db.table("token_timings").create({"trial_id": int, "step": int, "t_ns": int, "n_tokens": int},
                                pk=("trial_id", "step"), foreign_keys=[("trial_id", "trials", "id")])
     # Raw telemetry samples on the same monotonic clock as the token timings.
-    db["samples"].create({"trial_id": int, "t_ns": int, "device": str, "source": str, "power_w": float,
+    db.table("samples").create({"trial_id": int, "t_ns": int, "device": str, "source": str, "power_w": float,
                           "energy_j": float}, foreign_keys=[("trial_id", "trials", "id")])
-    db["samples"].create_index(["trial_id", "t_ns"])
+    db.table("samples").create_index(["trial_id", "t_ns"])
 
 
 @_migration
@@ -81,24 +81,24 @@ def _energy_v2(db: sqlite_utils.Database) -> None:
                          ("j_per_token", float), ("avg_power_w", float), ("peak_power_w", float),
                          ("idle_power_w", float), ("edp_js", float), ("energy_source", str), ("energy_tag", str),
                          ("sample_hz", float), ("energy_notes", str), ("energy_method", str)):
-        db["trials"].add_column(column, kind)
-    db["samples"].add_column("extra", str)
+        db.table("trials").add_column(column, kind)
+    db.table("samples").add_column("extra", str)
 
 
 @_migration
 def _advisor_v3(db: sqlite_utils.Database) -> None:
     """Fitted advisor models (portable JSON), reused until their data hash changes."""
-    db["advisor_fits"].create({"id": int, "host_id": str, "data_hash": str, "created_at": str, "payload": str},
+    db.table("advisor_fits").create({"id": int, "host_id": str, "data_hash": str, "created_at": str, "payload": str},
                               pk="id")
-    db["advisor_fits"].create_index(["host_id", "data_hash"])
+    db.table("advisor_fits").create_index(["host_id", "data_hash"])
 
 
 @_migration
 def _imports_v4(db: sqlite_utils.Database) -> None:
     """Trials and hosts imported from other machines' logs, with their caveats."""
-    db["trials"].add_column("imported", int)
-    db["trials"].add_column("caveats", str)
-    db["hosts"].add_column("imported", int)
+    db.table("trials").add_column("imported", int)
+    db.table("trials").add_column("caveats", str)
+    db.table("hosts").add_column("imported", int)
 
 
 # A model's shape from its GGUF header: what the advisor's physical model reads (engine/gguf.py).
@@ -110,13 +110,13 @@ MODEL_SHAPE = ("n_embd", "n_head", "n_head_kv", "head_dim", "n_ctx_train", "n_vo
 def _model_shape_v5(db: sqlite_utils.Database) -> None:
     """Attention shape, trained context, bytes read and FLOPs per token of every model."""
     for column in MODEL_SHAPE:
-        db["models"].add_column(column, int)
+        db.table("models").add_column(column, int)
 
 
 @_migration
 def _kernel_rates_v6(db: sqlite_utils.Database) -> None:
     """The host's matrix kernels timed per weight type (engine/kernels.py), for the advisor."""
-    db["kernel_rates"].create({"host_id": str, "llama_cpp": str, "quant": str, "rows": int, "threads": int,
+    db.table("kernel_rates").create({"host_id": str, "llama_cpp": str, "quant": str, "rows": int, "threads": int,
                                "seconds_per_flop": float, "measured_at": str},
                               pk=("host_id", "llama_cpp", "quant", "rows", "threads"))
 
@@ -124,7 +124,7 @@ def _kernel_rates_v6(db: sqlite_utils.Database) -> None:
 @_migration
 def _run_endings_v7(db: sqlite_utils.Database) -> None:
     """How a run ended, in words (which signal stopped it, which error)."""
-    db["runs"].add_column("ended_by", str)
+    db.table("runs").add_column("ended_by", str)
 
 
 def now_iso() -> str:
@@ -242,23 +242,23 @@ class Store:
     # --- writing ---
 
     def upsert_host(self, host: dict) -> str:
-        existing = self.db["hosts"].count_where("id = ?", [host["id"]])
+        existing = self.db.table("hosts").count_where("id = ?", [host["id"]])
         if not existing:
-            self.db["hosts"].insert({**host, "first_seen": now_iso()})
+            self.db.table("hosts").insert({**host, "first_seen": now_iso()})
         return host["id"]
 
     def upsert_model(self, row: dict) -> None:
-        self.db["models"].upsert(row, pk="path")
+        self.db.table("models").upsert(row, pk="path")
 
     def create_run(self, manifest: str, manifest_sha: str, host_id: str, trials: list[dict],
                    status: str = "running") -> int:
         """A run and its trials: pending ones to run, or (status="done") finished ones being imported."""
         with self.db.conn:
-            run_id = self.db["runs"].insert({
+            run_id = self.db.table("runs").insert({
                 "manifest": manifest, "manifest_sha256": manifest_sha, "host_id": host_id, "status": status,
                 "n_trials": len(trials), "created_at": now_iso(),
             }).last_pk
-            self.db["trials"].insert_all(
+            self.db.table("trials").insert_all(
                 ({"status": "pending", **trial, "run": run_id, "seq": seq, "host_id": host_id}
                  for seq, trial in enumerate(trials)), alter=True)
         return run_id
@@ -269,7 +269,7 @@ class Store:
     def finish_trial(self, trial_id: int, measured: dict, token_steps: list[tuple[int, int]],
                      samples: list = ()) -> None:
         with self.db.conn:
-            self.db["token_timings"].insert_all(
+            self.db.table("token_timings").insert_all(
                 {"trial_id": trial_id, "step": step, "t_ns": t_ns, "n_tokens": n}
                 for step, (t_ns, n) in enumerate(token_steps))
             self._insert_samples(trial_id, samples)
@@ -282,26 +282,26 @@ class Store:
 
     def _insert_samples(self, trial_id: int, samples) -> None:
         """Raw telemetry samples, kept so windows can be recomputed later."""
-        self.db["samples"].insert_all(
+        self.db.table("samples").insert_all(
             {"trial_id": trial_id, "t_ns": s.t_ns, "device": s.device, "source": s.source, "power_w": s.power_w,
              "energy_j": s.energy_j, "extra": json.dumps(s.extra) if s.extra else None} for s in samples)
 
     def _update(self, trial_id: int, **values) -> None:
         with self.db.conn:
-            self.db["trials"].update(trial_id, values)
+            self.db.table("trials").update(trial_id, values)
 
     def finish_run(self, run: int, status: str, ended_by: str | None = None) -> None:
         with self.db.conn:
-            self.db["runs"].update(run, {"status": status, "finished_at": now_iso(), "ended_by": ended_by})
+            self.db.table("runs").update(run, {"status": status, "finished_at": now_iso(), "ended_by": ended_by})
 
     def add_trials(self, run: int, trials: list[dict], host_id: str) -> None:
         """Append pending trials to a run (the app's "add trial" form)."""
         with self.db.conn:
             last = self.db.execute("SELECT COALESCE(MAX(seq), -1) FROM trials WHERE run = ?", [run]).fetchone()[0]
-            self.db["trials"].insert_all(
+            self.db.table("trials").insert_all(
                 {**trial, "run": run, "seq": last + 1 + i, "status": "pending", "host_id": host_id}
                 for i, trial in enumerate(trials))
-            self.db["runs"].update(run, {"n_trials": self.db["trials"].count_where("run = ?", [run])})
+            self.db.table("runs").update(run, {"n_trials": self.db.table("trials").count_where("run = ?", [run])})
 
     def remove_pending(self, trial_id: int) -> bool:
         """Delete a trial that has not run; finished trials are never removed."""
@@ -321,8 +321,8 @@ class Store:
         if other is None:
             return False
         with self.db.conn:
-            self.db["trials"].update(trial_id, {"seq": other[1]})
-            self.db["trials"].update(other[0], {"seq": seq})
+            self.db.table("trials").update(trial_id, {"seq": other[1]})
+            self.db.table("trials").update(other[0], {"seq": seq})
         return True
 
     def requeue(self, run: int) -> int:
@@ -334,13 +334,14 @@ class Store:
                 self.db.execute(f"DELETE FROM {table} WHERE trial_id IN ({aborted})", [run])
             cursor = self.db.execute(
                 "UPDATE trials SET status='pending', error=NULL WHERE run=? AND status='aborted'", [run])
-            self.db["runs"].update(run, {"status": "running", "finished_at": None})
+            self.db.table("runs").update(run, {"status": "running", "finished_at": None})
         return cursor.rowcount
 
     # --- reading ---
 
     def next_pending(self, run: int) -> dict | None:
-        rows = list(self.db["trials"].rows_where("run = ? AND status = 'pending'", [run], order_by="seq", limit=1))
+        rows = list(self.db.table("trials").rows_where("run = ? AND status = 'pending'", [run], order_by="seq",
+                                                       limit=1))
         return rows[0] if rows else None
 
     def unfinished_run(self, manifest_sha: str) -> dict | None:
