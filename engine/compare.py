@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from .errors import UserError
-from .report import TAG_LABELS, Stat, build_of, csv_text, stat
+from .report import TAG_LABELS, build_of, csv_text, stat
 from .store import Store
 
 METRICS = (("ttft_ms", "TTFT ms", 1), ("prefill_tps", "prefill tok/s", 1), ("decode_tps", "decode tok/s", 1),
@@ -68,10 +68,6 @@ def _tag(trials: list[dict]) -> str | None:
     return next(iter(tags)) if len(tags) == 1 else (", ".join(sorted(tags)) if tags else None)
 
 
-def _cell(value: Stat, digits: int) -> str:
-    return value.fmt(digits)
-
-
 def text(names: tuple[str, str], rows: list[dict], only_a: list[str], only_b: list[str], fmt: str) -> str:
     if fmt in ("csv", "json"):
         flat = []
@@ -103,7 +99,7 @@ def _markdown(names: tuple[str, str], rows: list[dict], only_a: list[str], only_
         cells = [r["configuration"], str(r["n_a"]), str(r["n_b"])]
         for metric, _, digits in METRICS:
             left, right, ratio = r[metric]
-            cells += [_cell(left, digits), _cell(right, digits), f"{ratio:.2f}" if ratio is not None else "–"]
+            cells += [left.fmt(digits), right.fmt(digits), f"{ratio:.2f}" if ratio is not None else "–"]
         out.append("| " + " | ".join(cells) + " |")
         if r["tags"][0] != r["tags"][1]:
             unlike.append(r["configuration"])
