@@ -131,6 +131,11 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+# Files whose integrity this process has checked. quick_check reads the whole file (0.4 s for 1.5 million
+# power samples, four hours at 100 Hz): once per process, not on each of the app's polls beside a run.
+_CHECKED: set[Path] = set()
+
+
 class Store:
     """The SQLite file. `read_only` (export, report, compare, advise) never creates or changes the file and
     works on read-only media; every open checks the file's integrity first."""
@@ -147,7 +152,9 @@ class Store:
                             "`energytui run config/manifests/quickstart.yaml`")
         try:
             self.conn = self._connect_read_only() if read_only else self._connect()
-            self._check_integrity()
+            if self.path.resolve() not in _CHECKED:  # once per file and process: the app reopens it every 2 s
+                self._check_integrity()
+                _CHECKED.add(self.path.resolve())
             if not read_only:
                 self.conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
