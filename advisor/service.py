@@ -93,10 +93,10 @@ def explain(fit: Fit) -> str:
     if fit.kernels:
         lines.append("  kernel probe (llama.cpp's CPU matrix kernels timed on this host; cpu_kernel_s scales them), "
                      "GFLOP/s at 1 / 64 rows:")
+        shown = sorted((q for q in fit.kernels if q in fit.quants or q in QUANT_BITS),  # one name per rung
+                       key=lambda q: (q not in fit.quants, q))
         for count in sorted({c.threads for c in fit.config_objects() if c.threads} | {1}):
-            shown = [q for q in fit.kernels if q in fit.quants or q in QUANT_BITS]  # one name per ladder rung
-            speeds = {q: [kernel_seconds_per_flop(fit.kernels, q, rows, count) for rows in (1, 64)]
-                      for q in sorted(shown, key=lambda q: (q not in fit.quants, q))}
+            speeds = {q: [kernel_seconds_per_flop(fit.kernels, q, rows, count) for rows in (1, 64)] for q in shown}
             lines.append(f"    {count} thread{'s' * (count != 1)}: " + ", ".join(
                 f"{q} {1e-9 / a:.0f}/{1e-9 / b:.0f}" for q, (a, b) in speeds.items() if a and b))
     for part, coefficients in fit.coefficients.items():
