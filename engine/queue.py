@@ -110,12 +110,16 @@ def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threa
     """
     try:
         return _run_pending(store, run, engine, on_event or (lambda event: None), stop, meter, abort)
-    except KeyboardInterrupt as exc:
-        store.finish_run(run, "interrupted", interrupts.describe(exc))
-        raise
     except BaseException as exc:
-        store.finish_run(run, "failed", f"energytui stopped: {exc!r}")
+        store.finish_run(run, *_how_it_ended(exc))
         raise
+
+
+def _how_it_ended(exc: BaseException) -> tuple[str, str]:
+    """(run status, reason) for a run stopped by a signal (engine/interrupts.py) or by an error."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", interrupts.describe(exc)
+    return "failed", f"energytui stopped: {exc!r}"
 
 
 def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abort) -> str:
@@ -131,7 +135,7 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
             meter.cooldown(row["cooldown_s"]) if meter else time.sleep(float(row["cooldown_s"]))
         store.mark_running(row["id"])
         emit(Event("trial_start", index, total, row))
-        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, meter, abort), run)
+        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, meter, abort))
         previous_ran = True
         emit(Event("trial_end", index, total, store.db["trials"].get(row["id"])))
         if abort is not None and abort.is_set():
@@ -141,7 +145,7 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
     return "done"
 
 
-def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_token, run: int) -> None:
+def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_token) -> None:
     idle = {}
 
     def idle_window() -> None:
@@ -151,17 +155,14 @@ def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_to
     try:
         measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window)
         samples, energy = _samples(meter, idle, measurement)
-    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (engine/interrupts.py): run_queue ends the run
-        store.fail_trial(row["id"], "aborted", interrupts.describe(exc), _samples(meter, idle, None)[0])
-        raise
     except TrialStopped:
         store.fail_trial(row["id"], "aborted", "stopped by the user", _samples(meter, idle, None)[0])
         return
     except (TrialFailed, UserError, RuntimeError) as exc:
         store.fail_trial(row["id"], "failed", str(exc), _samples(meter, idle, None)[0])
         return
-    except BaseException as exc:  # a bug or a crash: the trial says so, finished trials stay
-        store.fail_trial(row["id"], "aborted", f"energytui stopped: {exc!r}", _samples(meter, idle, None)[0])
+    except BaseException as exc:  # a signal, a bug or a crash: the trial says which; run_queue ends the run
+        store.fail_trial(row["id"], "aborted", _how_it_ended(exc)[1], _samples(meter, idle, None)[0])
         raise
     store.finish_trial(row["id"], {**measurement.metrics(), **energy}, measurement.steps, samples)
 
