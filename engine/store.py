@@ -423,8 +423,8 @@ class Store:
 
     def _cache_write(self, sql: str, rows: list[tuple]) -> None:
         """A derived result (a fit, a kernel probe) kept for next time. A read-only open writes it through a
-        short-lived writable connection when the file allows, else (read-only media, an older schema read in
-        memory) keeps it in memory only: a cache never stops a read."""
+        short-lived writable connection when the file allows; an older schema read in memory keeps it in that
+        copy; on read-only media it is not kept (the caller uses it now): a cache never stops a read."""
         if not self.read_only or self._in_memory:
             with self.conn:
                 self.conn.executemany(sql, rows)
@@ -437,7 +437,7 @@ class Store:
             finally:
                 writer.close()
         except sqlite3.Error:
-            pass  # not writable here: the cache stays in this process
+            pass  # not writable here: the result is used now and computed again next time
 
     def median_e2e_s(self, model_paths: set[str]) -> float | None:
         """The median end-to-end seconds of done trials of these models on this hostname's hosts."""
