@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .store import Store, now_iso
+from .store import Store
 
 LOG_COLUMNS = ("timestamp", "run_id", "backend", "prompt_id", "prompt_template", "prompt_length_chars", "latency_ms",
                "tokens_generated", "energy_joules", "notes")
@@ -164,13 +164,11 @@ def import_logs(store: Store, log: Path, map_path: Path, power_log: Path | None 
         trial["config_id"] = _digest([host["id"], trial["run_id"], mapping["runs"][trial["run_id"]]])
     model = mapping["model"]
     model_path = f"imported:{model['name']}"
-    with store.db.conn:
-        if not store.db["hosts"].count_where("id = ?", [host["id"]]):
-            store.db["hosts"].insert(host)
-        store.upsert_model({"path": model_path, "name": model["name"], "quant": model["quant"],
-                            "bits_per_weight": float(model["bits_per_weight"]), "n_params": model["n_params"],
-                            "n_layers": model["n_layers"], "arch": model.get("arch"), "sha256": None, "size": None,
-                            "derived_from": None, "derivation": None})
+    store.upsert_host(host)
+    store.upsert_model({"path": model_path, "name": model["name"], "quant": model["quant"],
+                        "bits_per_weight": float(model["bits_per_weight"]), "n_params": model["n_params"],
+                        "n_layers": model["n_layers"], "arch": model.get("arch"), "sha256": None, "size": None,
+                        "derived_from": None, "derivation": None})
     rows_out = [{**t, "model": model["name"], "model_path": model_path, "quant": model["quant"]} for t in trials]
     run = store.create_run(str(log.resolve()), content, host["id"], rows_out, status="done")
     return ImportResult(run, host["id"], len(trials), sum(t["energy_j"] is not None for t in trials), skipped)
@@ -228,7 +226,7 @@ def _host(mapping: dict) -> dict:
     return {"id": "imp-" + hashlib.sha256(identity.encode()).hexdigest()[:8], "hostname": facts["name"],
             "cpu": facts["cpu"], "cores": facts.get("cores"), "ram_gb": facts.get("ram_gb"), "gpu": facts.get("gpu"),
             "gpu_driver": facts.get("gpu_driver"), "os": facts.get("os"), "llama_cpp": facts.get("llama_cpp"),
-            "gpu_offload": _gpu_build(mapping), "python": None, "imported": 1, "first_seen": now_iso()}
+            "gpu_offload": _gpu_build(mapping), "python": None, "imported": 1}
 
 
 def _gpu_build(mapping: dict) -> int | None:

@@ -123,7 +123,7 @@ def _how_it_ended(exc: BaseException) -> tuple[str, str]:
 
 
 def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abort) -> str:
-    total = store.db["trials"].count_where("run = ?", [run])
+    total = store.trial_count(run)
     previous_ran = False
     while (row := store.next_pending(run)) is not None:
         if stop is not None and stop.is_set():
@@ -137,7 +137,7 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
         emit(Event("trial_start", index, total, row))
         _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, meter, abort))
         previous_ran = True
-        emit(Event("trial_end", index, total, store.db["trials"].get(row["id"])))
+        emit(Event("trial_end", index, total, store.trial(row["id"])))
         if abort is not None and abort.is_set():
             store.finish_run(run, "stopped")
             return "stopped"

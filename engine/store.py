@@ -151,12 +151,12 @@ class Store:
             raise UserError(f"--db {self.path}: no database there; check the path, or create one with "
                             "`energytui run config/manifests/quickstart.yaml`")
         try:
-            self.conn = self._connect_read_only() if read_only else self._connect()
+            self._conn = self._connect_read_only() if read_only else self._connect()
             if self.path.resolve() not in _CHECKED:  # once per file and process: the app reopens it every 2 s
                 self._check_integrity()
                 _CHECKED.add(self.path.resolve())
             if not read_only:
-                self.conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
         except sqlite3.OperationalError as exc:
             how = "reading" if read_only else "writing"
@@ -180,7 +180,7 @@ class Store:
         return sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=10, check_same_thread=False)
 
     def _check_integrity(self) -> None:
-        problem = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        problem = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         if problem != "ok":
             problem = " ".join(problem.replace("*** in database main ***", "").split())
             raise UserError(f"--db {self.path}: the database is damaged ({problem}); nothing was written to it. "
@@ -188,28 +188,28 @@ class Store:
                             f"| sqlite3 recovered.db` and use --db recovered.db")
 
     @cached_property
-    def db(self):
+    def _db(self):
         """The sqlite-utils view of the connection, imported on first use: a read such as a cached
         `advise` needs only sqlite3, and sqlite-utils (with numpy) costs a quarter of a second to import."""
         import sqlite_utils
 
-        return sqlite_utils.Database(self.conn)
+        return sqlite_utils.Database(self._conn)
 
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise UserError(f"--db {self.path}: schema version {version} is newer than this energytui "
                             f"({SCHEMA_VERSION}); upgrade energytui")
         self._in_memory = self.read_only and version < SCHEMA_VERSION
         if self._in_memory:  # an older file is read through an upgraded copy in memory
             memory = sqlite3.connect(":memory:", check_same_thread=False)
-            self.conn.backup(memory)
-            self.conn.close()
-            self.conn = memory
+            self._conn.backup(memory)
+            self._conn.close()
+            self._conn = memory
         for target, migrate in enumerate(_MIGRATIONS[version:], start=version + 1):
-            with self.db.conn:
-                migrate(self.db)
-                self.db.execute(f"PRAGMA user_version={target}")
+            with self._db.conn:
+                migrate(self._db)
+                self._db.execute(f"PRAGMA user_version={target}")
 
     # --- the runner's lock: one process runs trials on a database at a time ---
 
@@ -240,8 +240,8 @@ class Store:
 
     def abort_stale_running(self) -> int:
         """Trials left `running` by a killed process are aborted (call with the runner lock held)."""
-        with self.db.conn:
-            cursor = self.db.execute(
+        with self._db.conn:
+            cursor = self._db.execute(
                 "UPDATE trials SET status='aborted', error='the process running it stopped', finished_at=? "
                 "WHERE status='running'", [now_iso()])
         return cursor.rowcount
@@ -249,23 +249,23 @@ class Store:
     # --- writing ---
 
     def upsert_host(self, host: dict) -> str:
-        existing = self.db.table("hosts").count_where("id = ?", [host["id"]])
+        existing = self._db.table("hosts").count_where("id = ?", [host["id"]])
         if not existing:
-            self.db.table("hosts").insert({**host, "first_seen": now_iso()})
+            self._db.table("hosts").insert({**host, "first_seen": now_iso()})
         return host["id"]
 
     def upsert_model(self, row: dict) -> None:
-        self.db.table("models").upsert(row, pk="path")
+        self._db.table("models").upsert(row, pk="path")
 
     def create_run(self, manifest: str, manifest_sha: str, host_id: str, trials: list[dict],
                    status: str = "running") -> int:
         """A run and its trials: pending ones to run, or (status="done") finished ones being imported."""
-        with self.db.conn:
-            run_id = self.db.table("runs").insert({
+        with self._db.conn:
+            run_id = self._db.table("runs").insert({
                 "manifest": manifest, "manifest_sha256": manifest_sha, "host_id": host_id, "status": status,
                 "n_trials": len(trials), "created_at": now_iso(),
             }).last_pk
-            self.db.table("trials").insert_all(
+            self._db.table("trials").insert_all(
                 ({"status": "pending", **trial, "run": run_id, "seq": seq, "host_id": host_id}
                  for seq, trial in enumerate(trials)), alter=True)
         return run_id
@@ -275,85 +275,85 @@ class Store:
 
     def finish_trial(self, trial_id: int, measured: dict, token_steps: list[tuple[int, int]],
                      samples: list = ()) -> None:
-        with self.db.conn:
-            self.db.table("token_timings").insert_all(
+        with self._db.conn:
+            self._db.table("token_timings").insert_all(
                 {"trial_id": trial_id, "step": step, "t_ns": t_ns, "n_tokens": n}
                 for step, (t_ns, n) in enumerate(token_steps))
             self._insert_samples(trial_id, samples)
             self._update(trial_id, **measured, status="done", error=None, finished_at=now_iso())
 
     def fail_trial(self, trial_id: int, status: str, error: str, samples: list = ()) -> None:
-        with self.db.conn:
+        with self._db.conn:
             self._insert_samples(trial_id, samples)
             self._update(trial_id, status=status, error=error, finished_at=now_iso())
 
     def _insert_samples(self, trial_id: int, samples) -> None:
         """Raw telemetry samples, kept so windows can be recomputed later."""
-        self.db.table("samples").insert_all(
+        self._db.table("samples").insert_all(
             {"trial_id": trial_id, "t_ns": s.t_ns, "device": s.device, "source": s.source, "power_w": s.power_w,
              "energy_j": s.energy_j, "extra": json.dumps(s.extra) if s.extra else None} for s in samples)
 
     def _update(self, trial_id: int, **values) -> None:
-        with self.db.conn:
-            self.db.table("trials").update(trial_id, values)
+        with self._db.conn:
+            self._db.table("trials").update(trial_id, values)
 
     def finish_run(self, run: int, status: str, ended_by: str | None = None) -> None:
-        with self.db.conn:
-            self.db.table("runs").update(run, {"status": status, "finished_at": now_iso(), "ended_by": ended_by})
+        with self._db.conn:
+            self._db.table("runs").update(run, {"status": status, "finished_at": now_iso(), "ended_by": ended_by})
 
     def add_trials(self, run: int, trials: list[dict], host_id: str) -> None:
         """Append pending trials to a run (the app's "add trial" form)."""
-        with self.db.conn:
-            last = self.db.execute("SELECT COALESCE(MAX(seq), -1) FROM trials WHERE run = ?", [run]).fetchone()[0]
-            self.db.table("trials").insert_all(
+        with self._db.conn:
+            last = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM trials WHERE run = ?", [run]).fetchone()[0]
+            self._db.table("trials").insert_all(
                 {**trial, "run": run, "seq": last + 1 + i, "status": "pending", "host_id": host_id}
                 for i, trial in enumerate(trials))
-            self.db.table("runs").update(run, {"n_trials": self.db.table("trials").count_where("run = ?", [run])})
+            self._db.table("runs").update(run, {"n_trials": self._db.table("trials").count_where("run = ?", [run])})
 
     def remove_pending(self, trial_id: int) -> bool:
         """Delete a trial that has not run; finished trials are never removed."""
-        with self.db.conn:
-            cursor = self.db.execute("DELETE FROM trials WHERE id = ? AND status = 'pending'", [trial_id])
+        with self._db.conn:
+            cursor = self._db.execute("DELETE FROM trials WHERE id = ? AND status = 'pending'", [trial_id])
         return cursor.rowcount == 1
 
     def move_pending(self, trial_id: int, step: int) -> bool:
         """Swap a pending trial with the next pending one before (step -1) or after (step 1) it."""
-        row = self.db.execute("SELECT run, seq FROM trials WHERE id = ? AND status = 'pending'", [trial_id]).fetchone()
+        row = self._db.execute("SELECT run, seq FROM trials WHERE id = ? AND status = 'pending'", [trial_id]).fetchone()
         if row is None:
             return False
         run, seq = row
         compare, order = ("<", "DESC") if step < 0 else (">", "ASC")
-        other = self.db.execute(f"SELECT id, seq FROM trials WHERE run = ? AND status = 'pending' AND seq {compare} ? "
+        other = self._db.execute(f"SELECT id, seq FROM trials WHERE run = ? AND status = 'pending' AND seq {compare} ? "
                                 f"ORDER BY seq {order} LIMIT 1", [run, seq]).fetchone()
         if other is None:
             return False
-        with self.db.conn:
-            self.db.table("trials").update(trial_id, {"seq": other[1]})
-            self.db.table("trials").update(other[0], {"seq": seq})
+        with self._db.conn:
+            self._db.table("trials").update(trial_id, {"seq": other[1]})
+            self._db.table("trials").update(other[0], {"seq": seq})
         return True
 
     def requeue(self, run: int) -> int:
         """Aborted trials of a run go back to pending (for --resume), without the aborted attempt's samples
         and token timings: the next attempt's trace must not be mixed with the broken one's."""
         aborted = "SELECT id FROM trials WHERE run = ? AND status = 'aborted'"
-        with self.db.conn:
+        with self._db.conn:
             for table in ("samples", "token_timings"):
-                self.db.execute(f"DELETE FROM {table} WHERE trial_id IN ({aborted})", [run])
-            cursor = self.db.execute(
+                self._db.execute(f"DELETE FROM {table} WHERE trial_id IN ({aborted})", [run])
+            cursor = self._db.execute(
                 "UPDATE trials SET status='pending', error=NULL WHERE run=? AND status='aborted'", [run])
-            self.db.table("runs").update(run, {"status": "running", "finished_at": None})
+            self._db.table("runs").update(run, {"status": "running", "finished_at": None})
         return cursor.rowcount
 
     # --- reading ---
 
     def next_pending(self, run: int) -> dict | None:
-        rows = list(self.db.table("trials").rows_where("run = ? AND status = 'pending'", [run], order_by="seq",
+        rows = list(self._db.table("trials").rows_where("run = ? AND status = 'pending'", [run], order_by="seq",
                                                        limit=1))
         return rows[0] if rows else None
 
     def unfinished_run(self, manifest_sha: str) -> dict | None:
         """The latest run of this exact manifest that still has pending or aborted trials."""
-        rows = self.db.execute(
+        rows = self._db.execute(
             "SELECT r.id, r.created_at, "
             "SUM(t.status = 'done') AS done, SUM(t.status IN ('pending','aborted')) AS left, COUNT(*) AS total "
             "FROM runs r JOIN trials t ON t.run = r.id WHERE r.manifest_sha256 = ? "
@@ -374,39 +374,39 @@ class Store:
             f"WHERE {where or '1=1'} ORDER BY t.id", [value for _, value in filters])
 
     def run_numbers(self) -> list[int]:
-        return [row[0] for row in self.conn.execute("SELECT id FROM runs ORDER BY id")]
+        return [row[0] for row in self._conn.execute("SELECT id FROM runs ORDER BY id")]
 
     def run_ids(self) -> list[str]:
         """The manifests' (and import maps') run names that have trials."""
-        return [row[0] for row in self.conn.execute("SELECT DISTINCT run_id FROM trials ORDER BY run_id")]
+        return [row[0] for row in self._conn.execute("SELECT DISTINCT run_id FROM trials ORDER BY run_id")]
 
     def _rows(self, sql: str, params=()) -> list[dict]:
-        cursor = self.conn.execute(sql, params)
+        cursor = self._conn.execute(sql, params)
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def run_with_sha(self, sha: str) -> int | None:
         """The latest run made from content with this digest (a manifest, or an imported log and its map)."""
-        row = self.conn.execute("SELECT MAX(id) FROM runs WHERE manifest_sha256 = ?", [sha]).fetchone()
+        row = self._conn.execute("SELECT MAX(id) FROM runs WHERE manifest_sha256 = ?", [sha]).fetchone()
         return row[0]
 
     def host_ids(self) -> list[str]:
-        return [row[0] for row in self.conn.execute("SELECT id FROM hosts ORDER BY id")]
+        return [row[0] for row in self._conn.execute("SELECT id FROM hosts ORDER BY id")]
 
     def latest_host(self, hostname: str) -> str | None:
         """The id of this hostname's host row with the latest trial (a host's id changes with its build)."""
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT h.id FROM hosts h LEFT JOIN trials t ON t.host_id = h.id WHERE h.hostname = ? "
             "GROUP BY h.id ORDER BY MAX(t.id) DESC LIMIT 1", [hostname]).fetchone()
         return row[0] if row else None
 
     def done_gpu_trials(self, host_id: str) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM trials WHERE host_id = ? AND status = 'done' "
+        return self._conn.execute("SELECT COUNT(*) FROM trials WHERE host_id = ? AND status = 'done' "
                                  "AND backend != 'cpu'", [host_id]).fetchone()[0]
 
     def kernel_rates(self, host_id: str) -> tuple[str | None, dict]:
         """(llama.cpp version, {quant: {rows: {threads: seconds per FLOP}}}) of the host's kernel probe."""
-        rows = self.conn.execute("SELECT k.quant, k.rows, k.threads, k.seconds_per_flop, h.llama_cpp "
+        rows = self._conn.execute("SELECT k.quant, k.rows, k.threads, k.seconds_per_flop, h.llama_cpp "
                                  "FROM kernel_rates k JOIN hosts h ON h.id = k.host_id AND h.llama_cpp = k.llama_cpp "
                                  "WHERE k.host_id = ?", [host_id]).fetchall()
         table: dict = {}
@@ -426,8 +426,8 @@ class Store:
         short-lived writable connection when the file allows; an older schema read in memory keeps it in that
         copy; on read-only media it is not kept (the caller uses it now): a cache never stops a read."""
         if not self.read_only or self._in_memory:
-            with self.conn:
-                self.conn.executemany(sql, rows)
+            with self._conn:
+                self._conn.executemany(sql, rows)
             return
         try:
             writer = sqlite3.connect(self.path, timeout=10)
@@ -442,14 +442,14 @@ class Store:
     def median_e2e_s(self, model_paths: set[str]) -> float | None:
         """The median end-to-end seconds of done trials of these models on this hostname's hosts."""
         marks = ", ".join("?" * len(model_paths))
-        values = sorted(row[0] for row in self.conn.execute(
+        values = sorted(row[0] for row in self._conn.execute(
             f"SELECT t.e2e_ms FROM trials t JOIN hosts h ON h.id = t.host_id WHERE t.status = 'done' "
             f"AND t.e2e_ms IS NOT NULL AND h.hostname = ? AND t.model_path IN ({marks})",
             [socket.gethostname(), *model_paths]))
         return values[len(values) // 2] / 1e3 if values else None
 
     def thread_counts(self, host_id: str) -> list[int]:
-        return [row[0] for row in self.conn.execute("SELECT DISTINCT threads FROM trials WHERE host_id = ? "
+        return [row[0] for row in self._conn.execute("SELECT DISTINCT threads FROM trials WHERE host_id = ? "
                                                     "AND threads > 0", [host_id])]
 
     def host_row(self, host_id: str) -> dict | None:
@@ -461,7 +461,7 @@ class Store:
 
     def latest_fit(self, host_id: str) -> tuple[str, str] | None:
         """(data_hash, payload) of the newest advisor fit for this host."""
-        row = self.conn.execute("SELECT data_hash, payload FROM advisor_fits WHERE host_id = ? "
+        row = self._conn.execute("SELECT data_hash, payload FROM advisor_fits WHERE host_id = ? "
                                 "ORDER BY id DESC LIMIT 1", [host_id]).fetchone()
         return (row[0], row[1]) if row else None
 
@@ -469,9 +469,26 @@ class Store:
         self._cache_write("INSERT INTO advisor_fits (host_id, data_hash, created_at, payload) VALUES (?, ?, ?, ?)",
                           [(host_id, data_hash, now_iso(), payload)])
 
+    def trial(self, trial_id: int) -> dict | None:
+        rows = self._rows("SELECT * FROM trials WHERE id = ?", [trial_id])
+        return rows[0] if rows else None
+
+    def trial_count(self, run: int) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM trials WHERE run = ?", [run]).fetchone()[0]
+
+    def power_trace(self, trial_id: int) -> list[tuple[int, str, float | None]]:
+        """(t_ns, device, power_w) of the trial's raw samples, in time order."""
+        return self._conn.execute("SELECT t_ns, device, power_w FROM samples WHERE trial_id = ? ORDER BY t_ns",
+                                  [trial_id]).fetchall()
+
+    def change_stamp(self) -> tuple:
+        """Changes whenever a trial is added, removed or finished: cheap enough to poll every few seconds."""
+        return tuple(self._conn.execute("SELECT COUNT(*), MAX(id), MAX(finished_at), SUM(status = 'done') "
+                                        "FROM trials").fetchone())
+
     def close(self) -> None:
         self.release_runner_lock()
-        self.conn.close()
+        self._conn.close()
 
 
 @contextmanager

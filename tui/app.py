@@ -470,8 +470,7 @@ class EnergyApp(App):
         """Reload tables only when the trials changed (e.g. `energytui run` in another terminal)."""
         store = self._store()
         try:
-            version = store.db.execute("SELECT COUNT(*), MAX(id), MAX(finished_at), "
-                                       "SUM(status = 'done') FROM trials").fetchone()
+            version = store.change_stamp()
         finally:
             store.close()
         if version != self._db_version:
@@ -482,9 +481,8 @@ class EnergyApp(App):
     def load_trace(self, trial_id: int) -> None:
         store = self._store()
         try:
-            trial = store.db["trials"].get(trial_id)
-            samples = [(r["t_ns"], r["device"], r["power_w"]) for r in store.db.query(
-                "SELECT t_ns, device, power_w FROM samples WHERE trial_id = ? ORDER BY t_ns", [trial_id])]
+            trial = store.trial(trial_id)
+            samples = store.power_trace(trial_id)
         finally:
             store.close()
         marks = {"prefill": trial.get("t_start_ns"), "decode": trial.get("t_first_ns"), "end": trial.get("t_end_ns")}
