@@ -32,6 +32,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from energytui.engine.gguf import kv_bytes_per_token
+from energytui.engine.record import check_names
 from energytui.engine.report import build_of
 
 # ggml block sizes in bits per weight, for a rung of the quantization ladder not on disk.
@@ -183,6 +184,13 @@ def config_of(row: dict) -> Config:
                   threads=int(threads) if threads else None, gpu_layers=int(row.get("gpu_layers") or 0),
                   n_batch=int(row["n_batch"]) if row.get("n_batch") else None,
                   batch_size=int(row.get("batch_size") or 1), model=ModelShape.from_row(row))
+
+
+# What config_of reads from a trial row and its joined model and host (Store.trials).
+check_names(("host_id", "backend", "threads", "gpu_layers", "n_batch", "batch_size", "model", "model_path", "quant",
+             "n_params", "bits_per_weight", "n_layers", "decode_bytes", "matmul_params", "layer_bytes", "n_embd",
+             "n_head", "n_head_kv", "head_dim", "n_ctx_train", "n_vocab", "model_size", "gpu_build"),
+            "advisor/features.py")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from energytui.engine.errors import UserError
+from energytui.engine.record import check_names
 
 from . import portable
 from .features import (COLUMNS, TILED_KERNELS, Config, Parts, Workload, config_of, decode_work, derive, power_load,
@@ -36,6 +37,11 @@ KERNEL_COLUMNS = {"prefill_s": ("cpu_flops/thread", "gpu_flops"), "decode_step_s
                   "latency_s": ("cpu_flops/thread", "gpu_flops")}
 RESIDUAL_GAIN = 0.9  # keep a residual model only if it cuts the held-out error by at least 10 %
 RESIDUAL_MIN_POINTS = 0.005  # ... and by at least half a percentage point
+# The trial fields a fit learns from, per mode (besides the configuration features.config_of reads).
+NEEDED = {"phases": ("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j"), "request": ("e2e_ms", "energy_j")}
+check_names({name for names in NEEDED.values() for name in names} | {"status", "gen_tokens", "batch_size",
+            "bits_per_weight", "n_params", "prompt_tokens", "idle_power_w", "energy_tag", "model", "imported"},
+            "advisor/fit.py")
 
 
 class NotEnoughData(UserError):
@@ -98,8 +104,7 @@ def steps_of(trial: dict) -> float:
 
 def usable(trial: dict, mode: str = "phases") -> bool:
     """Done, with the mode's timings and energy, and the model's size and bits per weight known."""
-    needed = (("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j") if mode == "phases"
-              else ("e2e_ms", "energy_j"))
+    needed = NEEDED[mode]
     return bool(trial["status"] == "done" and steps_of(trial) >= (2 if mode == "phases" else 1)
                 and trial.get("bits_per_weight") and trial.get("n_params") and trial.get("prompt_tokens")
                 and all(trial.get(k) for k in needed) and (mode == "request" or trial["e2e_ms"] > trial["ttft_ms"]))

@@ -8,8 +8,10 @@ distribution that energytui runs on, then alternates rounds:
   - `energytui run` (the path a user takes, meter on: idle windows, 100 Hz sampling) of a
     manifest with a 128-token prompt and 65 generated tokens, whose prefill is pp128 at depth 0
     and whose 64 decode steps run at depth 128 to 192, as tg64 does after `-d 128`.
-Prints each side's tokens/s (mean ± stddev over every repetition of every round) and the
-ratios energytui / llama-bench. Targets: prefill ≥ 0.97, decode ≥ 0.98.
+Prints each side's tokens/s (mean ± stddev over every repetition of every round), the ratios
+energytui / llama-bench of those means (the verdict), and the spread of the per-round ratios, which
+shows how much of a shortfall this shared machine's drift can explain. Targets: prefill ≥ 0.97,
+decode ≥ 0.98.
 """
 
 from __future__ import annotations
@@ -94,12 +96,15 @@ def main() -> int:
     model = resolve_model(args.model)
     binary = build_llama_bench()
     ours, theirs = {"prefill": [], "decode": []}, {"prefill": [], "decode": []}
+    paired: dict[str, list[float]] = {"prefill": [], "decode": []}  # each round's ratio: drift between rounds cancels
     with tempfile.TemporaryDirectory() as folder:
         for round_no in range(args.rounds):
-            for side, result in ((theirs, llama_bench_round(binary, model, args.threads, args.reps)),
-                                 (ours, energytui_round(model, args.threads, args.reps, Path(folder)))):
-                for phase, values in result.items():
-                    side[phase] += values
+            bench_round = llama_bench_round(binary, model, args.threads, args.reps)
+            our_round = energytui_round(model, args.threads, args.reps, Path(folder))
+            for phase in paired:
+                theirs[phase] += bench_round[phase]
+                ours[phase] += our_round[phase]
+                paired[phase].append(statistics.fmean(our_round[phase]) / statistics.fmean(bench_round[phase]))
             print(f"round {round_no + 1}/{args.rounds}: llama-bench pp{PROMPT} "
                   f"{statistics.fmean(theirs['prefill']):.1f} "
                   f"tg{GENERATE}@d{DEPTH} {statistics.fmean(theirs['decode']):.1f} | energytui run "
@@ -116,7 +121,8 @@ def main() -> int:
         print(f"{phase:8s} {test:18s} llama-bench {statistics.fmean(theirs[phase]):7.1f} ± "
               f"{statistics.stdev(theirs[phase]):5.1f}  energytui {statistics.fmean(ours[phase]):7.1f} ± "
               f"{statistics.stdev(ours[phase]):5.1f}  ratio {ratio:.3f} (target ≥ {TARGETS[phase]}) "
-              f"{'PASS' if ok else 'FAIL'}")
+              f"{'PASS' if ok else 'FAIL'}; per round: median {statistics.median(paired[phase]):.3f}, "
+              f"{min(paired[phase]):.3f}–{max(paired[phase]):.3f}")
     return 1 if failed else 0
 
 

@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 
 from energytui import __version__
-from energytui.engine import interrupts
-from energytui.engine.errors import UserError
-from energytui.engine.paths import default_db_path
+from energytui.app import UserError, default_db_path, describe_interruption
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"energytui: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP during `run` (engine/interrupts.py)
-        print(f"\nenergytui: {interrupts.describe(exc)}; finished trials are kept", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP during `run` (app/runs.py)
+        print(f"\nenergytui: {describe_interruption(exc)}; finished trials are kept", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
     except BrokenPipeError:
         return 0
@@ -144,84 +142,76 @@ def _add_meter_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _meter_options(args):
-    from energytui.engine.metering import MeterOptions
+    from energytui.app.views import MeterOptions
 
     return MeterOptions(rate_hz=getattr(args, "sample_hz", 100.0), idle_s=getattr(args, "idle_s", 0.5),
                         cpu_tdp_w=args.cpu_tdp, power_command=args.power_command)
 
 
 def _cmd_tui(args) -> int:
+    from energytui.app.queries import database
     from energytui.tui.app import create_app
 
-    store = _open_store(args)  # validates --db and creates the schema before the app starts
-    store.close()
-    create_app(_db_path(args), args.manifest).run()
+    path = _db_path(args, for_writing=True)
+    with database(path):  # validates --db and creates the schema before the app starts
+        pass
+    create_app(path, args.manifest).run()
 
 
-def _db_path(args) -> Path:
-    return args.db or default_db_path()
+def _db_path(args, for_writing: bool = False) -> Path:
+    from energytui.app.queries import db_path
+
+    return db_path(args.db, for_writing)
 
 
-def _open_store(args, read_only: bool = False):
-    """The database; commands that only read open it read-only (never creating a file)."""
-    from energytui.engine.store import Store
+def _read_only(args):
+    """The database of a command that only reads it: opened read-only, never creating a file."""
+    from energytui.app.queries import database
 
-    path = _db_path(args)
-    if args.db is None and not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return Store(path, read_only=read_only)
+    return database(_db_path(args), read_only=True)
 
 
 def _cmd_run(args) -> int:
-    from energytui.engine import session
-    from energytui.engine.manifest import load_manifest
-    from energytui.engine.queue import ResumeAvailable, queue_manifest, run_queue
+    from energytui.app import runs
 
     from .progress import Progress
     from .tables import wrap
 
     options = _meter_options(args)
     options.check()
-    manifest = load_manifest(args.manifest, skip_gpu=args.skip_gpu)
+    manifest = runs.load_manifest(args.manifest, skip_gpu=args.skip_gpu)
     for run_id in manifest.skipped_runs:
         print(f"skipped the gpu/hybrid configurations of run {run_id!r} (--skip-gpu)")
     if not manifest.trials:
         raise UserError(f"{args.manifest}: no trials to run after --skip-gpu; add cpu runs")
-    _check_limits(args, manifest, options.idle_s)
-    path = _db_path(args)
-    if args.db is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    previous_handlers = interrupts.install()  # SIGTERM and SIGHUP end a run as Ctrl-C does
-    try:
-        with session.running(path, options) as live:
-            store, meter = live.store, live.meter
-            if live.stale_aborted:
-                print(f"marked {live.stale_aborted} trial(s) left running by a stopped process as aborted")
-            resume = True if args.resume else False if args.fresh else None
-            if args.resume and not store.unfinished_run(manifest.sha256):
-                raise UserError(f"{args.manifest}: nothing to resume (no unfinished run of this manifest in "
-                                f"{store.path}); drop --resume to start a new run", 1)
-            try:
-                run = queue_manifest(store, manifest, resume)
-            except ResumeAvailable as offer:
-                if not sys.stdin.isatty():
-                    raise
-                run = queue_manifest(store, manifest, _ask_resume(offer))
-            print(wrap(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {store.path}"))
-            for line in meter.method.splitlines():
-                print(wrap(f"energy: {line}"))
-            if meter.only_estimates:
-                print(wrap("energy: no power counter can be read here: every energy figure of this run is an "
-                           "ESTIMATE (`energytui doctor` says why and what would fix it)"))
-            progress = Progress(sys.stderr)
-            try:
-                run_queue(store, run, live.engine, progress.on_event, meter=meter)
-            finally:
-                progress.close()
-                trials = store.trials(run=run)
-                _print_summary(args.format, trials, store)
-    finally:
-        interrupts.restore(previous_handlers)
+    path = _db_path(args, for_writing=True)
+    _check_limits(args, runs.plan(manifest, path, options.idle_s))
+    with runs.running(path, options) as live:
+        if live.stale_aborted:
+            print(f"marked {live.stale_aborted} trial(s) left running by a stopped process as aborted")
+        if args.resume and not live.can_resume(manifest):
+            raise UserError(f"{args.manifest}: nothing to resume (no unfinished run of this manifest in "
+                            f"{live.store.path}); drop --resume to start a new run", 1)
+        resume = True if args.resume else False if args.fresh else None
+        try:
+            run = live.queue(manifest, resume)
+        except runs.ResumeAvailable as offer:
+            if not sys.stdin.isatty():
+                raise
+            run = live.queue(manifest, _ask_resume(offer))
+        print(wrap(f"run {run}: {len(manifest.trials)} trials from {args.manifest} → {live.store.path}"))
+        for line in live.meter.method.splitlines():
+            print(wrap(f"energy: {line}"))
+        if live.meter.only_estimates:
+            print(wrap("energy: no power counter can be read here: every energy figure of this run is an "
+                       "ESTIMATE (`energytui doctor` says why and what would fix it)"))
+        progress = Progress(sys.stderr)
+        try:
+            live.run(run, progress.on_event)
+        finally:
+            progress.close()
+            trials = live.trials(run)
+            _print_summary(args.format, trials, live.store.hosts())
     short = sum(t.get("stop_reason") == "n_ctx" for t in trials)
     if short:
         print(f"{short} trial(s) stopped at n_ctx before max_tokens (stop_reason n_ctx in `export`)",
@@ -232,14 +222,14 @@ def _cmd_run(args) -> int:
     return 1 if failed == len(trials) else 0
 
 
-def _print_summary(fmt: str, trials: list[dict], store) -> None:
+def _print_summary(fmt: str, trials: list[dict], hosts: list[dict]) -> None:
     """The run's configurations: a table fitted to the terminal, or as `report` writes them."""
-    from energytui.engine.report import energy_legend, report_text, summarise, table_cells
+    from energytui.app.views import energy_legend, report_text, summarise, table_cells
 
     from .tables import fold, wrap
 
     if fmt != "table":
-        print(report_text(trials, store.hosts(), "config", fmt), end="")
+        print(report_text(trials, hosts, "config", fmt), end="")
         return
     headers, body, caption = table_cells(summarise(trials), compact=True)
     print(fold(headers, body))
@@ -248,12 +238,8 @@ def _print_summary(fmt: str, trials: list[dict], store) -> None:
     print("\n" + wrap("\n".join(energy_legend(trials))))
 
 
-def _check_limits(args, manifest, idle_s: float) -> None:
-    """The manifest against the model, this machine and its size, before anything is queued."""
-    from energytui.engine import limits
-
-    typical = _typical_trial_s(args, manifest, idle_s) if len(manifest.trials) > limits.LARGE_RUN else None
-    verdict = limits.check(manifest, typical)
+def _check_limits(args, verdict) -> None:
+    """Warn about what is wasteful; a large run is confirmed on a terminal or needs --yes."""
     for line in verdict.warnings:
         print(f"energytui: warning: {line}", file=sys.stderr)
     if verdict.needs_confirmation and not args.yes:
@@ -262,21 +248,6 @@ def _check_limits(args, manifest, idle_s: float) -> None:
         answer = input(f"{verdict.needs_confirmation}. Queue it? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
             raise UserError("nothing queued", 1)
-
-
-def _typical_trial_s(args, manifest, idle_s: float) -> float | None:
-    """This host's median trial of the manifest's models, idle windows included (None if never run)."""
-    from energytui.engine.store import Store
-
-    path = _db_path(args)
-    if not path.is_file():
-        return None
-    store = Store(path, read_only=True)
-    try:
-        median = store.median_e2e_s({t.model_path for t in manifest.trials})
-    finally:
-        store.close()
-    return median + 2 * idle_s if median else None
 
 
 def _ask_resume(offer) -> bool:
@@ -292,23 +263,17 @@ def _ask_resume(offer) -> bool:
 
 
 def _cmd_export(args) -> int:
-    from energytui.engine.report import export_text
+    from energytui.app import queries
 
-    store = _open_store(args, read_only=True)
-    try:
-        _write(args.output, export_text(store.trials(), args.format))
-    finally:
-        store.close()
+    with _read_only(args) as store:
+        _write(args.output, queries.export(store, args.format))
 
 
 def _cmd_import(args) -> int:
-    from energytui.engine.importer import import_logs
+    from energytui.app.queries import database, import_logs
 
-    store = _open_store(args)
-    try:
+    with database(_db_path(args, for_writing=True)) as store:
         result = import_logs(store, args.log, args.map, args.power_log, again=args.again)
-    finally:
-        store.close()
     for line in result.skipped:
         print(f"energytui: skipped {args.log}: {line}", file=sys.stderr)
     print(f"imported {result.trials} trials ({result.with_energy} with energy) from {args.log} as run {result.run}, "
@@ -317,33 +282,17 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from energytui.engine.report import report_text
+    from energytui.app import queries
 
-    store = _open_store(args, read_only=True)
-    try:
-        trials = store.trials()
-        if not trials:
-            raise UserError(f"--db {store.path}: no trials yet; run "
-                            "`energytui run config/manifests/quickstart.yaml`", 1)
-        _write(args.output, report_text(trials, store.hosts(), args.by, args.format))
-    finally:
-        store.close()
+    with _read_only(args) as store:
+        _write(args.output, queries.report(store, args.by, args.format))
 
 
 def _cmd_compare(args) -> int:
-    from energytui.engine import compare
+    from energytui.app import queries
 
-    store = _open_store(args, read_only=True)
-    try:
-        (name_a, a), (name_b, b) = compare.select(store, args.a), compare.select(store, args.b)
-        rows, only_a, only_b = compare.compare(a, b)
-        if not rows:
-            raise UserError(f"compare: {name_a} and {name_b} share no configuration (same model, quantization, "
-                            "backend, threads, layers, n_batch, batch and prompt suite); `energytui report` lists "
-                            "each side's", 1)
-        _write(args.output, compare.text((name_a, name_b), rows, only_a, only_b, args.format))
-    finally:
-        store.close()
+    with _read_only(args) as store:
+        _write(args.output, queries.compare_text(store, args.a, args.b, args.format))
 
 
 def _write(output: Path | None, text: str) -> None:
@@ -358,13 +307,13 @@ def _write(output: Path | None, text: str) -> None:
 
 
 def _cmd_models_fetch(args) -> int:
-    from energytui.engine.models import fetch
+    from energytui.app.machine import fetch
 
     fetch(args.name)
 
 
 def _cmd_models_list(args) -> int:
-    from energytui.engine.models import list_models
+    from energytui.app.machine import list_models
 
     rows = list_models()
     headers = ("name", "quant", "bits/w", "params", "layers", "size MB", "present", "path / note")
@@ -383,7 +332,7 @@ def _cmd_models_list(args) -> int:
 
 
 def _cmd_models_ladder(args) -> int:
-    from energytui.engine.models import default_model_name, ladder
+    from energytui.app.machine import default_model_name, ladder
 
     quants = [q.strip() for q in args.quants.split(",") if q.strip()]
     ladder(args.model or default_model_name(), quants, args.threads)
@@ -409,8 +358,7 @@ def _cmd_advise(args) -> int:
                       quants=[q.strip().upper() for q in (args.quant or "").split(",") if q.strip()],
                       hardware=args.hardware)
     request.check()  # before the database is opened: bad values fail fast
-    store = _open_store(args, read_only=True)
-    try:
+    with _read_only(args) as store:
         host = check_host(store, args.host) if args.host else local_host_id(store)
         fit, refitted = current_fit(store, host, refit=args.fit)
         if args.explain or (args.fit and args.tokens is None):
@@ -421,26 +369,22 @@ def _cmd_advise(args) -> int:
             if args.tokens is None:
                 return 0
         result = advise(fit, request, has_gpu_trials(store, host), what_if_models(args.model, fit))
-        print(to_json(result) if args.json else render(result))
-        return 0 if result.recommendation else 4
-    finally:
-        store.close()
+    print(to_json(result) if args.json else render(result))
+    return 0 if result.recommendation else 4
 
 
 def _cmd_doctor(args) -> int:
-    from energytui.engine import llama_backend
-    from energytui.engine.host import describe_host
-    from energytui.engine.metering import probe_sources
+    from energytui.app import machine
 
-    host = describe_host()
+    described = machine.describe(_meter_options(args))
+    host, report = described.host, described.power
     print(f"host        {host['hostname']}: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM")
     print(f"os          {host['os']}, Python {host['python']}")
     gpu = f"{host['gpu']}, driver {host['gpu_driver']}" if host["gpu"] else "no NVIDIA GPU visible through NVML"
     print(f"gpu         {gpu}")
     print(f"llama.cpp   llama-cpp-python {host['llama_cpp']}; GPU offload: "
           f"{'yes' if host['gpu_offload'] else 'no (CPU-only build: gpu and hybrid trials are refused)'}")
-    print(f"features    {llama_backend.system_info()}")
-    report = probe_sources(_meter_options(args))
+    print(f"features    {described.features}")
     print("power sources (sampled for 1 s at 100 Hz):")
     for source in report.sources:
         print(f"  ok        {', '.join(source['devices'])}: {source['tag']}, {source['achieved_hz']:.0f} Hz achieved, "

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from typing import TYPE_CHECKING
 
-from energytui.engine.queue import Event
-from energytui.engine.report import TAG_LABELS, config_label
+from energytui.app.views import TAG_LABELS, config_label
+
+if TYPE_CHECKING:
+    from energytui.app.runs import Event
 
 from .tables import terminal_width, wrap
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
-from .runner import Measurement
 from .telemetry import Sampler, TrialEnergy, TrialWindows, attribute, discover, update_periods
 from .telemetry.base import COUNTER, INTEGRATED, Sample
 from .telemetry.rapl import DEFAULT_POWERCAP_ROOT
+
+if TYPE_CHECKING:  # the runner loads llama.cpp, which meter options and result tables need not
+    from .runner import Measurement
 
 AUTO_COOLDOWN_BOUND_S = 30.0
 _AUTO_COOLDOWN_WINDOW_NS = 250_000_000

@@ -8,26 +8,20 @@ import json
 import math
 from dataclasses import dataclass
 
+from .record import EXPORTED
+from .record import unit as unit_of
 from .telemetry.base import weakest_source
 
-EXPORT_FIELDS = (
-    "trial_id", "run_id", "config_id", "status", "model", "quant", "backend", "threads", "gpu_layers", "n_batch",
-    "batch_size", "suite", "prompt_id", "prompt_tokens", "gen_tokens", "ttft_ms", "prefill_tps", "decode_tps",
-    "decode_tps_per_seq", "itl_p50_ms", "itl_p95_ms", "e2e_ms", "n_ctx", "max_tokens", "ignore_eos", "temperature",
-    "seed", "repetition", "bits_per_weight", "n_params", "host_id", "build", "model_path", "started_at",
-    "energy_j", "energy_net_j", "energy_cpu_j", "energy_gpu_j", "prefill_energy_j", "decode_energy_j", "j_per_token",
-    "avg_power_w", "peak_power_w", "idle_power_w", "edp_js", "energy_source", "energy_tag", "sample_hz",
-    "energy_notes", "energy_method", "imported", "caveats", "error",
-)
+EXPORT_FIELDS = tuple(field.export for field in EXPORTED)
 # How each source tag reads next to a number, so an estimate never passes for a measurement.
 TAG_LABELS = {"counter": "measured (counter)", "integrated": "measured (integrated power)", "estimated": "ESTIMATED",
               "unknown": "method UNKNOWN"}
-SUMMARY_METRICS = (
-    ("ttft_ms", "TTFT ms"), ("prefill_tps", "prefill tok/s"), ("decode_tps", "decode tok/s"),
-    ("itl_p95_ms", "ITL p95 ms"), ("e2e_ms", "e2e ms"),
-)
-ENERGY_METRICS = (("j_per_token", "J/token", 4), ("avg_power_w", "avg W", 1), ("energy_j", "J/request", 2),
-                  ("edp_js", "EDP J·s (mean of trials)", 2))
+SUMMARY_METRICS = tuple((name, f"{label} {unit_of(name)}") for name, label in (
+    ("ttft_ms", "TTFT"), ("prefill_tps", "prefill"), ("decode_tps", "decode"), ("itl_p95_ms", "ITL p95"),
+    ("e2e_ms", "e2e")))
+ENERGY_METRICS = (("j_per_token", unit_of("j_per_token"), 4), ("avg_power_w", f"avg {unit_of('avg_power_w')}", 1),
+                  ("energy_j", f"{unit_of('energy_j')}/request", 2),
+                  ("edp_js", f"EDP {unit_of('edp_js')} (mean of trials)", 2))
 
 
 def build_of(trial: dict) -> str | None:
@@ -46,8 +40,9 @@ def missing_trace_reason(trial: dict) -> str:
 
 
 def export_record(trial: dict) -> dict:
-    derived = {"trial_id": trial.get("id"), "build": build_of(trial)}
-    return {field: derived[field] if field in derived else trial.get(field) for field in EXPORT_FIELDS}
+    derived = {"build": build_of(trial)}
+    return {field.export: derived[field.name] if field.name in derived else trial.get(field.name)
+            for field in EXPORTED}
 
 
 def export_text(trials: list[dict], fmt: str) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from .errors import UserError
+from .record import stored_row
 
 SCHEMA_VERSION = 7
 STATUSES = ("pending", "running", "done", "failed", "aborted")
@@ -260,14 +261,14 @@ class Store:
     def create_run(self, manifest: str, manifest_sha: str, host_id: str, trials: list[dict],
                    status: str = "running") -> int:
         """A run and its trials: pending ones to run, or (status="done") finished ones being imported."""
+        rows = [stored_row({"status": "pending", **trial, "seq": seq, "host_id": host_id}, "create_run")
+                for seq, trial in enumerate(trials)]  # all checked before anything is written
         with self._db.conn:
             run_id = self._db.table("runs").insert({
                 "manifest": manifest, "manifest_sha256": manifest_sha, "host_id": host_id, "status": status,
                 "n_trials": len(trials), "created_at": now_iso(),
             }).last_pk
-            self._db.table("trials").insert_all(
-                ({"status": "pending", **trial, "run": run_id, "seq": seq, "host_id": host_id}
-                 for seq, trial in enumerate(trials)), alter=True)
+            self._db.table("trials").insert_all({**row, "run": run_id} for row in rows)
         return run_id
 
     def mark_running(self, trial_id: int) -> None:
@@ -295,7 +296,7 @@ class Store:
 
     def _update(self, trial_id: int, **values) -> None:
         with self._db.conn:
-            self._db.table("trials").update(trial_id, values)
+            self._db.table("trials").update(trial_id, stored_row(values, "trial update"))
 
     def finish_run(self, run: int, status: str, ended_by: str | None = None) -> None:
         with self._db.conn:
@@ -303,11 +304,11 @@ class Store:
 
     def add_trials(self, run: int, trials: list[dict], host_id: str) -> None:
         """Append pending trials to a run (the app's "add trial" form)."""
+        rows = [stored_row({**trial, "run": run, "status": "pending", "host_id": host_id}, "add_trials")
+                for trial in trials]  # all checked before anything is written
         with self._db.conn:
             last = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM trials WHERE run = ?", [run]).fetchone()[0]
-            self._db.table("trials").insert_all(
-                {**trial, "run": run, "seq": last + 1 + i, "status": "pending", "host_id": host_id}
-                for i, trial in enumerate(trials))
+            self._db.table("trials").insert_all({**row, "seq": last + 1 + i} for i, row in enumerate(rows))
             self._db.table("runs").update(run, {"n_trials": self._db.table("trials").count_where("run = ?", [run])})
 
     def remove_pending(self, trial_id: int) -> bool:

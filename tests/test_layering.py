@@ -41,12 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _namespace_tree(folder: Path) -> Path:
-    """`energytui` as import-linter can read it: links to cli/'s modules and to engine/, advisor/, tui/."""
+    """`energytui` as import-linter can read it: links to cli/'s modules and to engine/, advisor/, app/, tui/."""
     package = folder / "energytui"
     package.mkdir()
     for module in (ROOT / "cli").glob("*.py"):
         (package / module.name).symlink_to(module)
-    for sub in ("engine", "advisor", "tui"):
+    for sub in ("engine", "advisor", "app", "tui"):
         (package / sub).symlink_to(ROOT / sub, target_is_directory=True)
     return folder
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -22,12 +23,13 @@ from textual.screen import ModalScreen
 from textual.widgets import (Button, DataTable, DirectoryTree, Footer, Header, Input, Select, Static, TabbedContent,
                              TabPane)
 
-from energytui.engine.errors import UserError
-from energytui.engine.metering import MeterOptions
-from energytui.engine.queue import Event
-from energytui.engine.report import TAG_LABELS, config_label, energy_cell, missing_trace_reason, summarise
+from energytui.app import UserError
+from energytui.app.views import TAG_LABELS, MeterOptions, config_label, energy_cell, summarise
 
 from .charts import BarChart, PowerChart, ScatterChart
+
+if TYPE_CHECKING:  # the runs module loads llama.cpp, which the app needs only once it runs trials
+    from energytui.app.runs import Event
 
 TRIAL_COLUMNS = ("id", "status", "run", "configuration", "prompt", "tok/s", "TTFT ms", "J/token", "energy source")
 CONFIG_COLUMNS = ("configuration", "done", "TTFT ms", "decode tok/s", "e2e ms", "J/token", "avg W")
@@ -287,7 +289,7 @@ class EnergyApp(App):
         if self.run_id is None:
             self.notify("load a manifest first: trials are added to its run", severity="warning")
             return
-        from energytui.engine.models import default_model_name
+        from energytui.app.machine import default_model_name
 
         def added(form: dict | None) -> None:
             if form is not None:
@@ -374,42 +376,30 @@ class EnergyApp(App):
 
     # --- workers (threads): llama.cpp, SQLite and the advisor never run on the UI thread ---
 
-    def _store(self):
-        from energytui.engine.store import Store
+    def _database(self):
+        from energytui.app.queries import database
 
-        return Store(self.config.db_path)
+        return database(self.config.db_path)
 
     @work(thread=True, exclusive=True, group="load")
     def load_manifest(self, path: str) -> None:
-        from energytui.engine.manifest import load_manifest
-        from energytui.engine.queue import queue_manifest
+        from energytui.app.runs import queue_file
 
         try:
-            manifest = load_manifest(Path(path))
-            store = self._store()
-            try:
-                run = queue_manifest(store, manifest, resume=True)
-            finally:
-                store.close()
+            run, queued = queue_file(self.config.db_path, Path(path))
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
             return
         self.run_id = run
-        self.call_from_thread(self.notify, f"run {run}: {len(manifest.trials)} trials queued from {path}")
+        self.call_from_thread(self.notify, f"run {run}: {queued} trials queued from {path}")
         self.load_queue(run)
 
     @work(thread=True, exclusive=True, group="load")
     def add_trials(self, run: int, form: dict) -> None:
-        from energytui.engine.manifest import parse_manifest
-        from energytui.engine.queue import add_to_run
+        from energytui.app.runs import add_form_trials
 
         try:
-            manifest = parse_manifest(form_manifest(form), Path("add-trial form"), "form")
-            store = self._store()
-            try:
-                added = add_to_run(store, run, manifest)
-            finally:
-                store.close()
+            added = add_form_trials(self.config.db_path, run, form_manifest(form))
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
             return
@@ -418,11 +408,8 @@ class EnergyApp(App):
 
     @work(thread=True, group="queue-edit")
     def edit_queue(self, action: str, trial_id: int, step: int = 0) -> None:
-        store = self._store()
-        try:
+        with self._database() as store:
             done = store.remove_pending(trial_id) if action == "remove" else store.move_pending(trial_id, step)
-        finally:
-            store.close()
         if not done:
             self.call_from_thread(self.notify, f"trial {trial_id}: only pending trials can be "
                                   f"{'removed' if action == 'remove' else 'moved'} (and not past the ends)",
@@ -432,25 +419,21 @@ class EnergyApp(App):
 
     @work(thread=True, exclusive=True, group="runner")
     def run_trials(self, run: int) -> None:
-        from energytui.engine import session
-        from energytui.engine.queue import run_queue
+        from energytui.app.runs import running
 
         status, error = "failed", None
         try:
-            with session.running(self.config.db_path, self.config.meter or MeterOptions()) as live:
-                status = run_queue(live.store, run, live.engine, lambda event: self.post_message(TrialEvent(event)),
-                                   stop=self.stop_event, meter=live.meter, abort=self.abort_event)
+            with running(self.config.db_path, self.config.meter or MeterOptions()) as live:
+                status = live.run(run, lambda event: self.post_message(TrialEvent(event)),
+                                  stop=self.stop_event, abort=self.abort_event)
         except UserError as exc:
             error = str(exc)
         self.post_message(RunEnded(status, error))
 
     @work(thread=True, exclusive=True, group="queue")
     def load_queue(self, run: int) -> None:
-        store = self._store()
-        try:
+        with self._database() as store:
             trials = store.trials(run=run)
-        finally:
-            store.close()
         self.call_from_thread(self._fill, "queue-table", trials)
         counts = {s: sum(t["status"] == s for t in trials) for s in ("pending", "running", "done", "failed", "aborted")}
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -458,37 +441,27 @@ class EnergyApp(App):
 
     @work(thread=True, exclusive=True, group="results")
     def load_results(self) -> None:
-        store = self._store()
-        try:
+        with self._database() as store:
             self._results = store.trials()
-        finally:
-            store.close()
         self.call_from_thread(self.show_results)
 
     @work(thread=True, exclusive=True, group="poll")
     def poll_database(self) -> None:
         """Reload tables only when the trials changed (e.g. `energytui run` in another terminal)."""
-        store = self._store()
-        try:
+        with self._database() as store:
             version = store.change_stamp()
-        finally:
-            store.close()
         if version != self._db_version:
             self._db_version = version
             self.call_from_thread(self.action_refresh)
 
     @work(thread=True, exclusive=True, group="trace")
     def load_trace(self, trial_id: int) -> None:
-        store = self._store()
-        try:
-            trial = store.trial(trial_id)
-            samples = store.power_trace(trial_id)
-        finally:
-            store.close()
-        marks = {"prefill": trial.get("t_start_ns"), "decode": trial.get("t_first_ns"), "end": trial.get("t_end_ns")}
-        tag = TAG_LABELS.get(trial.get("energy_tag"), "") if samples else missing_trace_reason(trial)
+        from energytui.app.queries import trace
+
+        with self._database() as store:
+            shown = trace(store, trial_id)
         chart = self.query_one("#trace-chart", PowerChart)
-        self.call_from_thread(chart.show, samples, marks, f"trial {trial_id} {tag}".strip())
+        self.call_from_thread(chart.show, shown.samples, shown.marks, shown.label)
 
     @work(thread=True, exclusive=True, group="advisor")
     def advise(self, values: dict, objective: str) -> None:
@@ -499,14 +472,11 @@ class EnergyApp(App):
             tokens, prompt = _whole(values["tokens"], "tokens"), _whole(values["prompt"], "prompt tokens")
             budget = parse_power(values["budget"]) if values["budget"] else None
             latency = parse_duration(values["latency"]) if values["latency"] else None
-            store = self._store()
-            try:
+            with self._database() as store:
                 host = local_host_id(store)
                 fit, _ = current_fit(store, host)
                 request = Request(tokens, prompt, budget, latency, objective)
                 result = advise(fit, request, has_gpu_trials(store, host))
-            finally:
-                store.close()
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
             self.call_from_thread(self.query_one("#advice-text", Static).update, f"Cannot advise: {exc}")
@@ -522,18 +492,15 @@ class EnergyApp(App):
 
     @work(thread=True, exclusive=True, group="export")
     def export(self, path: str) -> None:
-        from energytui.engine.report import export_text
+        from energytui.app.queries import export
 
         target = Path(path)
         if target.suffix not in (".csv", ".json"):
             self.call_from_thread(self.notify, f"export: {path!r} must end in .csv or .json", severity="error",
                                   markup=False)
             return
-        store = self._store()
-        try:
-            text = export_text(store.trials(), target.suffix[1:])
-        finally:
-            store.close()
+        with self._database() as store:
+            text = export(store, target.suffix[1:])
         try:
             target.write_text(text)
         except OSError as exc:
@@ -544,11 +511,10 @@ class EnergyApp(App):
 
     @work(thread=True, exclusive=True, group="host")
     def probe_host(self) -> None:
-        from energytui.engine.host import describe_host
-        from energytui.engine.metering import probe_sources
+        from energytui.app import machine
 
-        host = describe_host()
-        report = probe_sources(self.config.meter or MeterOptions())
+        described = machine.describe(self.config.meter or MeterOptions())
+        host, report = described.host, described.power
         lines = [f"{host['hostname']}: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM",
                  f"GPU: {host['gpu'] or 'none visible through NVML'}; llama-cpp-python {host['llama_cpp']}, "
                  f"GPU offload {'yes' if host['gpu_offload'] else 'no'}", "", "Power sources:"]

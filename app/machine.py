@@ -1,0 +1,24 @@
+"""This machine as both faces describe it (host facts, llama.cpp's build, the power sources and what they
+achieve), and the models it has: fetch the default one, list them, requantize a ladder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from energytui.engine import llama_backend
+from energytui.engine.host import describe_host
+from energytui.engine.metering import MeterOptions, ProbeReport, probe_sources
+from energytui.engine.models import default_model_name, fetch, ladder, list_models
+
+__all__ = ["MachineReport", "default_model_name", "describe", "fetch", "ladder", "list_models"]
+
+
+@dataclass
+class MachineReport:
+    host: dict  # engine.host.describe_host's facts
+    features: str  # llama.cpp's CPU feature line
+    power: ProbeReport  # every power source sampled for a second, and those that cannot be read
+
+
+def describe(options: MeterOptions) -> MachineReport:
+    return MachineReport(describe_host(), llama_backend.system_info(), probe_sources(options))

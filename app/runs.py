@@ -1,0 +1,97 @@
+"""Running manifests: load and check one, queue it (fresh or resumed), and run a queue.
+
+A run opens, in order, the power meter (first, so that a meter that cannot be read stops everything
+before the database is touched), the engine, and the database with the runner's lock held and trials a
+stopped process left `running` marked aborted; in the main thread SIGTERM and SIGHUP then end it as
+Ctrl-C does. Everything is closed in reverse, however the run ends."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from energytui.engine import interrupts, limits
+from energytui.engine.manifest import Manifest, load_manifest, parse_manifest
+from energytui.engine.metering import Meter, MeterOptions
+from energytui.engine.queue import Event, ResumeAvailable, add_to_run, queue_manifest, run_queue
+from energytui.engine.runner import Engine
+from energytui.engine.store import Store
+
+from .queries import database
+
+__all__ = ["Event", "Live", "Manifest", "MeterOptions", "ResumeAvailable", "add_form_trials", "load_manifest",
+           "plan", "queue_file", "running"]
+
+
+@dataclass
+class Live:
+    """A run's open resources; `queue` and `run` act on them."""
+
+    store: Store
+    engine: Engine
+    meter: Meter
+    stale_aborted: int  # trials found `running` from a process that stopped, now aborted
+
+    def queue(self, manifest: Manifest, resume: bool | None) -> int:
+        """A new run of the manifest's trials, or (resume=True) its unfinished one; resume=None raises
+        ResumeAvailable when there is one to offer."""
+        return queue_manifest(self.store, manifest, resume)
+
+    def can_resume(self, manifest: Manifest) -> bool:
+        return self.store.unfinished_run(manifest.sha256) is not None
+
+    def run(self, run: int, on_event: Callable[[Event], None] | None = None,
+            stop: threading.Event | None = None, abort: threading.Event | None = None) -> str:
+        """Run the queue's pending trials; returns the run's final status (see engine.queue.run_queue)."""
+        return run_queue(self.store, run, self.engine, on_event, stop=stop, meter=self.meter, abort=abort)
+
+    def trials(self, run: int) -> list[dict]:
+        return self.store.trials(run=run)
+
+
+@contextmanager
+def running(db_path: Path, options: MeterOptions) -> Iterator[Live]:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handlers = interrupts.install() if in_main_thread else {}  # signals reach the main thread only
+    meter, engine, store = None, None, None
+    try:
+        meter = Meter.open(options)
+        engine = Engine()
+        store = Store(db_path)
+        store.acquire_runner_lock()
+        stale = store.abort_stale_running()
+        meter.start()
+        yield Live(store, engine, meter, stale)
+    finally:
+        for resource in (meter, engine, store):
+            if resource is not None:
+                resource.close()
+        interrupts.restore(previous_handlers)
+
+
+def plan(manifest: Manifest, db_path: Path, idle_s: float) -> limits.Verdict:
+    """The manifest against the model, this machine and its size, before anything is queued; a large run's
+    duration comes from this host's median trial of the manifest's models, idle windows included."""
+    typical = None
+    if len(manifest.trials) > limits.LARGE_RUN and db_path.is_file():
+        with database(db_path, read_only=True) as store:
+            median = store.median_e2e_s({t.model_path for t in manifest.trials})
+        typical = median + 2 * idle_s if median else None
+    return limits.check(manifest, typical)
+
+
+def queue_file(db_path: Path, manifest_path: Path) -> tuple[int, int]:
+    """(run, trials) of a manifest file queued on the database, resuming its unfinished run if any."""
+    manifest = load_manifest(manifest_path)
+    with database(db_path) as store:
+        return queue_manifest(store, manifest, resume=True), len(manifest.trials)
+
+
+def add_form_trials(db_path: Path, run: int, document: dict) -> int:
+    """Append the trials of a manifest document (the app's add-trial form) to a run."""
+    manifest = parse_manifest(document, Path("add-trial form"), "form")
+    with database(db_path) as store:
+        return add_to_run(store, run, manifest)
