@@ -115,6 +115,8 @@ class Engine:
         if spec.prompt_tokens_target is not None:
             tokens = synthetic_tokens(model.tokenize, spec.prompt_tokens_target)
             return tokens, model.detokenize(tokens)
+        if spec.prompt_text is None:  # the manifest gives every trial either a text or a token target
+            raise ValueError(f"trial {spec.prompt_id}: neither prompt text nor prompt_tokens_target")
         text = (spec.chat and model.chat_prompt(spec.prompt_text)) or spec.prompt_text
         return model.tokenize(text), text
 
