@@ -198,7 +198,7 @@ def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", r
     return "\n".join(out) + "\n"
 
 
-def imported_caveats(trials: list[dict]) -> list[tuple[str, str]]:
+def imported_caveats(trials: list[dict]) -> list[tuple[str | None, str]]:
     """(host, caveat) once each: a trial's own figures (its prompt's characters) folded into the rule."""
     found = set()
     for t in trials:
