@@ -309,7 +309,8 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels:
 
 
 def _usable_rows(trials: list[dict], mode: str) -> tuple[list[dict], dict[str, int]]:
-    data, excluded = [], {}
+    data: list[dict] = []
+    excluded: dict[str, int] = {}  # why -> trials left out
     for t in trials:
         if not usable(t, mode):
             continue

@@ -101,8 +101,9 @@ def effective_rates(basis: Basis, threads: int, quant: str = "") -> dict[str, fl
         rates["cpu prefill compute GFLOP/s"] = 1e-9 / per_flop
     if decode.get("gpu_weight_bytes"):
         rates["gpu decode bandwidth GB/s"] = 1e-9 / decode["gpu_weight_bytes"]
-    if coefficient(prefill, "gpu_flops", quant):
-        rates["gpu prefill compute GFLOP/s"] = 1e-9 / coefficient(prefill, "gpu_flops", quant)
+    gpu_per_flop = coefficient(prefill, "gpu_flops", quant)
+    if gpu_per_flop:
+        rates["gpu prefill compute GFLOP/s"] = 1e-9 / gpu_per_flop
     for device in ("cpu", "gpu"):
         if decode.get(f"{device}_step"):
             rates[f"{device} decode step overhead ms"] = decode[f"{device}_step"] * 1e3

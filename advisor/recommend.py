@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
+from typing import Literal, Sequence
 
 from energytui.engine.errors import UserError
 
@@ -127,7 +128,7 @@ def candidates(fit: Fit, req: Request, what_if_models: list[ModelShape]) -> list
         configs = [replace(c, threads=req.threads) if c.gpu_share < 1 else c for c in configs]
     configs = _unique(configs)
     if req.hardware:
-        return _spec_candidates(configs, req)
+        return _spec_candidates(configs, req, req.hardware)
     return [(c, basis_for(fit, c, req)) for c in configs]
 
 
@@ -174,8 +175,8 @@ def _outside(measured: dict, req: Request) -> list[str]:
     return flags
 
 
-def _spec_candidates(configs: list[Config], req: Request) -> list[tuple[Config, Basis]]:
-    dev = hardware.device(req.hardware)
+def _spec_candidates(configs: list[Config], req: Request, device_name: str) -> list[tuple[Config, Basis]]:
+    dev = hardware.device(device_name)
     coefficients = hardware.prior_coefficients(dev)
     width = hardware.prior_interval()
     basis = Basis(coefficients, {}, "phases", SPEC, {q: width for q in ("latency_s", "energy_j", "j_per_token",
@@ -226,7 +227,7 @@ def _memory_gb(config: Config, fit: Fit) -> tuple[float | None, str]:
 
 # --- advice --------------------------------------------------------------------------------------
 
-def advise(fit: Fit, req: Request, gpu_trials: bool, what_if_models: list[ModelShape] = ()) -> Advice:
+def advise(fit: Fit, req: Request, gpu_trials: bool, what_if_models: Sequence[ModelShape] = ()) -> Advice:
     req.check()
     key = OBJECTIVES[req.objective]
     pool = candidates(fit, req, list(what_if_models))
@@ -251,7 +252,8 @@ def advise(fit: Fit, req: Request, gpu_trials: bool, what_if_models: list[ModelS
 
 def _predict(fit: Fit, config: Config, basis: Basis, req: Request) -> Prediction:
     reasons = limits(config, req, fit)
-    values, intervals = {}, {}
+    values: dict[str, float] = {}
+    intervals: dict[str, list[float]] = {}
     try:
         values, intervals = predict(basis, config, Workload(req.prompt_tokens, req.gen_tokens))
     except NotCalibrated as exc:
@@ -294,6 +296,9 @@ def _closest(rejected: list[Prediction], req: Request) -> tuple[Prediction, str]
 
 # --- what would change the answer ----------------------------------------------------------------
 
+Length = Literal["prompt_tokens", "gen_tokens"]  # the request's lengths that changes() varies
+
+
 def changes(fit: Fit, req: Request, pool: list[tuple[Config, Basis]], feasible: list[Prediction],
             rejected: list[Prediction]) -> list[str]:
     """One line each: the prompt and generation lengths where another configuration would win, and the
@@ -302,7 +307,8 @@ def changes(fit: Fit, req: Request, pool: list[tuple[Config, Basis]], feasible: 
         return []
     lines = []
     best = feasible[0]
-    for field_name, noun in (("prompt_tokens", "prompt tokens"), ("gen_tokens", "generated tokens")):
+    lengths: tuple[tuple[Length, str], ...] = (("prompt_tokens", "prompt tokens"), ("gen_tokens", "generated tokens"))
+    for field_name, noun in lengths:
         line = _crossover(fit, req, pool, field_name, noun, best.label)
         if line:
             lines.append(line)
@@ -338,7 +344,12 @@ def _winner(fit: Fit, req: Request, pool: list[tuple[Config, Basis]]) -> str | N
     return min(scored)[1] if scored else None
 
 
-def _crossover(fit: Fit, req: Request, pool, field_name: str, noun: str, best: str) -> str | None:
+def _with_length(req: Request, field_name: Length, tokens: int) -> Request:
+    return replace(req, prompt_tokens=tokens) if field_name == "prompt_tokens" else replace(req, gen_tokens=tokens)
+
+
+def _crossover(fit: Fit, req: Request, pool: list[tuple[Config, Basis]], field_name: Length, noun: str,
+               best: str) -> str | None:
     """The nearest length, above and below the request, where the winner changes (bisected to ±5 %)."""
     limit = min((c.model.n_ctx_train for c, _ in pool if c.model.n_ctx_train), default=8192)
     current = getattr(req, field_name)
@@ -347,12 +358,12 @@ def _crossover(fit: Fit, req: Request, pool, field_name: str, noun: str, best: s
         low, value = current, current
         while 1 <= value * direction and value * direction + other <= limit:
             value = max(int(value * direction), 1)
-            winner = _winner(fit, replace(req, **{field_name: value}), pool)
+            winner = _winner(fit, _with_length(req, field_name, value), pool)
             if winner and winner != best:
                 lo, hi = sorted((low, value))
                 while hi - lo > max(1, lo // 20):
                     mid = (lo + hi) // 2
-                    same = _winner(fit, replace(req, **{field_name: mid}), pool) == best
+                    same = _winner(fit, _with_length(req, field_name, mid), pool) == best
                     lo, hi = (mid, hi) if same == (direction > 1) else (lo, mid)
                 edge = hi if direction > 1 else lo
                 side = "above" if direction > 1 else "below"

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from energytui.engine import llama_backend
-from energytui.engine.host import describe_host
-from energytui.engine.metering import MeterOptions, ProbeReport, probe_sources
+from energytui.engine import host, llama_backend, metering
+from energytui.engine.metering import MeterOptions, ProbeReport
 from energytui.engine.models import default_model_name, fetch, ladder, list_models
 
 __all__ = ["MachineReport", "default_model_name", "describe", "fetch", "ladder", "list_models"]
@@ -21,4 +20,4 @@ class MachineReport:
 
 
 def describe(options: MeterOptions) -> MachineReport:
-    return MachineReport(describe_host(), llama_backend.system_info(), probe_sources(options))
+    return MachineReport(host.describe_host(), llama_backend.system_info(), metering.probe_sources(options))

@@ -53,11 +53,9 @@ class Trace:
 
 def trace(store: Store, trial_id: int) -> Trace:
     trial = store.trial(trial_id)
-    if trial is None:
-        raise UserError(f"trial {trial_id}: not in {store.path}")
     samples = store.power_trace(trial_id)
     marks = {"prefill": trial.get("t_start_ns"), "decode": trial.get("t_first_ns"), "end": trial.get("t_end_ns")}
-    tag = TAG_LABELS.get(trial.get("energy_tag"), "") if samples else missing_trace_reason(trial)
+    tag = TAG_LABELS.get(trial.get("energy_tag") or "", "") if samples else missing_trace_reason(trial)
     return Trace(samples, marks, f"trial {trial_id} {tag}".strip())
 
 

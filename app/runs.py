@@ -43,7 +43,7 @@ class Live:
     def can_resume(self, manifest: Manifest) -> bool:
         return self.store.unfinished_run(manifest.sha256) is not None
 
-    def run(self, run: int, on_event: Callable[[Event], None] | None = None,
+    def run(self, run: int, on_event: Callable[[Event], object] | None = None,
             stop: threading.Event | None = None, abort: threading.Event | None = None) -> str:
         """Run the queue's pending trials; returns the run's final status (see engine.queue.run_queue)."""
         return run_queue(self.store, run, self.engine, on_event, stop=stop, meter=self.meter, abort=abort)

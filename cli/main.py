@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, default=None, help="database for the app (with no command)")
     parser.add_argument("--manifest", type=Path, default=None, help="manifest to show in the app's Queue")
     sub = parser.add_subparsers(metavar="COMMAND")
-    db_parent = argparse.ArgumentParser(add_help=False)
+    db_parent = _Parser(add_help=False)
     db_parent.add_argument("--db", type=Path, default=None,
                            help=f"SQLite database (default: $ENERGYTUI_DB or {default_db_path()})")
 
@@ -148,7 +148,7 @@ def _meter_options(args):
                         cpu_tdp_w=args.cpu_tdp, power_command=args.power_command)
 
 
-def _cmd_tui(args) -> int:
+def _cmd_tui(args) -> None:
     from energytui.app.queries import database
     from energytui.tui.app import create_app
 
@@ -262,14 +262,14 @@ def _ask_resume(offer) -> bool:
     raise UserError("nothing run; add --resume or --fresh next time to choose without being asked", 1)
 
 
-def _cmd_export(args) -> int:
+def _cmd_export(args) -> None:
     from energytui.app import queries
 
     with _read_only(args) as store:
         _write(args.output, queries.export(store, args.format))
 
 
-def _cmd_import(args) -> int:
+def _cmd_import(args) -> None:
     from energytui.app.queries import database, import_logs
 
     with database(_db_path(args, for_writing=True)) as store:
@@ -281,14 +281,14 @@ def _cmd_import(args) -> int:
     print(f"advise for that host: energytui advise --host {result.host_id} --tokens 256 --budget 50W")
 
 
-def _cmd_report(args) -> int:
+def _cmd_report(args) -> None:
     from energytui.app import queries
 
     with _read_only(args) as store:
         _write(args.output, queries.report(store, args.by, args.format))
 
 
-def _cmd_compare(args) -> int:
+def _cmd_compare(args) -> None:
     from energytui.app import queries
 
     with _read_only(args) as store:
@@ -306,13 +306,13 @@ def _write(output: Path | None, text: str) -> None:
     print(f"wrote {output}")
 
 
-def _cmd_models_fetch(args) -> int:
+def _cmd_models_fetch(args) -> None:
     from energytui.app.machine import fetch
 
     fetch(args.name)
 
 
-def _cmd_models_list(args) -> int:
+def _cmd_models_list(args) -> None:
     from energytui.app.machine import list_models
 
     rows = list_models()
@@ -331,7 +331,7 @@ def _cmd_models_list(args) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
 
 
-def _cmd_models_ladder(args) -> int:
+def _cmd_models_ladder(args) -> None:
     from energytui.app.machine import default_model_name, ladder
 
     quants = [q.strip() for q in args.quants.split(",") if q.strip()]

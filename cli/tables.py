@@ -32,7 +32,9 @@ def fold(headers: list[str], body: list[list[str]], width: int | None = None, ke
     width = width or terminal_width() or 10**6
     widths = [max([len(h), *(len(row[i]) for row in body)]) for i, h in enumerate(headers)]
     base = sum(widths[:keep]) + 2 * (keep - 1)
-    groups, current, used = [], [], base
+    groups: list[list[int]] = []
+    current: list[int] = []
+    used = base
     for i in range(keep, len(headers)):
         if current and used + 2 + widths[i] > width:
             groups.append(current)

@@ -47,7 +47,7 @@ def _label(key: tuple) -> str:
 
 def compare(a: list[dict], b: list[dict]) -> tuple[list[dict], list[str], list[str]]:
     """(matched rows, configurations only in A, only in B)."""
-    sides = [{}, {}]
+    sides: list[dict[tuple, list[dict]]] = [{}, {}]  # A and B: configuration -> its trials
     for side, trials in zip(sides, (a, b)):
         for t in trials:
             side.setdefault(match_key(t), []).append(t)

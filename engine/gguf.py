@@ -165,6 +165,8 @@ def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int
     if size < data_end:
         raise UserError(f"{path}: truncated ({size} of {data_end} bytes); download it again")
     file_type = meta.get("general.file_type")
+    # A type the table lacks, or a header without one, is named as it reads: "ftype99", "ftypeNone".
+    quant = (FILE_TYPE_NAMES.get(file_type) if isinstance(file_type, int) else None) or f"ftype{file_type}"
     shape = _shape(arch, meta, sizes)
     return GGUFInfo(
         path=path,
@@ -173,7 +175,7 @@ def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int
         name=meta.get("general.name", path.stem),
         n_layers=int(meta.get(f"{arch}.block_count") or 0),
         n_params=n_params,
-        quant=FILE_TYPE_NAMES.get(file_type, f"ftype{file_type}"),
+        quant=quant,
         tensor_bytes=tensor_bytes or size - data_start,
         has_chat_template="tokenizer.chat_template" in meta,
         **shape,

@@ -21,9 +21,9 @@ class Interrupted(KeyboardInterrupt):
         self.exit_code = 128 + signum
 
     def describe(self) -> str:
-        return {signal.SIGINT: "interrupted by the user (Ctrl-C)",
-                signal.SIGHUP: "stopped by SIGHUP (the terminal was closed)"}.get(
-            self.signum, f"stopped by {signal.Signals(self.signum).name}")
+        messages: dict[int, str] = {signal.SIGINT: "interrupted by the user (Ctrl-C)",
+                                    signal.SIGHUP: "stopped by SIGHUP (the terminal was closed)"}
+        return messages.get(self.signum, f"stopped by {signal.Signals(self.signum).name}")
 
 
 def describe(exc: BaseException) -> str:

@@ -74,7 +74,8 @@ class _Ggml:
         libs = {name: C.CDLL(os.path.join(folder, f"lib{name}.so"), mode=C.RTLD_GLOBAL)
                 for name in ("ggml-base", "ggml", "ggml-cpu")}
         p, size, i64 = C.c_void_p, C.c_size_t, C.c_int64
-        table = {
+        # library -> (function, result type, argument types); None: returns void
+        table: dict[str, list[tuple[str, type | None, list[type]]]] = {
             "ggml-base": [("ggml_init", p, [_InitParams]), ("ggml_free", None, [p]),
                           ("ggml_new_tensor_2d", p, [p, C.c_int, i64, i64]), ("ggml_mul_mat", p, [p, p, p]),
                           ("ggml_new_graph", p, [p]), ("ggml_build_forward_expand", None, [p, p]),

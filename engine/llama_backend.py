@@ -58,7 +58,7 @@ def supports_gpu_offload() -> bool:
 class LoadedModel:
     """A model loaded once per (path, gpu_layers); contexts are made on it as needed."""
 
-    def __init__(self, path: Path, gpu_layers: int):
+    def __init__(self, path: str | Path, gpu_layers: int):
         init()
         params = ll.llama_model_default_params()
         params.n_gpu_layers = gpu_layers
@@ -166,7 +166,7 @@ class Context:
             self.ctx = None
 
 
-class Sampler:
+class TokenSampler:
     """Greedy at temperature 0, else temperature + seeded random choice (llama.cpp's sampler chain).
 
     Greedy is an argmax over the logits in numpy: the same token llama.cpp's greedy
@@ -188,7 +188,11 @@ class Sampler:
         if self.chain is not None:
             return ll.llama_sampler_sample(self.chain, ctx.ctx, batch_index)
         address = ctypes.cast(ll.llama_get_logits_ith(ctx.ctx, batch_index), ctypes.c_void_p).value
-        return int(np.frombuffer(self._logits_type.from_address(address), dtype=np.float32).argmax())
+        if address is None:
+            raise RuntimeError(f"llama.cpp kept no logits for batch index {batch_index}: {last_log_lines()}")
+        # memoryview: numpy's stubs take a buffer, not a ctypes array (the same bytes, no copy)
+        logits = memoryview(self._logits_type.from_address(address))
+        return int(np.frombuffer(logits, dtype=np.float32).argmax())
 
     def close(self) -> None:
         if self.chain is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .gguf import read_gguf
+from .gguf import GGUFInfo, read_gguf
 from .models import ladder_variant, load_registry, resolve_model, verify
 from .prompts import Prompt, load_prompt_file, load_suite, suite_names
 
@@ -169,8 +169,8 @@ def _as_list(value) -> list:
 class _ValueChecker:
     def __init__(self, path: Path, problem: _Problem, gpu_offload: bool):
         self.path, self.problem, self.gpu_offload = path, problem, gpu_offload
-        self._models: dict[str, tuple[str, object]] = {}
-        self._prompts: dict[tuple, list[Prompt]] = {}
+        self._models: dict[str, tuple[str, GGUFInfo]] = {}
+        self._prompts: dict[tuple, list[Prompt] | list[int]] = {}  # synthetic prompts are token counts
 
     def expand(self, run_id: str, merged: dict) -> list[dict]:
         for key in NOT_EXPANDABLE:
@@ -238,7 +238,7 @@ class _ValueChecker:
                     "use backend: hybrid for a partial offload")
         c["gpu_layers"] = layers
 
-    def model(self, run_id: str, ref):
+    def model(self, run_id: str, ref) -> tuple[str, GGUFInfo]:
         ref = str(ref)
         if ref not in self._models:
             _, entries = load_registry()
@@ -263,7 +263,7 @@ class _ValueChecker:
             self._models[ref] = (str(path.resolve()), info)
         return self._models[ref]
 
-    def prompts(self, run_id: str, c: dict) -> list[Prompt | int]:
+    def prompts(self, run_id: str, c: dict) -> list[Prompt] | list[int]:
         sources = [k for k in ("suite", "prompt_file", "prompt_tokens") if c[k] is not None]
         if len(sources) != 1:
             raise self.problem(
@@ -276,7 +276,7 @@ class _ValueChecker:
         chosen = self._prompts[key]
         return chosen[: c["prompt_limit"]] if c["prompt_limit"] else chosen
 
-    def _load_prompts(self, run_id: str, c: dict):
+    def _load_prompts(self, run_id: str, c: dict) -> list[Prompt] | list[int]:
         try:
             if c["prompt_tokens"] is not None:
                 return [c["prompt_tokens"]]
@@ -298,16 +298,16 @@ class _ValueChecker:
         specs = []
         for repetition in range(c["repetitions"]):
             for prompt in prompts:
-                synthetic = isinstance(prompt, int)
+                if isinstance(prompt, int):  # synthetic: this many tokens, made from the tokenizer
+                    suite, prompt_id, text, tokens_target = None, f"synthetic-{prompt}", None, prompt
+                else:
+                    suite, prompt_id, text, tokens_target = prompt.suite, prompt.id, prompt.text, None
                 specs.append(TrialSpec(
                     run_id=run_id, config_id=config_id, model=str(c["model"]), model_path=c["model_path"],
                     quant=c["quant"], backend=c["backend"], threads=c["threads"], gpu_layers=c["gpu_layers"],
                     n_batch=c["n_batch"], batch_size=c["batch_size"], n_ctx=c["n_ctx"],
-                    suite=None if synthetic else prompt.suite,
-                    prompt_id=f"synthetic-{prompt}" if synthetic else prompt.id,
-                    prompt_text=None if synthetic else prompt.text,
-                    prompt_tokens_target=prompt if synthetic else None,
-                    chat=c["chat"] and not synthetic, max_tokens=c["max_tokens"], ignore_eos=c["ignore_eos"],
+                    suite=suite, prompt_id=prompt_id, prompt_text=text, prompt_tokens_target=tokens_target,
+                    chat=c["chat"] and tokens_target is None, max_tokens=c["max_tokens"], ignore_eos=c["ignore_eos"],
                     temperature=float(c["temperature"]), seed=c["seed"], repetition=repetition,
                     cooldown_s=c["cooldown_s"] if c["cooldown_s"] == "auto" else float(c["cooldown_s"]),
                 ))

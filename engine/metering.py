@@ -84,14 +84,21 @@ class Meter:
         self.sampler = Sampler(self.sources, rate_hz=self.options.rate_hz)
         self.sampler.start()
 
+    @property
+    def _running(self) -> Sampler:
+        """The sampler that start() started: samples are drained only between start() and close()."""
+        if self.sampler is None:
+            raise RuntimeError("the meter was not started")
+        return self.sampler
+
     def idle_before(self) -> int:
         """Hold still for the idle window; returns its start. Called just before prefill starts (the engine
         re-warms the CPU between its end and prefill: that work belongs to no window)."""
-        self._pending += self.sampler.drain()
+        self._pending += self._running.drain()
         started = time.monotonic_ns()
         time.sleep(self.options.idle_s)
         self._idle_end = time.monotonic_ns()
-        self._pending += self.sampler.drain()
+        self._pending += self._running.drain()
         return covered_start(self._pending, started)
 
     def finish(self, t_idle_start: int | None, measurement: Measurement | None) -> tuple[list[Sample], dict]:
@@ -116,7 +123,7 @@ class Meter:
         deadline = time.monotonic() + AUTO_COOLDOWN_BOUND_S
         while time.monotonic() < deadline:
             time.sleep(0.1)
-            self._pending += self.sampler.drain()
+            self._pending += self._running.drain()
             if self._near_idle():
                 return
 
@@ -133,11 +140,11 @@ class Meter:
 
     def peek(self) -> list[Sample]:
         """The running trial's samples so far, without taking them (runner thread only)."""
-        self._pending += self.sampler.drain()
+        self._pending += self._running.drain()
         return list(self._pending)
 
     def _take(self) -> list[Sample]:
-        samples, self._pending = self._pending + self.sampler.drain(), []
+        samples, self._pending = self._pending + self._running.drain(), []
         return samples
 
     def achieved_hz(self) -> dict[str, float]:
@@ -166,7 +173,8 @@ def covered_start(samples: list[Sample], started: int) -> int:
 
 def _sum_of(energy: TrialEnergy, prefix: tuple[str, ...]) -> float | None:
     parts = [d.gross_j for name, d in energy.devices.items() if name.startswith(prefix)]
-    return None if not parts or None in parts else sum(parts)
+    known = [part for part in parts if part is not None]
+    return sum(known) if known and len(known) == len(parts) else None
 
 
 def energy_columns(energy: TrialEnergy, samples: list[Sample]) -> dict:

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import interrupts
 from .errors import UserError
@@ -52,7 +53,8 @@ class Event:
 
 
 def spec_from_row(row: dict) -> TrialSpec:
-    return TrialSpec(**{k: bool(row[k]) if k in _BOOL_FIELDS else row[k] for k in _SPEC_FIELDS})
+    values: dict[str, Any] = {k: bool(row[k]) if k in _BOOL_FIELDS else row[k] for k in _SPEC_FIELDS}
+    return TrialSpec(**values)
 
 
 def register_models(store: Store, manifest: Manifest) -> None:
@@ -174,18 +176,19 @@ def _samples(meter: Meter | None, idle: dict, measurement) -> tuple[list, dict]:
 def _token_reporter(emit, index: int, total: int, row: dict, meter: Meter | None = None,
                     abort: threading.Event | None = None, every_s: float = 0.2):
     """A cheap on_token callback: emits at most every `every_s` seconds, with the trial's power so far."""
-    state = {"next": 0, "t0": None, "n0": 0}
+    next_ns, t0, n0 = 0, None, 0  # the next emit; the first token's time and count
 
     def on_token(generated: int, t_ns: int) -> None:
+        nonlocal next_ns, t0, n0
         if abort is not None and abort.is_set():
             raise TrialStopped
-        if state["t0"] is None:
-            state["t0"], state["n0"] = t_ns, generated
-        if t_ns >= state["next"]:
-            state["next"] = t_ns + int(every_s * 1e9)
-            elapsed = (t_ns - state["t0"]) / 1e9
-            rate = (generated - state["n0"]) / elapsed if elapsed > 0 else None
+        if t0 is None:
+            t0, n0 = t_ns, generated
+        if t_ns >= next_ns:
+            next_ns = t_ns + int(every_s * 1e9)
+            elapsed = (t_ns - t0) / 1e9
+            rate = (generated - n0) / elapsed if elapsed > 0 else None
             samples = meter.peek() if meter else None
-            emit(Event("tokens", index, total, row, generated, rate, state["t0"], samples))
+            emit(Event("tokens", index, total, row, generated, rate, t0, samples))
 
     return on_token

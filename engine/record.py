@@ -23,20 +23,22 @@ JOINED = "joined"  # not stored on the trial: read from its model's or host's ro
 @dataclass(frozen=True)
 class TrialField:
     name: str
-    kind: type  # int, float or str: the SQLite column's type (flags are ints)
+    kind: type | tuple[type, ...]  # int, float or str as SQLite stores it (flags are ints); a tuple: any of them
     origin: str
     unit: str = ""  # "ms", "tok/s", "J", "W", "J/token", "J·s", "Hz", "ns"; "" for counts, names and flags
     export: str | None = None  # its column in `energytui export` (None: not exported)
 
     def coerce(self, value):
         """The value as this field stores it (None stays None); raises ValueError for a value of another kind."""
-        if value is None or isinstance(value, self.kind):
-            return value
-        if self.kind is float and isinstance(value, int):
-            return float(value)
-        if self.kind is int and isinstance(value, bool):
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        if isinstance(value, bool) and int in kinds:
             return int(value)
-        raise ValueError(f"trial field {self.name}: expected {self.kind.__name__}, got {value!r}")
+        if value is None or isinstance(value, kinds):
+            return value
+        if isinstance(value, int) and float in kinds:
+            return float(value)
+        raise ValueError(f"trial field {self.name}: expected {' or '.join(k.__name__ for k in kinds)}, "
+                         f"got {value!r}")
 
 
 def _fields(origin: str, spec: str, exported: bool = True) -> list[TrialField]:
@@ -69,7 +71,8 @@ TRIAL_FIELDS: tuple[TrialField, ...] = (
     *_fields(QUEUE, "error:s"),
     *_fields(MEASURED, "stop_reason:s"),
     *_fields(QUEUE, "run:i seq:i finished_at:s", exported=False),
-    *_fields(SETTING, "prompt_text:s prompt_tokens_target:i chat:i cooldown_s:f:s", exported=False),
+    *_fields(SETTING, "prompt_text:s prompt_tokens_target:i chat:i", exported=False),
+    TrialField("cooldown_s", (float, str), SETTING, "s"),  # seconds, or "auto": until power is back near idle
     *_fields(MEASURED, "t_start_ns:i:ns t_first_ns:i:ns t_end_ns:i:ns load_ms:f:ms output_text:s", exported=False),
     # The model's shape (engine/gguf.py) and the host's facts, joined by Store.trials for the advisor.
     *_fields(JOINED, "n_layers:i model_size:i n_embd:i n_head:i n_head_kv:i head_dim:i n_ctx_train:i n_vocab:i "

@@ -12,7 +12,7 @@ from .record import EXPORTED
 from .record import unit as unit_of
 from .telemetry.base import weakest_source
 
-EXPORT_FIELDS = tuple(field.export for field in EXPORTED)
+EXPORT_FIELDS = tuple(field.export for field in EXPORTED if field.export)
 # How each source tag reads next to a number, so an estimate never passes for a measurement.
 TAG_LABELS = {"counter": "measured (counter)", "integrated": "measured (integrated power)", "estimated": "ESTIMATED",
               "unknown": "method UNKNOWN"}
@@ -193,7 +193,7 @@ def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", r
     return "\n".join(out) + "\n"
 
 
-def imported_caveats(trials: list[dict]) -> list[tuple[str, str]]:
+def imported_caveats(trials: list[dict]) -> list[tuple[str | None, str]]:
     """(host, caveat) once each: a trial's own figures (its prompt's characters) folded into the rule."""
     found = set()
     for t in trials:

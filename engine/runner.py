@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .llama_backend import Context, LoadedModel, Sampler
+from .llama_backend import Context, LoadedModel, TokenSampler
 from .manifest import TrialSpec
 from .prompts import synthetic_tokens
 
@@ -107,7 +107,7 @@ class Engine:
         ctx = self._contexts[key]
         ctx.set_threads(spec.threads)
         if (key, spec.threads) not in self._warm:  # first compute graph and thread pool, never in a trial
-            self._generate(ctx, model.tokenize(_WARMUP_PROMPT), 4, Sampler(0, 0, model.n_vocab), True, None)
+            self._generate(ctx, model.tokenize(_WARMUP_PROMPT), 4, TokenSampler(0, 0, model.n_vocab), True, None)
             self._warm.add((key, spec.threads))
         return ctx
 
@@ -115,6 +115,8 @@ class Engine:
         if spec.prompt_tokens_target is not None:
             tokens = synthetic_tokens(model.tokenize, spec.prompt_tokens_target)
             return tokens, model.detokenize(tokens)
+        if spec.prompt_text is None:  # the manifest gives every trial either a text or a token target
+            raise ValueError(f"trial {spec.prompt_id}: neither prompt text nor prompt_tokens_target")
         text = (spec.chat and model.chat_prompt(spec.prompt_text)) or spec.prompt_text
         return model.tokenize(text), text
 
@@ -131,7 +133,7 @@ class Engine:
             raise TrialFailed(f"prompt of {len(tokens)} tokens does not fit n_ctx={spec.n_ctx}; "
                               "raise n_ctx or use a shorter prompt")
         max_tokens = min(spec.max_tokens, spec.n_ctx - len(tokens))
-        sampler = Sampler(spec.temperature, spec.seed, model.n_vocab)
+        sampler = TokenSampler(spec.temperature, spec.seed, model.n_vocab)
         if before_start:
             before_start()
             self._rewarm(ctx, tokens)
@@ -158,7 +160,7 @@ class Engine:
             ctx.decode(chunk)
         ctx.clear_memory()
 
-    def _generate(self, ctx: Context, prompt: list[int], max_tokens: int, sampler: Sampler,
+    def _generate(self, ctx: Context, prompt: list[int], max_tokens: int, sampler: TokenSampler,
                   ignore_eos: bool, on_token) -> Measurement:
         """Prefill every sequence with `prompt`, then decode all live sequences one step at a time."""
         model, n_seq = ctx.model, ctx.n_seq

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Sequence
 from urllib.parse import quote
 
 from .errors import UserError
@@ -144,7 +144,7 @@ class Store:
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path).expanduser()
         self.read_only = read_only
-        self._lock_fh = None
+        self._lock_fh: IO[str] | None = None
         folder = self.path.parent
         if not folder.is_dir():
             raise UserError(f"--db {self.path}: folder {folder} does not exist; create it or choose another path")
@@ -275,7 +275,7 @@ class Store:
         self._update(trial_id, status="running", started_at=now_iso())
 
     def finish_trial(self, trial_id: int, measured: dict, token_steps: list[tuple[int, int]],
-                     samples: list = ()) -> None:
+                     samples: Sequence = ()) -> None:
         with self._db.conn:
             self._db.table("token_timings").insert_all(
                 {"trial_id": trial_id, "step": step, "t_ns": t_ns, "n_tokens": n}
@@ -283,7 +283,7 @@ class Store:
             self._insert_samples(trial_id, samples)
             self._update(trial_id, **measured, status="done", error=None, finished_at=now_iso())
 
-    def fail_trial(self, trial_id: int, status: str, error: str, samples: list = ()) -> None:
+    def fail_trial(self, trial_id: int, status: str, error: str, samples: Sequence = ()) -> None:
         with self._db.conn:
             self._insert_samples(trial_id, samples)
             self._update(trial_id, status=status, error=error, finished_at=now_iso())
@@ -470,9 +470,11 @@ class Store:
         self._cache_write("INSERT INTO advisor_fits (host_id, data_hash, created_at, payload) VALUES (?, ?, ?, ?)",
                           [(host_id, data_hash, now_iso(), payload)])
 
-    def trial(self, trial_id: int) -> dict | None:
+    def trial(self, trial_id: int) -> dict:
         rows = self._rows("SELECT * FROM trials WHERE id = ?", [trial_id])
-        return rows[0] if rows else None
+        if not rows:
+            raise UserError(f"trial {trial_id}: not in {self.path}")
+        return rows[0]
 
     def trial_count(self, run: int) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM trials WHERE run = ?", [run]).fetchone()[0]

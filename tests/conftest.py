@@ -88,6 +88,22 @@ def measured_db(tmp_path_factory, model_path):
     return db
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def namespace_tree(tmp_path) -> Path:
+    """A folder holding `energytui` as tools that cannot follow pyproject.toml's package-dir mapping read it
+    (import-linter, mypy): links to cli/'s modules and to engine/, advisor/, app/, tui/."""
+    package = tmp_path / "energytui"
+    package.mkdir()
+    for module in (REPO_ROOT / "cli").glob("*.py"):
+        (package / module.name).symlink_to(module)
+    for sub in ("engine", "advisor", "app", "tui"):
+        (package / sub).symlink_to(REPO_ROOT / sub, target_is_directory=True)
+    return tmp_path
+
+
 @pytest.fixture(autouse=True)
 def no_terminal_width(monkeypatch):
     """Output is fitted to $COLUMNS when set: the caller's shell must not decide what a test sees."""

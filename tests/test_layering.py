@@ -40,23 +40,11 @@ def test_no_source_file_in_engine_or_advisor_mentions_textual_imports():
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _namespace_tree(folder: Path) -> Path:
-    """`energytui` as import-linter can read it: links to cli/'s modules and to engine/, advisor/, app/, tui/."""
-    package = folder / "energytui"
-    package.mkdir()
-    for module in (ROOT / "cli").glob("*.py"):
-        (package / module.name).symlink_to(module)
-    for sub in ("engine", "advisor", "app", "tui"):
-        (package / sub).symlink_to(ROOT / sub, target_is_directory=True)
-    return folder
-
-
-def test_import_contracts_hold(tmp_path):
+def test_import_contracts_hold(namespace_tree):
     """pyproject.toml's import-linter contracts: engine < advisor < app and CLI, never the reverse."""
-    tree = _namespace_tree(tmp_path)
     lint = Path(sys.executable).with_name("lint-imports")
-    result = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=tree,
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+    result = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=namespace_tree,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(namespace_tree)})
     assert result.returncode == 0 and "0 broken" in result.stdout, result.stdout[-2000:] + result.stderr
 
 

@@ -58,7 +58,7 @@ class AppConfig:
 
 
 def trial_cells(t: dict) -> tuple:
-    tag = TAG_LABELS.get(t.get("energy_tag"), "–") if t.get("energy_tag") else "–"
+    tag = TAG_LABELS.get(t["energy_tag"], "–") if t.get("energy_tag") else "–"
     return (t["id"], t["status"], t["run_id"], config_label(t), t["prompt_id"],
             f"{t['decode_tps']:.1f}" if t.get("decode_tps") else "–",
             f"{t['ttft_ms']:.0f}" if t.get("ttft_ms") else "–",
@@ -198,7 +198,7 @@ class EnergyApp(App):
     def __init__(self, config: AppConfig):
         super().__init__()
         self.config = config
-        self.run_id: int | None = None
+        self.run_number: int | None = None
         self.stop_event = threading.Event()  # pause: after the current trial
         self.abort_event = threading.Event()  # stop: now, the current trial is marked aborted
         self.running = False
@@ -286,14 +286,14 @@ class EnergyApp(App):
         self.push_screen(ManifestPicker(), chosen)
 
     def action_add(self) -> None:
-        if self.run_id is None:
+        if self.run_number is None:
             self.notify("load a manifest first: trials are added to its run", severity="warning")
             return
         from energytui.app.machine import default_model_name
 
         def added(form: dict | None) -> None:
             if form is not None:
-                self.add_trials(self.run_id, form)
+                self.add_trials(self.run_number, form)
 
         self.push_screen(AddTrialScreen(default_model_name()), added)
 
@@ -314,13 +314,13 @@ class EnergyApp(App):
     def action_start(self) -> None:
         if self.running:
             self.notify("a run is already going", severity="warning")
-        elif self.run_id is None:
+        elif self.run_number is None:
             self.notify("load a manifest first", severity="warning")
         else:
             self.stop_event.clear()
             self.abort_event.clear()
             self.running = True
-            self.run_trials(self.run_id)
+            self.run_trials(self.run_number)
 
     def action_pause(self) -> None:
         if self.running:
@@ -342,8 +342,8 @@ class EnergyApp(App):
 
     def action_refresh(self) -> None:
         self.load_results()
-        if self.run_id is not None:
-            self.load_queue(self.run_id)
+        if self.run_number is not None:
+            self.load_queue(self.run_number)
 
     @on(Button.Pressed, "#load, #start, #pause, #stop")
     def _queue_button(self, event: Button.Pressed) -> None:
@@ -390,7 +390,7 @@ class EnergyApp(App):
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
             return
-        self.run_id = run
+        self.run_number = run
         self.call_from_thread(self.notify, f"run {run}: {queued} trials queued from {path}")
         self.load_queue(run)
 
@@ -414,8 +414,8 @@ class EnergyApp(App):
             self.call_from_thread(self.notify, f"trial {trial_id}: only pending trials can be "
                                   f"{'removed' if action == 'remove' else 'moved'} (and not past the ends)",
                                   severity="warning")
-        elif self.run_id is not None:
-            self.load_queue(self.run_id)
+        elif self.run_number is not None:
+            self.load_queue(self.run_number)
 
     @work(thread=True, exclusive=True, group="runner")
     def run_trials(self, run: int) -> None:
@@ -568,8 +568,8 @@ class EnergyApp(App):
             self.notify(message.error, severity="error", markup=False, timeout=10)
         else:
             self.notify(f"run {message.status}")
-        if self.run_id is not None:
-            self.load_queue(self.run_id)
+        if self.run_number is not None:
+            self.load_queue(self.run_number)
         self.load_results()
 
     # --- tables and charts ---

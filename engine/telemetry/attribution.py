@@ -283,14 +283,15 @@ def _total_energy(parts: list[DeviceEnergy], power_series: dict[str, _Series], w
     for name, (start, end) in windows.spans().items():
         pieces = [p.windows[name] for p in parts]
         missing = [f"{p.device}: {w.reason}" for p, w in zip(parts, pieces) if w.energy_j is None]
+        measured = [w.energy_j for w in pieces if w.energy_j is not None]
         if missing or not pieces:
             total.windows[name] = WindowEnergy(start, end, None, None, any(w.short_window for w in pieces),
                                                "; ".join(missing) or "no samples")
         else:
-            energy = sum(w.energy_j for w in pieces)
+            energy = sum(measured)
             total.windows[name] = WindowEnergy(start, end, energy, energy / ((end - start) / 1e9))
-    idle_parts = [p.idle_power_w for p in parts]
-    supplied_idle = sum(idle_parts) if parts and None not in idle_parts else None
+    idle_parts = [p.idle_power_w for p in parts if p.idle_power_w is not None]
+    supplied_idle = sum(idle_parts) if parts and len(idle_parts) == len(parts) else None
     _derive(total, supplied_idle, gen_tokens, e2e_s)
     if supplied_idle is not None:
         total.idle_power_origin = "sum of devices"

@@ -60,12 +60,26 @@ class TelemetrySource(Protocol):
     conditions (missing hardware, permissions, missing packages).
     """
 
-    name: str  # e.g. "rapl", "nvml-gpu0", "cpu-estimate", "external"
-    devices: tuple[str, ...]  # e.g. ("cpu-pkg0", "dram0")
-    source: str  # one of SOURCE_TAGS
-    method: str  # one human-readable line on how the numbers are obtained
-    update_period_s: float  # how often the underlying value changes
-    poll_interval_s: float  # the sampler polls no faster than this; > 0 gets its own thread
+    # Read-only properties: callers only read them, and a source may compute one (NvmlSource.update_period_s)
+    # or hold a tuple of fixed length for `devices`; plain attributes satisfy them as well.
+
+    @property
+    def name(self) -> str: ...  # e.g. "rapl", "nvml-gpu0", "cpu-estimate", "external"
+
+    @property
+    def devices(self) -> tuple[str, ...]: ...  # e.g. ("cpu-pkg0", "dram0")
+
+    @property
+    def source(self) -> str: ...  # one of SOURCE_TAGS
+
+    @property
+    def method(self) -> str: ...  # one human-readable line on how the numbers are obtained
+
+    @property
+    def update_period_s(self) -> float: ...  # how often the underlying value changes
+
+    @property
+    def poll_interval_s(self) -> float: ...  # the sampler polls no faster than this; > 0 gets its own thread
 
     def read(self, t_ns: int) -> list[Sample]: ...
 

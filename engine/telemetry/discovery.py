@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .base import TelemetrySource, Unavailable
 from .cpu_estimate import DEFAULT_CPUINFO, DEFAULT_PROC_STAT, CpuEstimateSource
@@ -40,7 +40,10 @@ def discover(
     unavailable: list[Unavailable] = []
 
     def keep(opened: TelemetrySource | Unavailable) -> None:
-        (unavailable if isinstance(opened, Unavailable) else sources).append(opened)
+        if isinstance(opened, Unavailable):
+            unavailable.append(opened)
+        else:
+            sources.append(opened)
 
     rapl = _guarded("rapl", lambda: RaplSource.probe(powercap_root))
     keep(rapl)
@@ -64,7 +67,7 @@ def discover(
     return sources, unavailable
 
 
-def _guarded(name: str, probe) -> TelemetrySource | Unavailable:
+def _guarded(name: str, probe: Callable[[], TelemetrySource | Unavailable]) -> TelemetrySource | Unavailable:
     try:
         return probe()
     except Exception as error:  # probes handle expected failures; anything else is reported, not raised

@@ -122,10 +122,14 @@ class NvmlSource:
             module.nvmlShutdown()
         if count == 0:
             return [], [Unavailable("nvml", "NVML reports no NVIDIA GPU", "")]
-        sources, unavailable = [], []
+        sources: list[NvmlSource] = []
+        unavailable: list[Unavailable] = []
         for index in range(count):
             opened = cls.probe(index, nvml=module, extra_period_s=extra_period_s)
-            (unavailable if isinstance(opened, Unavailable) else sources).append(opened)
+            if isinstance(opened, Unavailable):
+                unavailable.append(opened)
+            else:
+                sources.append(opened)
         return sources, unavailable
 
     @staticmethod

@@ -131,15 +131,15 @@ def find_rapl_zones(root: str | Path = DEFAULT_POWERCAP_ROOT) -> tuple[list[tupl
             skipped.append("psys (whole platform; overlaps the packages, never summed with them)")
         else:
             skipped.append(f"{name} (unknown top-level domain)")
-    for key in sorted(k for k in zones if len(k) == 2):
-        name = _read_text(zones[key] / "name")
-        parent = package_suffix.get(key[0])
+    for sub_key in sorted(k for k in zones if len(k) == 2):
+        name = _read_text(zones[sub_key] / "name")
+        parent = package_suffix.get(sub_key[0])
         if name == "dram" and parent is not None:
-            found.append((f"dram{parent}", zones[key]))
+            found.append((f"dram{parent}", zones[sub_key]))
         elif name in ("core", "uncore"):
             skipped.append(f"{name} of package {parent} (inside the package domain)")
         else:
-            skipped.append(f"{name} under intel-rapl:{key[0]} (not used)")
+            skipped.append(f"{name} under intel-rapl:{sub_key[0]} (not used)")
     return found, skipped
 
 
