@@ -242,7 +242,7 @@ def _print_summary(fmt: str, trials: list[dict], store) -> None:
         print(report_text(trials, store.hosts(), "config", fmt), end="")
         return
     headers, body, caption = table_cells(summarise(trials), compact=True)
-    print(fold(headers, body))
+    print(fold(headers, body, styled=sys.stdout.isatty()))
     if caption:
         print(wrap(caption))
     print("\n" + wrap("\n".join(energy_legend(trials))))
