@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
                      help="the summary after the run: a table fitted to the terminal (default), or as `report` "
                           "writes it")
+    _add_columns_option(run, "the summary's")
     run.add_argument("--yes", action="store_true",
                      help=f"queue a run of more than {1000} trials without asking (needed without a terminal)")
     run.add_argument("--skip-gpu", action="store_true", help="leave out gpu and hybrid runs (for a CPU-only llama.cpp)")
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", choices=("config", "backend", "host"), default="config",
                         help="one row per configuration (default), per backend of each host, or per host")
     report.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    _add_columns_option(report, "the report table's")
     report.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     report.set_defaults(handler=_cmd_report)
 
@@ -136,6 +138,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_columns_option(parser: argparse.ArgumentParser, whose: str) -> None:
+    parser.add_argument("--columns", type=_column_list, metavar="NAMES",
+                        help=f"{whose} columns, in this order: their headers, comma-separated, any case (e.g. "
+                             "'configuration,decode tok/s,J/token'; a wrong name lists them all); the first "
+                             "starts every table when the table folds to fit the terminal")
+
+
+def _column_list(text: str) -> list[int]:
+    """--columns: positions of the named columns (engine.report.column_positions)."""
+    from energytui.engine.report import column_positions  # here: the module is slow to import for every command
+
+    try:
+        return column_positions([name.strip() for name in text.split(",") if name.strip()])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _check_columns_format(args) -> None:
+    if args.columns is not None and args.format in ("csv", "json"):
+        raise UserError(f"--columns chooses a table's columns; --format {args.format} writes every field "
+                        "(drop --columns, or choose --format md)")
+
+
 def _add_meter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-tdp", type=float, default=None, metavar="W",
                         help="your CPU's TDP in watts, for the CPU estimate where no RAPL counter can be read")
@@ -180,6 +205,7 @@ def _cmd_run(args) -> int:
     from .progress import Progress
     from .tables import wrap
 
+    _check_columns_format(args)
     options = _meter_options(args)
     options.check()
     manifest = load_manifest(args.manifest, skip_gpu=args.skip_gpu)
@@ -219,7 +245,7 @@ def _cmd_run(args) -> int:
             finally:
                 progress.close()
                 trials = store.trials(run=run)
-                _print_summary(args.format, trials, store)
+                _print_summary(args.format, trials, store, args.columns)
     finally:
         interrupts.restore(previous_handlers)
     short = sum(t.get("stop_reason") == "n_ctx" for t in trials)
@@ -232,17 +258,18 @@ def _cmd_run(args) -> int:
     return 1 if failed == len(trials) else 0
 
 
-def _print_summary(fmt: str, trials: list[dict], store) -> None:
-    """The run's configurations: a table fitted to the terminal, or as `report` writes them."""
-    from energytui.engine.report import energy_legend, report_text, summarise, table_cells
+def _print_summary(fmt: str, trials: list[dict], store, columns: list[int] | None = None) -> None:
+    """The run's configurations: a table fitted to the terminal, or as `report` writes them; `columns`:
+    which of the table's columns, in order."""
+    from energytui.engine.report import energy_legend, report_text, select_columns, summarise, table_cells
 
     from .tables import fold, wrap
 
     if fmt != "table":
-        print(report_text(trials, store.hosts(), "config", fmt), end="")
+        print(report_text(trials, store.hosts(), "config", fmt, columns), end="")
         return
     headers, body, caption = table_cells(summarise(trials), compact=True)
-    print(fold(headers, body, styled=sys.stdout.isatty()))
+    print(fold(*select_columns(headers, body, columns), styled=sys.stdout.isatty()))
     if caption:
         print(wrap(caption))
     print("\n" + wrap("\n".join(energy_legend(trials))))
@@ -319,13 +346,14 @@ def _cmd_import(args) -> int:
 def _cmd_report(args) -> int:
     from energytui.engine.report import report_text
 
+    _check_columns_format(args)
     store = _open_store(args, read_only=True)
     try:
         trials = store.trials()
         if not trials:
             raise UserError(f"--db {store.path}: no trials yet; run "
                             "`energytui run config/manifests/quickstart.yaml`", 1)
-        _write(args.output, report_text(trials, store.hosts(), args.by, args.format))
+        _write(args.output, report_text(trials, store.hosts(), args.by, args.format, args.columns))
     finally:
         store.close()
 

@@ -4,9 +4,13 @@ import re
 
 import pytest
 
+from energytui.engine.importer import import_logs
 from energytui.engine.report import summarise, table_cells
 from energytui.engine.store import Store
 from energytui.tables import fold
+from helpers import run_cli
+
+import test_import
 
 HEADERS = ["configuration", "done", "TTFT ms", "J/token"]
 BODY = [["quick: Q4_1 cpu t=2 synthetic-16", "2/2", "472.9 ± 12.0", "1.3904 ± 0.0012"],
@@ -86,3 +90,48 @@ def test_every_fold_fits_the_width(width):
     out = fold(headers, body, width=width)
     assert max(map(len, out.splitlines())) <= width
     assert sum(line.startswith("configuration") for line in out.splitlines()) == out.count("\n\n") + 1
+
+
+@pytest.fixture
+def imported_db(tmp_path):
+    """24 trials imported from a log: figures that are the same on every machine."""
+    store = Store(tmp_path / "imported.db")
+    import_logs(store, test_import._log(tmp_path, energy_in_log=True), test_import.EXAMPLE_MAP)
+    store.close()
+    return tmp_path / "imported.db"
+
+
+def test_report_columns_choose_and_order_the_table(imported_db, capsys):
+    code, out, _ = run_cli(capsys, "report", "--db", imported_db, "--columns", "j/REQUEST, Configuration,e2e ms")
+    assert code == 0
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert table == [
+        "| J/request | configuration | e2e ms |",
+        "|---|---|---|",
+        "| 110.38 ± 32.56 measured (integrated power) | cpu-t4 (imported): Q4_0 cpu gpu-build t=4 B=1 sd "
+        "| 4415.0 ± 1302.6 |",
+        "| 110.38 ± 32.56 measured (integrated power) | cpu-t8 (imported): Q4_0 cpu gpu-build t=8 B=1 sd "
+        "| 2759.4 ± 814.1 |",
+        "| 72.85 ± 21.49 measured (integrated power) | gpu-l22 (imported): Q4_0 gpu t=? ngl=22 B=1 sd "
+        "| 662.2 ± 195.4 |",
+        "| 115.89 ± 34.19 measured (integrated power) | hyb-l11 (imported): Q4_0 hybrid t=8 ngl=11 B=1 sd "
+        "| 1655.6 ± 488.4 |"]
+
+
+def test_report_columns_take_the_long_and_the_short_edp_headers_with_a_dot_for_the_middle_dot(imported_db, capsys):
+    code, out, _ = run_cli(capsys, "report", "--db", imported_db, "--columns",
+                           "configuration,EDP J.s (product of means),edp j·s")
+    header = next(line for line in out.splitlines() if line.startswith("|"))
+    assert code == 0 and header == "| configuration | EDP J·s (product of means) | EDP J·s (mean of trials) |"
+
+
+def test_run_columns_choose_and_order_the_summary(write_manifest, model_path, tmp_path, capsys):
+    manifest = write_manifest(f"defaults:\n  model: {model_path}\n  n_ctx: 64\nruns:\n  - id: one\n"
+                              "    prompt_tokens: 8\n    max_tokens: 2\n    ignore_eos: true\n")
+    code, out, _ = run_cli(capsys, "run", manifest, "--db", tmp_path / "c.db", "--idle-s", "0.1",
+                           "--columns", "gen tok,configuration,done")
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("gen tok"))
+    assert code == 0 and re.split(r"  +", lines[header]) == ["gen tok", "configuration", "done"]
+    assert re.split(r"  +", lines[header + 2]) == ["2", "one: Q4_1 cpu t=2 nb=512 B=1 synthetic-8", "1/1"]
+    assert lines[header + 3].startswith("energy columns (")  # one configuration: the table ends there
