@@ -202,7 +202,7 @@ def _cmd_run(args) -> int:
     from energytui.engine.manifest import load_manifest
     from energytui.engine.queue import ResumeAvailable, queue_manifest, run_queue
 
-    from .progress import Progress
+    from .progress import for_stream
     from .tables import wrap
 
     _check_columns_format(args)
@@ -239,7 +239,7 @@ def _cmd_run(args) -> int:
             if meter.only_estimates:
                 print(wrap("energy: no power counter can be read here: every energy figure of this run is an "
                            "ESTIMATE (`energytui doctor` says why and what would fix it)"))
-            progress = Progress(sys.stderr)
+            progress = for_stream(sys.stderr)
             try:
                 run_queue(store, run, live.engine, progress.on_event, meter=meter)
             finally:
