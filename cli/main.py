@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
                      help="the summary after the run: a table fitted to the terminal (default), or as `report` "
                           "writes it")
-    _add_columns_option(run, "the summary's")
+    _add_columns_option(run, "the summary's", "; the first starts every table where the summary folds to fit "
+                                               "the terminal")
     run.add_argument("--yes", action="store_true",
                      help=f"queue a run of more than {1000} trials without asking (needed without a terminal)")
     run.add_argument("--skip-gpu", action="store_true", help="leave out gpu and hybrid runs (for a CPU-only llama.cpp)")
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", choices=("config", "backend", "host"), default="config",
                         help="one row per configuration (default), per backend of each host, or per host")
     report.add_argument("--format", choices=("md", "csv", "json"), default="md")
-    _add_columns_option(report, "the report table's")
+    _add_columns_option(report, "the markdown table's")
     report.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     report.set_defaults(handler=_cmd_report)
 
@@ -138,11 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_columns_option(parser: argparse.ArgumentParser, whose: str) -> None:
+def _add_columns_option(parser: argparse.ArgumentParser, whose: str, more: str = "") -> None:
     parser.add_argument("--columns", type=_column_list, metavar="NAMES",
                         help=f"{whose} columns, in this order: their headers, comma-separated, any case (e.g. "
-                             "'configuration,decode tok/s,J/token'; a wrong name lists them all); the first "
-                             "starts every table when the table folds to fit the terminal")
+                             f"'configuration,decode tok/s,J/token'; a wrong name lists them all){more}")
 
 
 def _column_list(text: str) -> list[int]:

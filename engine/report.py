@@ -181,7 +181,8 @@ def column_positions(names: list[str]) -> list[int]:
     return positions
 
 
-def select_columns(headers: list[str], body: list[list[str]], positions: list[int] | None):
+def select_columns(headers: list[str], body: list[list[str]],
+                   positions: list[int] | None) -> tuple[list[str], list[list[str]]]:
     """The table with only the columns at `positions`, in that order (all of them for None)."""
     if positions is None:
         return headers, body
