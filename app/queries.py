@@ -63,11 +63,12 @@ def export(store: Store, fmt: str) -> str:
     return export_text(store.trials(), fmt)
 
 
-def report(store: Store, by: str, fmt: str) -> str:
+def report(store: Store, by: str, fmt: str, columns: list[int] | None = None) -> str:
+    """The report of every trial; `columns`: which of its table's columns, in order."""
     trials = store.trials()
     if not trials:
         raise UserError(f"--db {store.path}: no trials yet; {NO_TRIALS_HINT}", 1)
-    return report_text(trials, store.hosts(), by, fmt)
+    return report_text(trials, store.hosts(), by, fmt, columns)
 
 
 def compare_text(store: Store, ref_a: str, ref_b: str, fmt: str) -> str:

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
                      help="the summary after the run: a table fitted to the terminal (default), or as `report` "
                           "writes it")
+    _add_columns_option(run, "the summary's", "; the first starts every table where the summary folds to fit "
+                                               "the terminal")
     run.add_argument("--yes", action="store_true",
                      help=f"queue a run of more than {1000} trials without asking (needed without a terminal)")
     run.add_argument("--skip-gpu", action="store_true", help="leave out gpu and hybrid runs (for a CPU-only llama.cpp)")
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", choices=("config", "backend", "host"), default="config",
                         help="one row per configuration (default), per backend of each host, or per host")
     report.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    _add_columns_option(report, "the markdown table's")
     report.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     report.set_defaults(handler=_cmd_report)
 
@@ -134,6 +137,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_columns_option(parser: argparse.ArgumentParser, whose: str, more: str = "") -> None:
+    parser.add_argument("--columns", type=_column_list, metavar="NAMES",
+                        help=f"{whose} columns, in this order: their headers, comma-separated, any case (e.g. "
+                             f"'configuration,decode tok/s,J/token'; a wrong name lists them all){more}")
+
+
+def _column_list(text: str) -> list[int]:
+    """--columns: positions of the named columns (engine.report.column_positions)."""
+    from energytui.app.views import column_positions  # here: the module is slow to import for every command
+
+    try:
+        return column_positions([name.strip() for name in text.split(",") if name.strip()])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _check_columns_format(args) -> None:
+    if args.columns is not None and args.format in ("csv", "json"):
+        raise UserError(f"--columns chooses a table's columns; --format {args.format} writes every field "
+                        "(drop --columns, or choose --format md)")
+
+
 def _add_meter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-tdp", type=float, default=None, metavar="W",
                         help="your CPU's TDP in watts, for the CPU estimate where no RAPL counter can be read")
@@ -174,9 +199,10 @@ def _read_only(args):
 def _cmd_run(args) -> int:
     from energytui.app import runs
 
-    from .progress import Progress
+    from .progress import for_stream
     from .tables import wrap
 
+    _check_columns_format(args)
     options = _meter_options(args)
     options.check()
     manifest = runs.load_manifest(args.manifest, skip_gpu=args.skip_gpu)
@@ -205,13 +231,13 @@ def _cmd_run(args) -> int:
         if live.meter.only_estimates:
             print(wrap("energy: no power counter can be read here: every energy figure of this run is an "
                        "ESTIMATE (`energytui doctor` says why and what would fix it)"))
-        progress = Progress(sys.stderr)
+        progress = for_stream(sys.stderr)
         try:
             live.run(run, progress.on_event)
         finally:
             progress.close()
             trials = live.trials(run)
-            _print_summary(args.format, trials, live.store.hosts())
+            _print_summary(args.format, trials, live.store.hosts(), args.columns)
     short = sum(t.get("stop_reason") == "n_ctx" for t in trials)
     if short:
         print(f"{short} trial(s) stopped at n_ctx before max_tokens (stop_reason n_ctx in `export`)",
@@ -222,17 +248,18 @@ def _cmd_run(args) -> int:
     return 1 if failed == len(trials) else 0
 
 
-def _print_summary(fmt: str, trials: list[dict], hosts: list[dict]) -> None:
-    """The run's configurations: a table fitted to the terminal, or as `report` writes them."""
-    from energytui.app.views import energy_legend, report_text, summarise, table_cells
+def _print_summary(fmt: str, trials: list[dict], hosts: list[dict], columns: list[int] | None = None) -> None:
+    """The run's configurations: a table fitted to the terminal, or as `report` writes them; `columns`:
+    which of the table's columns, in order."""
+    from energytui.app.views import energy_legend, report_text, select_columns, summarise, table_cells
 
     from .tables import fold, wrap
 
     if fmt != "table":
-        print(report_text(trials, hosts, "config", fmt), end="")
+        print(report_text(trials, hosts, "config", fmt, columns), end="")
         return
     headers, body, caption = table_cells(summarise(trials), compact=True)
-    print(fold(headers, body))
+    print(fold(*select_columns(headers, body, columns), styled=sys.stdout.isatty()))
     if caption:
         print(wrap(caption))
     print("\n" + wrap("\n".join(energy_legend(trials))))
@@ -284,8 +311,9 @@ def _cmd_import(args) -> None:
 def _cmd_report(args) -> None:
     from energytui.app import queries
 
+    _check_columns_format(args)
     with _read_only(args) as store:
-        _write(args.output, queries.report(store, args.by, args.format))
+        _write(args.output, queries.report(store, args.by, args.format, args.columns))
 
 
 def _cmd_compare(args) -> None:

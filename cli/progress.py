@@ -1,69 +1,144 @@
-"""The progress line of `energytui run`: trial i/N, its configuration, live tokens/s."""
+"""The progress display of `energytui run`: a rich progress bar on a terminal, one line per trial elsewhere."""
 
 from __future__ import annotations
 
-import shutil
+import os
+from datetime import timedelta
 from typing import TYPE_CHECKING
+
+from rich.cells import cell_len
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
+from rich.text import Text
 
 from energytui.app.views import TAG_LABELS, config_label
 
-if TYPE_CHECKING:
+from .tables import console, terminal_width, wrap
+
+if TYPE_CHECKING:  # the runs module loads llama.cpp; progress only reads its events
     from energytui.app.runs import Event
 
-from .tables import terminal_width, wrap
-
 _BAR = 20
+REFRESH_HZ = 2  # redraws while a trial runs: cheap beside llama.cpp and the power sampler on a few cores
 
 
-class Progress:
+def for_stream(stream, columns: int | None = None):
+    """The bar on a terminal; on a file, a pipe or a terminal that cannot move its cursor (TERM=dumb), one
+    line per finished trial."""
+    if stream.isatty() and os.environ.get("TERM") != "dumb":
+        return BarProgress(stream, columns)
+    return LineProgress(stream, columns)
+
+
+def trial_title(event: Event) -> str:
+    """'trial 3/8 quick: Q4_1 cpu t=2 … sd-01 r0': which trial, its configuration and prompt."""
+    trial = event.trial
+    prompt = "" if trial["prompt_id"] == (trial["suite"] or trial["prompt_id"]) else f" {trial['prompt_id']}"
+    return f"trial {event.index}/{event.total} {config_label(trial)}{prompt} r{trial['repetition']}"
+
+
+def trial_outcome(event: Event) -> str:
+    """A finished trial's tokens, speed and energy, or why it did not finish."""
+    trial = event.trial
+    if trial["status"] != "done":
+        return f"{trial['status'].upper()}: {trial['error']}"
+    energy = ""
+    if trial.get("j_per_token") is not None:
+        energy = f", {trial['j_per_token']:.4f} J/tok {TAG_LABELS.get(trial['energy_tag'], trial['energy_tag'])}"
+    return (f"{trial['gen_tokens']} tok, TTFT {trial['ttft_ms']:.0f} ms, "
+            f"decode {trial['decode_tps'] or 0:.1f} tok/s{energy}")
+
+
+class LineProgress:
+    """One line per finished trial, wrapped to $COLUMNS when set: for logs, pipes and tests."""
+
     def __init__(self, stream, columns: int | None = None):
         self.stream = stream
-        self.live = stream.isatty()  # redraw in place on a terminal, one line per trial otherwise
-        self.columns = columns or (shutil.get_terminal_size().columns if self.live else terminal_width())
-        self._width = 0
+        self.columns = columns or terminal_width()
 
     def on_event(self, event: Event) -> None:
-        if event.kind == "tokens" and self.live:
-            rate = f"{event.tokens_per_s:6.1f} tok/s" if event.tokens_per_s else "   … tok/s"
-            self._draw(f"{self._head(event)}  {event.tokens:4d} tok {rate}")
-        elif event.kind == "trial_start" and self.live:
-            self._draw(f"{self._head(event)}  prefill…")
-        elif event.kind == "cooldown" and self.live:
-            self._draw(f"{self._head(event)}  cooldown {event.trial['cooldown_s']:g} s")
-        elif event.kind == "trial_end":
-            self._draw(self._result(event), final=True)
-
-    def _head(self, event: Event) -> str:
-        filled = _BAR * (event.index - 1) // max(event.total, 1)
-        trial = event.trial
-        prompt = "" if trial["prompt_id"] == (trial["suite"] or trial["prompt_id"]) else f" {trial['prompt_id']}"
-        return (f"[{'#' * filled}{'.' * (_BAR - filled)}] trial {event.index}/{event.total} "
-                f"{config_label(trial)}{prompt} r{trial['repetition']}")
-
-    def _result(self, event: Event) -> str:
-        trial = event.trial
-        if trial["status"] != "done":
-            return f"{self._head(event)}  {trial['status'].upper()}: {trial['error']}"
-        energy = ""
-        if trial.get("j_per_token") is not None:
-            energy = f", {trial['j_per_token']:.4f} J/tok {TAG_LABELS.get(trial['energy_tag'], trial['energy_tag'])}"
-        return (f"{self._head(event)}  {trial['gen_tokens']} tok, TTFT {trial['ttft_ms']:.0f} ms, "
-                f"decode {trial['decode_tps'] or 0:.1f} tok/s{energy}")
-
-    def _draw(self, text: str, final: bool = False) -> None:
-        """Live redraws are cut to the terminal's width; a trial's final line wraps instead."""
-        if self.live and not final:
-            text = text if not self.columns or len(text) < self.columns else text[:self.columns - 2] + "…"
-            self.stream.write("\r" + text.ljust(self._width))
-            self._width = len(text)
-        elif self.live:
-            self.stream.write("\r" + " " * self._width + "\r" + wrap(text, self.columns, "    ") + "\n")
-            self._width = 0
-        else:
-            self.stream.write(wrap(text, self.columns, "    ") + "\n")
-        self.stream.flush()
+        if event.kind == "trial_end":
+            filled = _BAR * (event.index - 1) // max(event.total, 1)
+            line = f"[{'#' * filled}{'.' * (_BAR - filled)}] {trial_title(event)}  {trial_outcome(event)}"
+            self.stream.write(wrap(line, self.columns, "    ") + "\n")
+            self.stream.flush()
 
     def close(self) -> None:
-        if self.live and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
+        pass
+
+
+class BarProgress:
+    """On a terminal: trials done/total on a bar with the time elapsed and left, the running trial beneath
+    it with live tokens/s, and each finished trial's line printed above. Redraws at REFRESH_HZ; events
+    only change what the next redraw shows."""
+
+    def __init__(self, stream, columns: int | None = None, clock=None):
+        self.console = console(stream, columns, terminal=True)
+        self.bar = _TrialBar(
+            TextColumn("{task.completed}/{task.total} trials", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=24), TimeElapsedColumn(), _TimeLeft(),
+            console=self.console, refresh_per_second=REFRESH_HZ, redirect_stdout=False, get_time=clock)
+        self.task: TaskID | None = None
+
+    def on_event(self, event: Event) -> None:
+        finished = event.kind == "trial_end"
+        self.bar.running = ("", "") if finished else (trial_title(event), _live_figures(event))
+        if self.task is None:  # the total is known from the first event
+            self.task = self.bar.add_task("trials", total=event.total, completed=event.index - 1,
+                                          done_before=event.index - 1)
+            self.bar.start()
+        if finished:  # the bar first, so that the line printed above it is not followed by a stale one
+            self.bar.update(self.task, completed=event.index, refresh=True)
+            line = wrap(f"{trial_title(event)}  {trial_outcome(event)}", self.console.width, "    ")
+            self.console.print(Text(line))
+
+    def close(self) -> None:
+        """Stop redrawing and leave the last state on screen (also on Ctrl-C or an error)."""
+        try:
+            self.bar.stop()
+        except OSError:  # the terminal is gone (SIGHUP): nothing left to draw on
+            pass
+
+
+def _live_figures(event: Event) -> str:
+    if event.kind == "cooldown":
+        return f"cooldown {event.trial['cooldown_s']:g} s"
+    if event.kind == "tokens":
+        rate = f"{event.tokens_per_s:.1f}" if event.tokens_per_s else "…"
+        return f"{event.tokens} tok  {rate} tok/s"
+    return "prefill…"
+
+
+class _TrialBar(Progress):
+    """rich's progress row, and beneath it the running trial: (title, figures)."""
+
+    running: tuple[str, str] = ("", "")
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        yield _RunningTrial(*self.running)
+
+
+class _RunningTrial:
+    """One line: the trial's title cut to fit the width, then its live figures whole."""
+
+    def __init__(self, title: str, figures: str):
+        self.title, self.figures = title, figures
+
+    def __rich_console__(self, console, options):
+        line = Text(self.title, no_wrap=True)
+        room = options.max_width - (cell_len(self.figures) + 2 if self.figures else 0)
+        line.truncate(max(room, 1), overflow="ellipsis")
+        yield Text.assemble(line, "  ", self.figures, no_wrap=True) if self.figures else line
+
+
+class _TimeLeft(ProgressColumn):
+    """Time left at this run's pace so far: seconds per trial finished here × trials left. (rich's own
+    estimate measures between trial ends and says nothing until two trials have ended.)"""
+
+    def render(self, task) -> Text:
+        finished_here = task.completed - task.fields["done_before"]
+        if not finished_here or task.elapsed is None:
+            return Text("left -:--:--", style="progress.remaining")
+        left = task.elapsed / finished_here * (task.total - task.completed)
+        return Text(f"left {timedelta(seconds=round(left))}", style="progress.remaining")

@@ -133,8 +133,7 @@ def table_cells(rows: list[dict], compact: bool = False) -> tuple[list[str], lis
     shared = TAG_LABELS.get(next(iter(tags)), next(iter(tags))) if compact and len(tags) == 1 else None
     energy_headers = [label for _, label, _ in ENERGY_METRICS] + ["EDP J·s (product of means)"]
     if shared:
-        energy_headers = [h.replace(" (mean of trials)", "").replace(" (product of means)", " of means")
-                          for h in energy_headers]
+        energy_headers = [short_header(h) for h in energy_headers]
     headers = (["configuration", "done", "prompt tok", "gen tok"] + [label for _, label in SUMMARY_METRICS]
                + energy_headers)
     body = [[r["label"], f"{r['done']}/{r['trials']}", r["prompt_tokens"].fmt(0), r["gen_tokens"].fmt(0)]
@@ -144,6 +143,45 @@ def table_cells(rows: list[dict], compact: bool = False) -> tuple[list[str], lis
     caption = (f"energy columns ({', '.join(energy_headers)}): {shared}; EDP = the mean of per-trial EDP, "
                "EDP of means = mean energy × mean latency") if shared else None
     return headers, body, caption
+
+
+def short_header(header: str) -> str:
+    """A header as the terminal's table shows it (its caption says once how EDP is averaged)."""
+    return header.replace(" (mean of trials)", "").replace(" (product of means)", " of means")
+
+
+def column_names() -> list[str]:
+    """The per-row table's columns, named as the terminal shows them."""
+    return [short_header(header) for header in table_cells([])[0]]
+
+
+def column_positions(names: list[str]) -> list[int]:
+    """Where the named columns are in table_cells' headers, in the order named. A name is a header in any
+    case, short or long (markdown) form, '.' standing for '·'; ValueError says which name is wrong."""
+    def key(name: str) -> str:
+        return " ".join(name.replace("·", ".").casefold().split())
+
+    long_names = table_cells([])[0]
+    lookup = {key(name): i for i, name in enumerate(long_names)}
+    lookup.update({key(short_header(name)): i for i, name in enumerate(long_names)})
+    if not names:
+        raise ValueError(f"no column named; the columns are: {', '.join(column_names())}")
+    positions = []
+    for name in names:
+        if key(name) not in lookup:
+            raise ValueError(f"unknown column {name!r}; the columns are: {', '.join(column_names())}")
+        if lookup[key(name)] in positions:
+            raise ValueError(f"column {name!r} is named twice")
+        positions.append(lookup[key(name)])
+    return positions
+
+
+def select_columns(headers: list[str], body: list[list[str]],
+                   positions: list[int] | None) -> tuple[list[str], list[list[str]]]:
+    """The table with only the columns at `positions`, in that order (all of them for None)."""
+    if positions is None:
+        return headers, body
+    return [headers[i] for i in positions], [[row[i] for i in positions] for row in body]
 
 
 def _product_cell(row: dict, tagged: bool = True) -> str:
@@ -163,7 +201,9 @@ def energy_legend(trials: list[dict]) -> list[str]:
     return lines or ["energy: not measured for these trials"]
 
 
-def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", rows: list[dict] | None = None) -> str:
+def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", rows: list[dict] | None = None,
+                    columns: list[int] | None = None) -> str:
+    """The report; `columns`: positions of the table's columns to show, in order (column_positions)."""
     rows = summarise(trials, by) if rows is None else rows
     out = ["# energytui report", ""]
     seen = {t.get("host_id") for t in trials}
@@ -171,7 +211,7 @@ def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", r
         if host["id"] in seen:
             out.append(_host_line(host))
     out += [""] + _timing_lines(trials) + [""]
-    headers, body, _ = table_cells(rows)
+    headers, body = select_columns(*table_cells(rows)[:2], columns)
     out.append("| " + " | ".join(headers) + " |")
     out.append("|" + "---|" * len(headers))
     out += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -292,11 +332,13 @@ def records(rows: list[dict], by: str) -> list[dict]:
     return out
 
 
-def report_text(trials: list[dict], hosts: list[dict], by: str = "config", fmt: str = "md") -> str:
+def report_text(trials: list[dict], hosts: list[dict], by: str = "config", fmt: str = "md",
+                columns: list[int] | None = None) -> str:
+    """The report as markdown (its table's `columns` only, when given), CSV or JSON."""
     rows = summarise(trials, by)
     if fmt == "json":
         return json.dumps(records(rows, by), indent=2) + "\n"
     if fmt == "csv":
         flat = records(rows, by)
         return csv_text(flat, list(flat[0]) if flat else ["group"])
-    return markdown_report(trials, hosts, by, rows)
+    return markdown_report(trials, hosts, by, rows, columns)

@@ -77,6 +77,17 @@ CASES = [
     (["report", "--by", "nonsense", "--db", "{good}"], 2, "argument --by: invalid choice"),
     (["compare", "nothing", "1", "--db", "{good}"], 2, "'nothing' is neither a run number"),
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    (["run", "{manifest}", "--db", "{missing}", "--columns", "configuration,joules"], 2,
+     "argument --columns: unknown column 'joules'; the columns are: configuration, done, prompt tok, gen tok, "
+     "TTFT ms, prefill tok/s, decode tok/s, ITL p95 ms, e2e ms, J/token, avg W, J/request, EDP J·s, "
+     "EDP J·s of means; see `energytui run --help`"),
+    (["report", "--db", "{good}", "--columns", "frames/s"], 2, "unknown column 'frames/s'; the columns are:"),
+    (["report", "--db", "{good}", "--columns", "done,DONE"], 2, "argument --columns: column 'DONE' is named twice"),
+    (["report", "--db", "{good}", "--columns", ","], 2, "argument --columns: no column named; the columns are:"),
+    (["report", "--db", "{good}", "--format", "csv", "--columns", "done"], 2,
+     "--columns chooses a table's columns; --format csv writes every field"),
+    (["run", "{manifest}", "--db", "{missing}", "--format", "json", "--columns", "done"], 2,
+     "--format json writes every field"),
 ]
 
 
