@@ -1,5 +1,15 @@
 """Small helpers shared by the CLI-level tests."""
 
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import sys
+import termios
+import time
+
 from energytui.main import main
 
 
@@ -8,3 +18,37 @@ def run_cli(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def default_signals() -> None:
+    """The child gets default handling of the signals a test sends, whatever the caller's shell ignores
+    (a non-interactive shell starts background jobs with SIGINT ignored)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def on_a_terminal(args: list, react=None, timeout: float = 240) -> tuple[int, str]:
+    """`energytui ARGS` with stdin, stdout and stderr on an 80×24 pseudo-terminal and default signal handling:
+    (exit code, all it wrote). `react(pid, fd, output)` runs between reads: to answer a prompt or send a signal."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a terminal of 80 columns
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        default_signals()
+        os.execv(sys.executable, [sys.executable, "-m", "energytui", *map(str, args)])
+    output, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if react is not None:
+            react(pid, fd, output)
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 
-from helpers import run_cli
+from helpers import default_signals, on_a_terminal, run_cli
 from energytui.engine.report import EXPORT_FIELDS
 from energytui.engine.store import Store
 
@@ -159,16 +159,9 @@ def test_ctrl_c_keeps_finished_trials_and_resume_finishes_the_rest(write_manifes
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
 
 
-def _default_signals() -> None:
-    """The child gets default handling of the signals a test sends, whatever the caller's shell ignores
-    (a non-interactive shell starts background jobs with SIGINT ignored)."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-
-
 def _start_run(manifest, db) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
 
 
 @pytest.mark.parametrize("signum, code, how", [(signal.SIGTERM, 143, "stopped by SIGTERM"),
@@ -240,8 +233,6 @@ def test_module_entry_point_has_no_traceback_for_missing_manifest(tmp_path):
 
 def test_on_a_terminal_an_unfinished_run_is_offered_for_resuming(write_manifest, model_path, tmp_path):
     """A real pseudo-terminal: answering Enter resumes the unfinished run instead of failing."""
-    import pty
-
     from energytui.engine import llama_backend
     from energytui.engine.manifest import load_manifest
     from energytui.engine.queue import queue_manifest
@@ -252,24 +243,15 @@ def test_on_a_terminal_an_unfinished_run_is_offered_for_resuming(write_manifest,
     store = Store(db)  # an earlier run of this manifest that never ran its trials
     queue_manifest(store, load_manifest(manifest, llama_backend.supports_gpu_offload()), resume=False)
     store.close()
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the CLI on a terminal
-        os.execv(sys.executable, [sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db)])
-    output, answered = b"", False
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
+    answered = []
+
+    def answer_resume(_pid, fd, output):
         if not answered and b"Resume it?" in output:
             os.write(fd, b"\n")
-            answered = True
-    _, status = os.waitpid(pid, 0)
-    assert answered and os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
+            answered.append(True)
+
+    code, shown = on_a_terminal(["run", manifest, "--db", db], react=answer_resume, timeout=120)
+    assert answered and code == 0, shown
     assert _statuses(db) == ["done", "done"]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # resumed, not a new run

@@ -1,16 +1,9 @@
 """The CLI's terminal output: rich tables folded to a width, `--columns`, and the progress display."""
 
-import fcntl
 import io
 import os
-import pty
 import re
-import select
 import signal
-import struct
-import sys
-import termios
-import time
 
 import pytest
 
@@ -20,10 +13,10 @@ from energytui.engine.report import summarise, table_cells
 from energytui.engine.store import Store
 from energytui.progress import BarProgress, for_stream
 from energytui.tables import fold
-from helpers import run_cli
+from helpers import on_a_terminal, run_cli
 
 import test_import
-from test_cli import _default_signals, _long_trials, _statuses
+from test_cli import _long_trials, _statuses
 
 HEADERS = ["configuration", "done", "TTFT ms", "J/token"]
 BODY = [["quick: Q4_1 cpu t=2 synthetic-16", "2/2", "472.9 ± 12.0", "1.3904 ± 0.0012"],
@@ -239,38 +232,10 @@ def test_on_a_narrow_terminal_the_running_trial_is_cut_and_its_figures_kept():
     assert max(map(len, lines)) == 50
 
 
-def _on_a_terminal(args: list, interrupt_when=None, timeout: float = 240) -> tuple[int, str]:
-    """`energytui ARGS` with stdin, stdout and stderr on an 80×24 pseudo-terminal: (exit code, all it wrote).
-    SIGINT is sent once `interrupt_when()` holds, as Ctrl-C does."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the CLI on a terminal of 80 columns
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        _default_signals()
-        os.execv(sys.executable, [sys.executable, "-m", "energytui", *map(str, args)])
-    output, deadline = b"", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if interrupt_when is not None and interrupt_when():
-            os.kill(pid, signal.SIGINT)
-            interrupt_when = None
-        if select.select([fd], [], [], 0.1)[0]:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-    else:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
-
-
 def test_a_run_on_an_80_column_terminal_shows_the_bar_and_fits(write_manifest, model_path, tmp_path):
     manifest = write_manifest(f"defaults:\n  model: {model_path}\n  n_ctx: 64\nruns:\n  - id: tty\n"
                               "    prompt_tokens: [8, 16]\n    max_tokens: 4\n    ignore_eos: true\n")
-    code, shown = _on_a_terminal(["run", manifest, "--db", tmp_path / "tty.db", "--idle-s", "0.1"])
+    code, shown = on_a_terminal(["run", manifest, "--db", tmp_path / "tty.db", "--idle-s", "0.1"])
     lines = _written_lines(shown)
     assert code == 0 and "Traceback" not in shown, shown
     assert max(map(len, lines)) <= 80, max(lines, key=len)
@@ -283,8 +248,15 @@ def test_a_run_on_an_80_column_terminal_shows_the_bar_and_fits(write_manifest, m
 
 def test_ctrl_c_on_a_terminal_stops_the_bar_and_keeps_finished_trials(write_manifest, model_path, tmp_path):
     db = tmp_path / "c.db"
-    code, shown = _on_a_terminal(["run", _long_trials(write_manifest, model_path, 3), "--db", db, "--idle-s", "0.1"],
-                                 interrupt_when=lambda: _statuses(db)[:2] == ["done", "running"])
+    interrupted = []
+
+    def ctrl_c_during_the_second_trial(pid, _fd, _output):
+        if not interrupted and _statuses(db)[:2] == ["done", "running"]:
+            os.kill(pid, signal.SIGINT)
+            interrupted.append(True)
+
+    code, shown = on_a_terminal(["run", _long_trials(write_manifest, model_path, 3), "--db", db, "--idle-s", "0.1"],
+                                react=ctrl_c_during_the_second_trial)
     assert code == 130 and "Traceback" not in shown, shown
     assert shown.rindex("\x1b[?25l") < shown.rindex("\x1b[?25h")  # the cursor is back
     last_frame = [line for line in _written_lines(shown[:shown.rindex("\x1b[?25h")]) if " trials " in line][-1]
