@@ -66,7 +66,7 @@ def running(db_path: Path, options: MeterOptions) -> Iterator[Live]:
         meter.start()
         yield Live(store, engine, meter, stale)
     finally:
-        for resource in (meter, engine, store):
+        for resource in (store, engine, meter):
             if resource is not None:
                 resource.close()
         interrupts.restore(previous_handlers)

@@ -13,7 +13,6 @@ import os
 import socket
 import sqlite3
 import time
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Sequence
@@ -492,12 +491,3 @@ class Store:
     def close(self) -> None:
         self.release_runner_lock()
         self._conn.close()
-
-
-@contextmanager
-def open_store(path: str | Path):
-    store = Store(path)
-    try:
-        yield store
-    finally:
-        store.close()
