@@ -87,7 +87,7 @@ class HelpScreen(ModalScreen):
                  "c      Results: trials or configurations (mean ± stddev)",
                  "enter  Results: the selected trial's power trace with its windows",
                  "esc    leave a text box (keys go to the box while it has focus)",
-                 "?      this help          q  quit", "",
+                 "?      this help          q  quit (asks first during a run)", "",
                  "Energy marked ESTIMATED comes from a model (CPU utilisation × TDP), not a meter.",
                  "Tables sort by clicking a column header; the mouse works everywhere."]
         yield Static("\n".join(lines), id="help-text")
