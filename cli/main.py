@@ -180,7 +180,9 @@ def _cmd_tui(args) -> None:
     path = _db_path(args, for_writing=True)
     with database(path):  # validates --db and creates the schema before the app starts
         pass
-    create_app(path, args.manifest).run()
+    said = create_app(path, args.manifest).run()  # how a run ended when the app was quit during it
+    if said:
+        print(said, file=sys.stderr)
 
 
 def _db_path(args, for_writing: bool = False) -> Path:

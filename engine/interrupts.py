@@ -1,15 +1,32 @@
 """How a run stops on a signal: Ctrl-C (SIGINT), SIGTERM (`timeout`, a service manager) and SIGHUP (a
 closed terminal) all become one exception, `Interrupted`, raised between Python steps and never inside
 llama.cpp's own callbacks (a signal that arrives while llama.cpp is loading a model or creating a
-context is held until that call returns)."""
+context is held until that call returns). The app stops a run from its UI thread instead, through an
+`Abort` (a threading.Event that says why), checked at each decode step, idle window and cooldown."""
 
 from __future__ import annotations
 
 import signal
+import threading
 from contextlib import contextmanager
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _state: dict = {"depth": 0, "pending": None}
+
+STOPPED_BY_USER = "stopped by the user"
+
+
+class Abort(threading.Event):
+    """run_queue's `abort` (engine/queue.py) that says why it was set: the aborted trial's error and the
+    run's ended_by. A plain threading.Event works too (the reason is then STOPPED_BY_USER)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = STOPPED_BY_USER
+
+    def set(self, reason: str = STOPPED_BY_USER) -> None:
+        self.reason = reason
+        super().set()
 
 
 class Interrupted(KeyboardInterrupt):

@@ -9,6 +9,7 @@ idle-after. Every figure keeps its source tag: counter, integrated or estimated.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -91,12 +92,13 @@ class Meter:
             raise RuntimeError("the meter was not started")
         return self.sampler
 
-    def idle_before(self) -> int:
+    def idle_before(self, abort: threading.Event | None = None) -> int:
         """Hold still for the idle window; returns its start. Called just before prefill starts (the engine
-        re-warms the CPU between its end and prefill: that work belongs to no window)."""
+        re-warms the CPU between its end and prefill: that work belongs to no window). `abort` set ends the
+        window early (the caller then stops the trial)."""
         self._pending += self._running.drain()
         started = time.monotonic_ns()
-        time.sleep(self.options.idle_s)
+        _pause(self.options.idle_s, abort)
         self._idle_end = time.monotonic_ns()
         self._pending += self._running.drain()
         return covered_start(self._pending, started)
@@ -115,14 +117,15 @@ class Meter:
         self._last_idle_w = energy.total.idle_power_w
         return samples, {**energy_columns(energy, samples), "energy_method": self.method}
 
-    def cooldown(self, seconds: float | str) -> None:
-        """A fixed pause, or 'auto': until total power is back near the last idle power (bounded)."""
+    def cooldown(self, seconds: float | str, abort: threading.Event | None = None) -> None:
+        """A fixed pause, or 'auto': until total power is back near the last idle power (bounded); either
+        ends early when `abort` is set."""
         if seconds != "auto":
-            time.sleep(float(seconds))
+            _pause(float(seconds), abort)
             return
         deadline = time.monotonic() + AUTO_COOLDOWN_BOUND_S
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
+        while time.monotonic() < deadline and not (abort is not None and abort.is_set()):
+            _pause(0.1, abort)
             self._pending += self._running.drain()
             if self._near_idle():
                 return
@@ -155,6 +158,14 @@ class Meter:
             self.sampler.stop()
         for source in self.sources:
             source.close()
+
+
+def _pause(seconds: float, abort: threading.Event | None) -> None:
+    """Sleep, or wait on `abort` so that setting it ends the pause at once."""
+    if abort is None:
+        time.sleep(seconds)
+    else:
+        abort.wait(seconds)
 
 
 def covered_start(samples: list[Sample], started: int) -> int:

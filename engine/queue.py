@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import interrupts
+from .interrupts import STOPPED_BY_USER, Abort
 from .errors import UserError
 from .gguf import read_gguf
 from .host import describe_host
@@ -99,6 +100,11 @@ class TrialStopped(Exception):
     """The user stopped the run in the middle of a trial."""
 
 
+def _reason(abort: threading.Event) -> str:
+    """Why `abort` was set: an Abort says; a plain threading.Event means the user stopped the run."""
+    return abort.reason if isinstance(abort, Abort) else STOPPED_BY_USER
+
+
 def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threading.Event | None = None,
               meter: Meter | None = None, abort: threading.Event | None = None) -> str:
     """Run the run's pending trials in order; returns the run's final status.
@@ -108,7 +114,8 @@ def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threa
     (KeyboardInterrupt) marks the current trial aborted, keeps every finished one,
     and propagates, as do SIGTERM and SIGHUP and any error, with the run closed saying how it ended.
     `stop` (for the TUI) ends the queue after the current trial;
-    `abort` ends it at the next decode step, marking the current trial aborted.
+    `abort` ends it at the next decode step (or idle window or cooldown), marking the current trial aborted
+    and the run `stopped`, both saying why (an Abort's reason). Pending trials stay pending.
     """
     try:
         return _run_pending(store, run, engine, on_event or (lambda event: None), stop, meter, abort)
@@ -127,38 +134,58 @@ def _how_it_ended(exc: BaseException) -> tuple[str, str]:
 def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abort) -> str:
     total = store.trial_count(run)
     previous_ran = False
+    aborted = (lambda: abort.is_set()) if abort is not None else (lambda: False)
     while (row := store.next_pending(run)) is not None:
+        if aborted():
+            break
         if stop is not None and stop.is_set():
             store.finish_run(run, "paused")
             return "paused"
         index = row["seq"] + 1
         if previous_ran and row["cooldown_s"]:
             emit(Event("cooldown", index, total, row))
-            meter.cooldown(row["cooldown_s"]) if meter else time.sleep(float(row["cooldown_s"]))
+            if meter:
+                meter.cooldown(row["cooldown_s"], abort)
+            elif abort is not None:
+                abort.wait(float(row["cooldown_s"]))
+            else:
+                time.sleep(float(row["cooldown_s"]))
+            if aborted():
+                break
         store.mark_running(row["id"])
         emit(Event("trial_start", index, total, row))
-        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, meter, abort))
+        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, meter, abort), abort)
         previous_ran = True
         emit(Event("trial_end", index, total, store.trial(row["id"])))
-        if abort is not None and abort.is_set():
-            store.finish_run(run, "stopped")
-            return "stopped"
-    store.finish_run(run, "done")
-    return "done"
+        if aborted():
+            break
+    else:
+        store.finish_run(run, "done")
+        return "done"
+    assert abort is not None
+    store.finish_run(run, "stopped", _reason(abort))
+    return "stopped"
 
 
-def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_token) -> None:
+def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_token,
+             abort: threading.Event | None = None) -> None:
     idle = {}
+
+    def stop_if_aborted() -> None:
+        if abort is not None and abort.is_set():
+            raise TrialStopped
 
     def idle_window() -> None:
         if meter:
-            idle["start"] = meter.idle_before()
+            idle["start"] = meter.idle_before(abort)
+        stop_if_aborted()
 
     try:
-        measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window)
+        measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window, checkpoint=stop_if_aborted)
         samples, energy = _samples(meter, idle, measurement)
     except TrialStopped:
-        store.fail_trial(row["id"], "aborted", "stopped by the user", _samples(meter, idle, None)[0])
+        store.fail_trial(row["id"], "aborted", _reason(abort) if abort is not None else STOPPED_BY_USER,
+                         _samples(meter, idle, None)[0])
         return
     except (TrialFailed, UserError, RuntimeError) as exc:
         store.fail_trial(row["id"], "failed", str(exc), _samples(meter, idle, None)[0])

@@ -120,11 +120,13 @@ class Engine:
         text = (spec.chat and model.chat_prompt(spec.prompt_text)) or spec.prompt_text
         return model.tokenize(text), text
 
-    def run(self, spec: TrialSpec, on_token=None, before_start=None) -> Measurement:
+    def run(self, spec: TrialSpec, on_token=None, before_start=None, checkpoint=None) -> Measurement:
         """Run one trial; `on_token(generated_so_far, t_ns)` is called after each decode step.
 
         `before_start()` runs once everything is loaded, warm and tokenized, just before
         the clock starts: the meter's idle window goes there, clear of load work.
+        `checkpoint()` runs between the busy spell's decodes and just before prefill; like on_token it may
+        raise to stop the trial (a stop then waits for one llama.cpp call at most, never the whole spell).
         """
         model, load_ms = self.model(spec)
         ctx = self.context(spec, model)
@@ -134,10 +136,12 @@ class Engine:
                               "raise n_ctx or use a shorter prompt")
         max_tokens = min(spec.max_tokens, spec.n_ctx - len(tokens))
         sampler = TokenSampler(spec.temperature, spec.seed, model.n_vocab)
-        if before_start:
-            before_start()
-            self._rewarm(ctx, tokens)
         try:
+            if before_start:
+                before_start()
+                self._rewarm(ctx, tokens, checkpoint)
+            if checkpoint:
+                checkpoint()
             measurement = self._generate(ctx, tokens, max_tokens, sampler, spec.ignore_eos, on_token)
         finally:
             sampler.close()
@@ -147,7 +151,7 @@ class Engine:
         return measurement
 
     @staticmethod
-    def _rewarm(ctx: Context, prompt: list[int]) -> None:
+    def _rewarm(ctx: Context, prompt: list[int], checkpoint=None) -> None:
         """Busy llama.cpp's threads for REWARM_S after a pause (the idle window) before the clock starts.
 
         After half a second idle, this VM's prefill ran 3-8 % slower than straight after other work, and a
@@ -158,6 +162,8 @@ class Engine:
         while chunk and time.monotonic() < until:
             ctx.clear_memory()
             ctx.decode(chunk)
+            if checkpoint:
+                checkpoint()
         ctx.clear_memory()
 
     def _generate(self, ctx: Context, prompt: list[int], max_tokens: int, sampler: TokenSampler,

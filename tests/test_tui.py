@@ -2,12 +2,13 @@
 
 import asyncio
 import sqlite3
+import time
 
 import pytest
 from textual.widgets import Button, DataTable, Input, Static
 
 from energytui.engine.metering import MeterOptions
-from energytui.tui.app import HelpScreen, create_app
+from energytui.tui.app import QUIT_REASON, HelpScreen, QuitScreen, create_app
 
 MANIFEST = """defaults:
   model: {model}
@@ -248,3 +249,157 @@ def test_an_imported_trial_says_why_it_has_no_power_trace(tmp_path, quiet_meter)
             assert trace.series == {}
 
     asyncio.run(scenario())
+
+
+def _long_run_manifest(write_manifest, model_path, max_tokens=400):
+    """Three trials of 400 tokens: each runs for seconds, long enough to quit in the middle of one. One thread:
+    on a busy machine two llama.cpp threads wait on each other, and a decode step (where the abort is seen)
+    can take a third of a second."""
+    return write_manifest(MANIFEST.format(model=model_path, more=", 32").replace("threads: 2", "threads: 1")
+                          .replace("max_tokens: 8", f"max_tokens: {max_tokens}").replace("n_ctx: 128", "n_ctx: 512"))
+
+
+def _run_row(db):
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT id, status, ended_by FROM runs").fetchall()
+
+
+def test_quit_during_a_run_asks_then_aborts_the_trial_and_exits_at_once(write_manifest, model_path, tmp_path,
+                                                                        quiet_meter):
+    """q during a run: the question; Enter: the current trial aborted, the app gone within 1 s (it used to
+    run every remaining trial behind a blank screen first)."""
+    from energytui.app.runs import queue_file
+
+    manifest = _long_run_manifest(write_manifest, model_path)
+    db = tmp_path / "quit.db"
+    timing = {}
+
+    async def scenario():
+        app = create_app(db, manifest, quiet_meter)
+        async with app.run_test() as pilot:
+            await pilot.click("#load")
+            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 3)
+            await pilot.press("escape", "s")
+            await _until(pilot, lambda: _statuses(db) == ["done", "running", "pending"])
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitScreen)
+            assert str(app.screen.query_one("#quit-question", Static).render()) == "Stop the run and quit?"
+            assert _statuses(db) == ["done", "running", "pending"]  # asking stops nothing
+            confirmed = time.monotonic()
+            await pilot.press("enter")
+            while app.is_running and time.monotonic() - confirmed < 10:
+                await asyncio.sleep(0.01)
+            timing["exit_s"] = time.monotonic() - confirmed
+        return app.return_value
+
+    said = asyncio.run(scenario())
+    assert timing["exit_s"] < 1.0, timing
+    assert _statuses(db) == ["done", "aborted", "pending"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT error FROM trials WHERE status='aborted'").fetchall() == [(QUIT_REASON,)]
+    assert QUIT_REASON == "stopped by the user: the app was quit"
+    assert _run_row(db) == [(1, "stopped", QUIT_REASON)]
+    assert said == ("energytui: run 1 stopped: 1 pending, 1 done, 1 aborted; load its manifest again "
+                    "(or `energytui run MANIFEST --resume`) to finish it")
+    assert queue_file(db, manifest) == (1, 3)  # resumable: the same run, its aborted trial queued again
+    assert _statuses(db) == ["done", "pending", "pending"]
+
+
+def test_cancelling_the_quit_question_lets_the_run_finish(write_manifest, model_path, tmp_path, quiet_meter):
+    """ctrl+q then n, ctrl+c then Esc: the run goes on to the end; q after it quits without asking."""
+    manifest = _long_run_manifest(write_manifest, model_path, max_tokens=96)
+    db = tmp_path / "cancel.db"
+
+    async def scenario():
+        app = create_app(db, manifest, quiet_meter)
+        async with app.run_test() as pilot:
+            await pilot.click("#load")
+            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 3)
+            await pilot.press("escape", "s")
+            await _until(pilot, lambda: _statuses(db)[0] == "running")
+            for ask, cancel in (("ctrl+q", "n"), ("ctrl+c", "escape")):
+                await pilot.press(ask)
+                assert isinstance(app.screen, QuitScreen), ask
+                await pilot.press(cancel)
+                assert not isinstance(app.screen, QuitScreen), cancel
+                assert app.running and app.is_running
+            await _until(pilot, lambda: not app.running)
+            assert _statuses(db) == ["done", "done", "done"]
+            assert _run_row(db) == [(1, "done", None)]
+            assert app.is_running  # still there after the run
+            await pilot.press("q")  # no run: quits without asking
+            await _until(pilot, lambda: not app.is_running, timeout=5)
+        return app.return_value
+
+    assert asyncio.run(scenario()) is None
+
+
+def test_the_energytui_command_in_a_terminal_quits_during_a_run(write_manifest, model_path, tmp_path, isolated_home,
+                                                                monkeypatch):
+    """The real process in a pseudo-terminal: l, s, then q and Enter in the middle of a trial. It exits 0
+    within 1 s and says how the run ended, which the database confirms."""
+    import fcntl
+    import os
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    manifest = _long_run_manifest(write_manifest, model_path)
+    db = tmp_path / "pty.db"
+    (tmp_path / "no-powercap").mkdir()
+    monkeypatch.setenv("ENERGYTUI_POWERCAP_ROOT", str(tmp_path / "no-powercap"))
+    monkeypatch.setenv("TERM", "xterm-256color")
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "energytui", "--db", str(db), "--manifest", str(manifest)],
+                               stdin=slave, stdout=slave, stderr=slave, start_new_session=True, cwd=tmp_path)
+    os.close(slave)
+    screen = bytearray()
+
+    def read(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and select.select([master], [], [], left)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the process closed the terminal
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    def until(predicate, what: str, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline and process.poll() is None, (what, bytes(screen[-2000:]))
+            read(0.1)
+
+    try:
+        until(lambda: b"Load a manifest" in screen, "the app's first screen")
+        os.write(master, b"l")
+        until(lambda: db.is_file() and _statuses(db) == ["pending"] * 3, "the manifest queued")
+        os.write(master, b"s")
+        until(lambda: _statuses(db) == ["done", "running", "pending"], "the second trial running")
+        read(0.5)  # into its decode steps
+        os.write(master, b"q")
+        until(lambda: b"Stop the run and quit?" in screen, "the question")
+        assert process.poll() is None and _statuses(db) == ["done", "running", "pending"]
+        confirmed = time.monotonic()
+        os.write(master, b"\r")
+        while process.poll() is None and time.monotonic() - confirmed < 20:
+            read(0.01)
+        exit_s = time.monotonic() - confirmed
+        read(0.2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        os.close(master)
+    assert process.returncode == 0
+    assert exit_s < 1.0, exit_s
+    assert _statuses(db) == ["done", "aborted", "pending"]
+    assert _run_row(db) == [(1, "stopped", QUIT_REASON)]
+    said = ("energytui: run 1 stopped: 1 pending, 1 done, 1 aborted; load its manifest again "
+            "(or `energytui run MANIFEST --resume`) to finish it")
+    assert bytes(screen).replace(b"\r\n", b"\n").endswith(said.encode() + b"\n")

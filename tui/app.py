@@ -23,7 +23,7 @@ from textual.screen import ModalScreen
 from textual.widgets import (Button, DataTable, DirectoryTree, Footer, Header, Input, Select, Static, TabbedContent,
                              TabPane)
 
-from energytui.app import UserError
+from energytui.app import Abort, UserError
 from energytui.app.views import TAG_LABELS, MeterOptions, config_label, energy_cell, summarise
 
 from .charts import BarChart, PowerChart, ScatterChart
@@ -45,9 +45,14 @@ class TrialEvent(Message):
 
 
 class RunEnded(Message):
-    def __init__(self, status: str, error: str | None = None):
+    def __init__(self, status: str, error: str | None = None, counts: dict[str, int] | None = None):
         super().__init__()
         self.status, self.error = status, error
+        self.counts = counts or {}  # the run's trials by status once it ended
+
+
+QUIT_REASON = "stopped by the user: the app was quit"
+STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 
 @dataclass
@@ -82,10 +87,37 @@ class HelpScreen(ModalScreen):
                  "c      Results: trials or configurations (mean ± stddev)",
                  "enter  Results: the selected trial's power trace with its windows",
                  "esc    leave a text box (keys go to the box while it has focus)",
-                 "?      this help          q  quit", "",
+                 "?      this help          q  quit (asks first during a run)", "",
                  "Energy marked ESTIMATED comes from a model (CPU utilisation × TDP), not a meter.",
                  "Tables sort by clicking a column header; the mouse works everywhere."]
         yield Static("\n".join(lines), id="help-text")
+
+
+class QuitScreen(ModalScreen[bool]):
+    """Asked when quitting during a run: True stops the run (its current trial aborted) and quits."""
+
+    BINDINGS = [Binding("enter,y", "dismiss(True)", "Stop and quit"),
+                Binding("escape,n", "dismiss(False)", "Keep running")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="quit-box"):
+            yield Static("Stop the run and quit?", id="quit-question", markup=False)
+            yield Static("The current trial is marked aborted; finished trials are kept and pending ones stay "
+                         "queued, to resume later.\nEnter or y: stop and quit · Esc or n: keep running",
+                         markup=False)
+            with Horizontal(classes="row"):
+                yield _Unfocused("Stop and quit", id="quit-yes", variant="error")
+                yield _Unfocused("Keep running", id="quit-no")
+
+    @on(Button.Pressed, "#quit-yes, #quit-no")
+    def _answer(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "quit-yes")
+
+
+class _Unfocused(Button):
+    """A button for the mouse only: Enter answers the question whatever has focus."""
+
+    can_focus = False
 
 
 class AddTrialScreen(ModalScreen[dict | None]):
@@ -163,7 +195,9 @@ def form_manifest(form: dict) -> dict:
     return {"runs": [run]}
 
 
-class EnergyApp(App):
+class EnergyApp(App[str]):
+    """Returns (from run) what to tell the terminal after quitting during a run, else None."""
+
     TITLE = "energytui"
     CSS = """
     TabPane { padding: 0 1; }
@@ -176,13 +210,16 @@ class EnergyApp(App):
     #results-charts { height: 1fr; }
     HelpScreen { align: center middle; }
     #help-text { width: 78; height: auto; border: round $accent; padding: 1 2; background: $surface; }
-    AddTrialScreen, ManifestPicker { align: center middle; }
+    AddTrialScreen, ManifestPicker, QuitScreen { align: center middle; }
+    #quit-box { width: 60; height: auto; border: round $error; background: $surface; padding: 0 1; }
+    #quit-question { text-style: bold; }
     #add-form, #picker { width: 72; height: auto; max-height: 90%; border: round $accent; background: $surface;
                          padding: 0 1; }
     #picker DirectoryTree { height: 20; }
     """
     BINDINGS = [
-        Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"), Binding("ctrl+c", "interrupt", show=False),
+        Binding("question_mark", "help", "Help"),
         Binding("1", "tab('queue')", "Queue"), Binding("2", "tab('live')", "Live"),
         Binding("3", "tab('results')", "Results"), Binding("4", "tab('advisor')", "Advisor"),
         Binding("5", "tab('host')", "Host"), Binding("l", "load", "Load", show=False),
@@ -200,8 +237,9 @@ class EnergyApp(App):
         self.config = config
         self.run_number: int | None = None
         self.stop_event = threading.Event()  # pause: after the current trial
-        self.abort_event = threading.Event()  # stop: now, the current trial is marked aborted
+        self.abort_event = Abort()  # stop: now, the current trial is marked aborted
         self.running = False
+        self._quitting = False  # the run was stopped to quit: exit once it has ended
         self._sort_reverse = False
         self._results: list[dict] = []
         self._by_config = False
@@ -333,6 +371,32 @@ class EnergyApp(App):
             self.abort_event.set()
             self.notify("stopping: the current trial is marked aborted")
 
+    async def action_quit(self) -> None:
+        """q and ctrl+q: quit, asking first during a run (the worker would otherwise run every remaining
+        trial after the screen closed: asyncio waits for its executor's threads before the process ends)."""
+        if not self.running:
+            self.exit()
+        elif not isinstance(self.screen, QuitScreen) and not self._quitting:
+            self.push_screen(QuitScreen(), self._quit_answered)
+
+    async def action_interrupt(self) -> None:
+        """ctrl+c: during a run, as q; otherwise Textual's hint on how to quit."""
+        if self.running:
+            await self.action_quit()
+        else:
+            self.action_help_quit()
+
+    def _quit_answered(self, stop: bool | None) -> None:
+        if not stop:
+            return
+        if not self.running:  # the run ended while the question was shown: quit as without a run
+            self.exit()
+            return
+        self._quitting = True
+        self.stop_event.set()
+        self.abort_event.set(QUIT_REASON)  # the worker stops at its next decode step and posts RunEnded
+        self.notify("stopping the run to quit: the current trial is marked aborted")
+
     def action_toggle_configs(self) -> None:
         self._by_config = not self._by_config
         table = self.query_one("#results-table", DataTable)
@@ -421,21 +485,23 @@ class EnergyApp(App):
     def run_trials(self, run: int) -> None:
         from energytui.app.runs import running
 
-        status, error = "failed", None
+        status, error, counts = "failed", None, {}
         try:
             with running(self.config.db_path, self.config.meter or MeterOptions()) as live:
                 status = live.run(run, lambda event: self.post_message(TrialEvent(event)),
                                   stop=self.stop_event, abort=self.abort_event)
+                statuses = [t["status"] for t in live.trials(run)]
+                counts = {s: statuses.count(s) for s in STATUSES if s in statuses}
         except UserError as exc:
             error = str(exc)
-        self.post_message(RunEnded(status, error))
+        self.post_message(RunEnded(status, error, counts))
 
     @work(thread=True, exclusive=True, group="queue")
     def load_queue(self, run: int) -> None:
         with self._database() as store:
             trials = store.trials(run=run)
         self.call_from_thread(self._fill, "queue-table", trials)
-        counts = {s: sum(t["status"] == s for t in trials) for s in ("pending", "running", "done", "failed", "aborted")}
+        counts = {s: sum(t["status"] == s for t in trials) for s in STATUSES}
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         self.call_from_thread(self.query_one("#queue-status", Static).update, f"run {run}: {summary}")
 
@@ -564,6 +630,9 @@ class EnergyApp(App):
 
     def on_run_ended(self, message: RunEnded) -> None:
         self.running = False
+        if self._quitting:
+            self.exit(_quit_message(self.run_number, message))
+            return
         if message.error:
             self.notify(message.error, severity="error", markup=False, timeout=10)
         else:
@@ -613,6 +682,16 @@ class EnergyApp(App):
             table.add_row(row["label"], f"{row['done']}/{row['trials']}", row["ttft_ms"].fmt(0),
                           row["decode_tps"].fmt(1), row["e2e_ms"].fmt(0), energy_cell(row, "j_per_token", 4),
                           energy_cell(row, "avg_power_w", 1), key=row["config_id"])
+
+
+def _quit_message(run: int | None, ended: RunEnded) -> str:
+    """What the terminal shows after quitting during a run: how the run ended, from the database."""
+    if ended.error:
+        return f"energytui: run {run} ended with an error: {ended.error}"
+    counts = ", ".join(f"{n} {s}" for s, n in ended.counts.items())
+    left = ended.counts.get("pending", 0) + ended.counts.get("aborted", 0)
+    resume = "; load its manifest again (or `energytui run MANIFEST --resume`) to finish it" if left else ""
+    return f"energytui: run {run} {ended.status}: {counts}{resume}"
 
 
 def _whole(text: str, name: str) -> int:
