@@ -201,6 +201,13 @@ def test_queue_editing_add_remove_move_and_the_file_picker(write_manifest, model
     asyncio.run(scenario())
 
 
+async def _load_and_start(pilot, app, trials: int) -> None:
+    """Load the app's manifest, wait for its `trials` in the queue, and start the run."""
+    await pilot.click("#load")
+    await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == trials)
+    await pilot.press("escape", "s")
+
+
 def test_stop_aborts_the_current_trial_and_keeps_finished_ones(write_manifest, model_path, tmp_path, quiet_meter):
     manifest = write_manifest(MANIFEST.format(model=model_path, more=", 32").replace("max_tokens: 8", "max_tokens: 400")
                               .replace("n_ctx: 128", "n_ctx: 512"))
@@ -209,9 +216,7 @@ def test_stop_aborts_the_current_trial_and_keeps_finished_ones(write_manifest, m
     async def scenario():
         app = create_app(db, manifest, quiet_meter)
         async with app.run_test() as pilot:
-            await pilot.click("#load")
-            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 3)
-            await pilot.press("escape", "s")
+            await _load_and_start(pilot, app, 3)
             await _until(pilot, lambda: _statuses(db)[:2] == ["done", "running"])
             await pilot.press("x")
             await _until(pilot, lambda: not app.running)
@@ -277,9 +282,7 @@ def test_quit_during_a_run_asks_then_aborts_the_trial_and_exits_at_once(write_ma
     async def scenario():
         app = create_app(db, manifest, quiet_meter)
         async with app.run_test() as pilot:
-            await pilot.click("#load")
-            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 3)
-            await pilot.press("escape", "s")
+            await _load_and_start(pilot, app, 3)
             await _until(pilot, lambda: _statuses(db) == ["done", "running", "pending"])
             await pilot.press("q")
             assert isinstance(app.screen, QuitScreen)
@@ -313,9 +316,7 @@ def test_cancelling_the_quit_question_lets_the_run_finish(write_manifest, model_
     async def scenario():
         app = create_app(db, manifest, quiet_meter)
         async with app.run_test() as pilot:
-            await pilot.click("#load")
-            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 3)
-            await pilot.press("escape", "s")
+            await _load_and_start(pilot, app, 3)
             await _until(pilot, lambda: _statuses(db)[0] == "running")
             for ask, cancel in (("ctrl+q", "n"), ("ctrl+c", "escape")):
                 await pilot.press(ask)
