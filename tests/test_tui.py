@@ -183,6 +183,9 @@ def test_queue_editing_add_remove_move_and_the_file_picker(write_manifest, model
             queue.move_cursor(row=0)
             await pilot.press("shift+down")
             await _until(pilot, lambda: prompts()[:2] == ["synthetic-24", "synthetic-16"])
+            shown = lambda: [str(queue.get_row_at(row)[4]) for row in range(queue.row_count)]  # noqa: E731
+            await _until(pilot, lambda: shown() == prompts())  # the table in run order, not by id
+            assert queue.cursor_row == 1 and queue.get_row_at(1)[4] == "synthetic-16"  # the moved trial
             queue.move_cursor(row=4)
             await pilot.press("delete")
             await _until(pilot, lambda: queue.row_count == 4)

@@ -499,8 +499,8 @@ class EnergyApp(App[str]):
     @work(thread=True, exclusive=True, group="queue")
     def load_queue(self, run: int) -> None:
         with self._database() as store:
-            trials = store.trials(run=run)
-        self.call_from_thread(self._fill, "queue-table", trials)
+            trials = sorted(store.trials(run=run), key=lambda t: t["seq"])  # run order, which moves change
+        self.call_from_thread(self._fill, "queue-table", trials)  # the cursor follows a moved trial
         counts = {s: sum(t["status"] == s for t in trials) for s in STATUSES}
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         self.call_from_thread(self.query_one("#queue-status", Static).update, f"run {run}: {summary}")
