@@ -27,6 +27,20 @@ def default_signals() -> None:
         signal.signal(signum, signal.SIG_DFL)
 
 
+def read_terminal(fd: int, seconds: float) -> tuple[bytes, bool]:
+    """What a pseudo-terminal's process writes to it within `seconds`, and whether it closed the terminal."""
+    output, deadline = b"", time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and select.select([fd], [], [], left)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the process closed the terminal
+            return output, True
+        if not chunk:
+            return output, True
+        output += chunk
+    return output, False
+
+
 def on_a_terminal(args: list, react=None, timeout: float = 240) -> tuple[int, str]:
     """`energytui ARGS` with stdin, stdout and stderr on an 80×24 pseudo-terminal and default signal handling:
     (exit code, all it wrote). `react(pid, fd, output)` runs between reads: to answer a prompt or send a signal."""
@@ -39,14 +53,10 @@ def on_a_terminal(args: list, react=None, timeout: float = 240) -> tuple[int, st
     while time.monotonic() < deadline:
         if react is not None:
             react(pid, fd, output)
-        if select.select([fd], [], [], 0.1)[0]:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
+        chunk, closed = read_terminal(fd, 0.1)
+        output += chunk
+        if closed:
+            break
     else:
         os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)

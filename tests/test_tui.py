@@ -9,6 +9,7 @@ from textual.widgets import Button, DataTable, Input, Static
 
 from energytui.engine.metering import MeterOptions
 from energytui.tui.app import QUIT_REASON, HelpScreen, QuitScreen, create_app
+from helpers import read_terminal
 
 MANIFEST = """defaults:
   model: {model}
@@ -344,7 +345,6 @@ def test_the_energytui_command_in_a_terminal_quits_during_a_run(write_manifest, 
     within 1 s and says how the run ended, which the database confirms."""
     import fcntl
     import os
-    import select
     import struct
     import subprocess
     import sys
@@ -363,15 +363,7 @@ def test_the_energytui_command_in_a_terminal_quits_during_a_run(write_manifest, 
     screen = bytearray()
 
     def read(seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0 and select.select([master], [], [], left)[0]:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the process closed the terminal
-                return
-            if not chunk:
-                return
-            screen.extend(chunk)
+        screen.extend(read_terminal(master, seconds)[0])
 
     def until(predicate, what: str, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
