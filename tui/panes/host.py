@@ -1,0 +1,40 @@
+"""The Host tab: this machine, its llama.cpp build, and which power sources it can read (or why not)."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from energytui.app.views import MeterOptions
+
+from ..pane import Pane
+
+
+class HostPane(Pane):
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="host-scroll"):
+            yield Static("Probing power sources…", id="host-text", markup=False)
+
+    def on_mount(self) -> None:
+        self.probe()
+
+    @work(thread=True, exclusive=True, group="host")
+    def probe(self) -> None:
+        from energytui.app import machine
+
+        described = machine.describe(self.config.meter or MeterOptions())
+        host, report = described.host, described.power
+        lines = [f"{host['hostname']}: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM",
+                 f"GPU: {host['gpu'] or 'none visible through NVML'}; llama-cpp-python {host['llama_cpp']}, "
+                 f"GPU offload {'yes' if host['gpu_offload'] else 'no'}", "", "Power sources:"]
+        for s in report.sources:
+            lines.append(f"  ok  {', '.join(s['devices'])}: {s['tag']}, {s['achieved_hz']:.0f} Hz, "
+                         f"updates every {s['update_period_ms']:.3g} ms — {s['method']}")
+        for u in report.unavailable:
+            lines.append(f"  missing  {u.name}: {u.reason}" + (f" — fix: {u.remedy}" if u.remedy else ""))
+        lines.append("")
+        lines.append("Energy is measured." if report.real else
+                     "No power counter can be read: energy figures are ESTIMATES.")
+        self.app.call_from_thread(self.query_one(Static).update, "\n".join(lines))
