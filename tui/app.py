@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Iterable
+
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from energytui.app.views import MeterOptions
 
+from .commands import help_lines, palette
 from .dialogs import AddTrialScreen, HelpScreen, ManifestPicker, QuitScreen
 from .messages import RunEnded, TrialEvent, TrialsChanged
-from .pane import AppConfig
+from .pane import AppConfig, Pane
 from .panes.advisor import AdvisorPane
 from .panes.host import HostPane
 from .panes.live import LivePane
@@ -32,8 +36,6 @@ __all__ = ["AddTrialScreen", "AppConfig", "EnergyApp", "HelpScreen", "ManifestPi
 
 POLL_S = 2.0  # how often the app looks for trials written by another process (`energytui run`)
 QUIT_REASON = "stopped by the user: the app was quit"
-TABS = (("queue", "Queue", QueuePane), ("live", "Live", LivePane), ("results", "Results", ResultsPane),
-        ("advisor", "Advisor", AdvisorPane), ("host", "Host", HostPane))
 HOME = {"queue": "#queue-table", "live": "#recent-table", "results": "#results-table", "advisor": "#advise",
         "host": "#host-scroll"}  # what has focus in each tab: keys reach the tab's bindings, not a text box
 
@@ -46,13 +48,14 @@ class EnergyApp(App[str]):
     TabPane { padding: 0 1; height: 1fr; }
     .row { height: auto; }
     .row Input { width: 1fr; }
-    .row Button { margin-left: 1; }
+    .row Button { margin-left: 1; min-width: 8; }
     #queue-table, #results-table { height: 1fr; min-height: 6; }
     #live-info, #queue-status, #advice-text, #host-text { height: auto; }
     PowerChart, ScatterChart, BarChart { height: 1fr; min-height: 8; }
     #results-charts { height: 1fr; }
     HelpScreen { align: center middle; }
-    #help-text { width: 78; height: auto; border: round $accent; padding: 1 2; background: $surface; }
+    #help-box { width: 100; max-width: 100%; height: auto; max-height: 100%; border: round $accent;
+                background: $surface; padding: 0 1; }
     AddTrialScreen, ManifestPicker, QuitScreen { align: center middle; }
     #quit-box { width: 60; height: auto; border: round $error; background: $surface; padding: 0 1; }
     #quit-question { text-style: bold; }
@@ -61,24 +64,30 @@ class EnergyApp(App[str]):
     #picker DirectoryTree { height: 20; }
     """
     BINDINGS = [
-        Binding("q", "quit", "Quit"), Binding("ctrl+c", "interrupt", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("1", "tab('queue')", "Queue"), Binding("2", "tab('live')", "Live"),
-        Binding("3", "tab('results')", "Results"), Binding("4", "tab('advisor')", "Advisor"),
-        Binding("5", "tab('host')", "Host"),
-        Binding("s", "start", "Start"), Binding("p", "pause", "Pause"), Binding("x", "stop", "Stop"),
-        Binding("r", "refresh", "Refresh"), Binding("escape", "leave_input", "Leave input", show=False),
+        Binding("q", "quit", "Quit", tooltip="Quit (asks first during a run, whose current trial is then aborted)"),
+        Binding("ctrl+c", "interrupt", show=False),
+        Binding("question_mark", "help", "Help", tooltip="Every key and what it does"),
+        *(Binding(str(number), f"tab('{tab}')", f"Show the {tab.capitalize()} tab", show=False,
+                  tooltip=f"The {tab.capitalize()} tab") for number, tab in enumerate(HOME, start=1)),
+        Binding("s", "start", "Start", tooltip="Start (or resume) the loaded run's pending trials"),
+        Binding("p", "pause", "Pause", tooltip="Pause the run after the current trial"),
+        Binding("x", "stop", "Stop", tooltip="Stop the run now: the current trial is marked aborted, finished "
+                "ones are kept"),
+        Binding("r", "refresh", "Refresh", show=False,
+                tooltip="Reload the tables from the database (done every 2 s anyway when it changed)"),
+        Binding("escape", "leave_input", "Leave input", show=False,
+                tooltip="Leave a text box for the tab's table, so that single keys work again"),
     ]
 
     def __init__(self, config: AppConfig):
         super().__init__()
         self.config = config
+        self.queue, self.live = QueuePane(config), LivePane(config)
+        self.results, self.advisor, self.host = ResultsPane(config), AdvisorPane(config), HostPane(config)
+        self.panes: dict[str, Pane] = {"queue": self.queue, "live": self.live, "results": self.results,
+                                       "advisor": self.advisor, "host": self.host}  # by tab id, in tab order
         self._quitting = False  # the run was stopped to quit: exit once it has ended
         self._db_version: tuple | None = None
-
-    @property
-    def queue(self) -> QueuePane:
-        return self.query_one(QueuePane)
 
     @property
     def running(self) -> bool:
@@ -91,10 +100,10 @@ class EnergyApp(App[str]):
     def compose(self) -> ComposeResult:
         yield Header()
         with TabbedContent(initial="queue"):
-            for tab_id, title, pane in TABS:
-                with TabPane(title, id=tab_id):
-                    yield pane(self.config)
-        yield Footer()
+            for tab_id, pane in self.panes.items():
+                with TabPane(tab_id.capitalize(), id=tab_id):
+                    yield pane
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._focus_home()
@@ -113,13 +122,27 @@ class EnergyApp(App[str]):
         self._focus_home()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(help_lines(self)))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from palette(self, screen)
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")  # ours asks first
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Start while no run goes (greyed until a run is loaded), pause and stop during one: the footer
+        shows what can be done now."""
+        if action == "start":
+            return False if self.running else (None if self.run_number is None else True)
+        if action in ("pause", "stop"):
+            return self.running
+        return True
+
     def action_start(self) -> None:
         self.queue.start()
+        self.refresh_bindings()
 
     def action_pause(self) -> None:
         self.queue.pause()
@@ -128,7 +151,7 @@ class EnergyApp(App[str]):
         self.queue.stop()
 
     def action_refresh(self) -> None:
-        self.query_one(ResultsPane).reload()
+        self.results.reload()
         self.queue.reload()
 
     async def action_quit(self) -> None:
@@ -159,14 +182,17 @@ class EnergyApp(App[str]):
     # --- messages between the panes ---
 
     def on_trial_event(self, message: TrialEvent) -> None:
-        self.query_one(LivePane).show(message.event)
+        self.refresh_bindings()
+        self.live.show(message.event)
         if message.event.kind == "trial_end":
-            self.query_one(ResultsPane).reload()
+            self.results.reload()
 
     def on_trials_changed(self, message: TrialsChanged) -> None:
-        self.query_one(ResultsPane).reload()
+        self.refresh_bindings()
+        self.results.reload()
 
     def on_run_ended(self, message: RunEnded) -> None:
+        self.refresh_bindings()
         if self._quitting:
             self.exit(_quit_message(self.run_number, message))
             return
@@ -174,7 +200,7 @@ class EnergyApp(App[str]):
             self.notify(message.error, severity="error", markup=False, timeout=10)
         else:
             self.notify(f"run {message.status}")
-        self.query_one(ResultsPane).reload()
+        self.results.reload()
 
     @work(thread=True, exclusive=True, group="poll")
     def poll_database(self) -> None:

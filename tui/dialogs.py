@@ -7,33 +7,25 @@ from pathlib import Path
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Select, Static
 
-HELP_LINES = ["energytui — keys", "",
-              "1-5    Queue · Live · Results · Advisor · Host",
-              "l      load the manifest in the Queue path box     o  pick one from files",
-              "a      add trials to the loaded run (a form)",
-              "del    remove the selected pending trial",
-              "shift+↑/↓  move the selected pending trial earlier or later",
-              "s      start (or resume) the queue",
-              "p      pause after the current trial",
-              "x      stop now: the current trial is marked aborted, finished ones stay",
-              "r      refresh tables from the database (also every 2 s when it changed)",
-              "c      Results: trials or configurations (mean ± stddev)",
-              "enter  Results: the selected trial's power trace with its windows",
-              "esc    leave a text box (keys go to the box while it has focus)",
-              "?      this help          q  quit (asks first during a run)", "",
-              "Energy marked ESTIMATED comes from a model (CPU utilisation × TDP), not a meter.",
-              "Tables sort by clicking a column header; the mouse works everywhere."]
-
-
 class HelpScreen(ModalScreen):
+    """Every key and what it does (the lines come from the bindings: tui/commands.py), and what the labels mean."""
+
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    NOTES = ["", "Energy marked ESTIMATED comes from a model (CPU utilisation × TDP), not a meter.",
+             "ctrl+p: every action by name. Tables sort by clicking a column header; the mouse works everywhere."]
+
+    def __init__(self, lines: list[str]):
+        super().__init__()
+        self.lines = lines
 
     def compose(self) -> ComposeResult:
-        yield Static("\n".join(HELP_LINES), id="help-text")
+        with VerticalScroll(id="help-box"):
+            yield Static("\n".join(["energytui — keys (esc closes)", "", *self.lines, *self.NOTES]), id="help-text",
+                         markup=False)
 
 
 class _Unfocused(Button):

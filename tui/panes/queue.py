@@ -23,12 +23,19 @@ from ..messages import RunEnded, TrialEvent, TrialsChanged
 from ..pane import Pane
 from ..trials import TRIAL_COLUMNS, fill_trials, status_counts
 
+MOVE = Binding.Group("Move", compact=True)
+
 
 class QueuePane(Pane):
     BINDINGS = [
-        Binding("l", "load", "Load"), Binding("o", "pick", "Open"), Binding("a", "add", "Add"),
-        Binding("delete", "remove", "Remove"),
-        Binding("shift+up", "move(-1)", "Earlier"), Binding("shift+down", "move(1)", "Later"),
+        Binding("l", "load", "Load", tooltip="Load (queue) the manifest named in the path box"),
+        Binding("o", "pick", "Open", tooltip="Choose a manifest file, then load it"),
+        Binding("a", "add", "Add", tooltip="Add trials to the loaded run with a form"),
+        Binding("delete", "remove", "Remove", tooltip="Remove the selected pending trial"),
+        Binding("shift+up", "move(-1)", "Earlier", key_display="⇧↑", group=MOVE,
+                tooltip="Move the selected pending trial earlier in the run"),
+        Binding("shift+down", "move(1)", "Later", key_display="⇧↓", group=MOVE,
+                tooltip="Move the selected pending trial later in the run"),
     ]
 
     def __init__(self, config, **kwargs):

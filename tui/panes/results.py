@@ -20,7 +20,8 @@ CONFIG_COLUMNS = ("configuration", "done", "TTFT ms", "decode tok/s", "e2e ms", 
 
 
 class ResultsPane(Pane):
-    BINDINGS = [Binding("c", "toggle_configs", "Trials/configs")]
+    BINDINGS = [Binding("c", "toggle_configs", "Trials/configs",
+                        tooltip="Show trials, or configurations (mean ± stddev over their trials)")]
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
