@@ -9,7 +9,7 @@ from energytui.engine import host, llama_backend, metering
 from energytui.engine.metering import MeterOptions, ProbeReport
 from energytui.engine.models import default_model_name, fetch, ladder, list_models
 
-__all__ = ["MachineReport", "default_model_name", "describe", "fetch", "ladder", "list_models"]
+__all__ = ["MachineReport", "MeterOptions", "default_model_name", "describe", "fetch", "ladder", "list_models"]
 
 
 @dataclass

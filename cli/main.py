@@ -167,20 +167,19 @@ def _add_meter_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _meter_options(args):
-    from energytui.app.views import MeterOptions
+    from energytui.app.machine import MeterOptions
 
     return MeterOptions(rate_hz=getattr(args, "sample_hz", 100.0), idle_s=getattr(args, "idle_s", 0.5),
                         cpu_tdp_w=args.cpu_tdp, power_command=args.power_command)
 
 
 def _cmd_tui(args) -> None:
-    from energytui.app.queries import database
     from energytui.tui.app import create_app
 
-    path = _db_path(args, for_writing=True)
-    with database(path):  # validates --db and creates the schema before the app starts
-        pass
-    said = create_app(path, args.manifest).run()  # how a run ended when the app was quit during it
+    app = create_app(_db_path(args, for_writing=True), args.manifest)
+    said = app.run()  # how a run ended when the app was quit during it
+    if app.database_error:  # the app opens the database once its first screen is painted
+        raise app.database_error
     if said:
         print(said, file=sys.stderr)
 

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from functools import cached_property
 from pathlib import Path
@@ -134,6 +135,7 @@ def now_iso() -> str:
 # Files whose integrity this process has checked. quick_check reads the whole file (0.4 s for 1.5 million
 # power samples, four hours at 100 Hz): once per process, not on each of the app's polls beside a run.
 _CHECKED: set[Path] = set()
+_MIGRATING = threading.Lock()
 
 
 class Store:
@@ -196,6 +198,10 @@ class Store:
         return sqlite_utils.Database(self._conn)
 
     def _migrate(self) -> None:
+        with _MIGRATING:  # threads of one process (the app's panes) opening a new file: one creates the schema
+            self._migrate_now()
+
+    def _migrate_now(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise UserError(f"--db {self.path}: schema version {version} is newer than this energytui "

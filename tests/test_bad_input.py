@@ -129,3 +129,16 @@ def test_a_large_run_states_its_duration_from_this_hosts_pace(files):
     manifest = load_manifest(files["large"], False)
     verdict = limits.check(manifest, typical_trial_s=1.8, cores=2, free_bytes=8 * 2**30)
     assert verdict.needs_confirmation.endswith("1001 trials, about 31 min at this host's pace")
+
+
+def test_the_app_on_a_damaged_database_exits_with_one_line_and_changes_nothing(files):
+    """The app paints first and opens the database after (for a fast start): a damaged one still ends it
+    with the CLI's one line and exit code, and no traceback."""
+    from helpers import on_a_terminal
+
+    before = hashlib.sha256(files["damaged"].read_bytes()).hexdigest()
+    code, output = on_a_terminal(["--db", files["damaged"]], timeout=60)
+    assert code == 2, output[-2000:]
+    assert "energytui: error: " in output and "the database is damaged" in output
+    assert "Traceback" not in output
+    assert hashlib.sha256(files["damaged"].read_bytes()).hexdigest() == before

@@ -31,7 +31,10 @@ def quiet_meter(tmp_path):
 
 
 def _statuses(db):
+    """The trials' statuses in run order; none before the app has created the schema."""
     with sqlite3.connect(db) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'trials'").fetchone():
+            return []
         return [s for (s,) in conn.execute("SELECT status FROM trials ORDER BY seq")]
 
 

@@ -9,7 +9,7 @@ from textual.app import App
 from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
 
-from energytui.app.views import MeterOptions
+from energytui.app.machine import MeterOptions
 from energytui.tui.app import HelpScreen, create_app
 from energytui.tui.commands import documented
 from energytui.tui.pane import Pane

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from energytui.app.views import MeterOptions
+from energytui.app import UserError
 
 from .commands import help_lines, palette
 from .dialogs import AddTrialScreen, HelpScreen, ManifestPicker, QuitScreen
@@ -30,6 +30,9 @@ from .panes.host import HostPane
 from .panes.live import LivePane
 from .panes.queue import QueuePane
 from .panes.results import ResultsPane
+
+if TYPE_CHECKING:
+    from energytui.app.machine import MeterOptions
 
 __all__ = ["AddTrialScreen", "AppConfig", "EnergyApp", "HelpScreen", "ManifestPicker", "QUIT_REASON", "QuitScreen",
            "create_app"]
@@ -88,6 +91,7 @@ class EnergyApp(App[str]):
                                        "advisor": self.advisor, "host": self.host}  # by tab id, in tab order
         self._quitting = False  # the run was stopped to quit: exit once it has ended
         self._db_version: tuple | None = None
+        self.database_error: UserError | None = None  # the database cannot be opened: the app exits with it
 
     @property
     def running(self) -> bool:
@@ -107,6 +111,28 @@ class EnergyApp(App[str]):
 
     def on_mount(self) -> None:
         self._focus_home()
+
+    def on_ready(self) -> None:
+        """The first screen is painted: only now open the database (sqlite_utils takes a few tenths of a
+        second to import), off the UI thread, then the panes read it."""
+        self.open_database()
+
+    @work(thread=True, exclusive=True, group="open")
+    def open_database(self) -> None:
+        from energytui.app.queries import database
+
+        try:
+            with database(self.config.db_path):  # checked, created or migrated before any pane reads it
+                pass
+        except UserError as exc:
+            self.database_error = exc
+            self.call_from_thread(self.exit)
+            return
+        self.call_from_thread(self._database_open)
+
+    def _database_open(self) -> None:
+        for pane in self.panes.values():
+            pane.after_open()
         self.set_interval(POLL_S, self.poll_database)
 
     def _focus_home(self) -> None:

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 
 from textual.containers import Vertical
 
-from energytui.app.views import MeterOptions
-
 if TYPE_CHECKING:
+    from energytui.app.machine import MeterOptions
     from energytui.app.queries import Store
 
 
@@ -35,6 +34,9 @@ class Pane(Vertical):
         from energytui.app.queries import database
 
         return database(self.config.db_path)
+
+    def after_open(self) -> None:
+        """The pane's first reads, once the app has painted its first screen and opened the database."""
 
     def tell(self, text: str, error: bool = False) -> None:
         """A notification from a worker thread."""

@@ -7,8 +7,6 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from energytui.app.views import MeterOptions
-
 from ..pane import Pane
 
 
@@ -17,14 +15,14 @@ class HostPane(Pane):
         with VerticalScroll(id="host-scroll"):
             yield Static("Probing power sources…", id="host-text", markup=False)
 
-    def on_mount(self) -> None:
+    def after_open(self) -> None:
         self.probe()
 
     @work(thread=True, exclusive=True, group="host")
     def probe(self) -> None:
         from energytui.app import machine
 
-        described = machine.describe(self.config.meter or MeterOptions())
+        described = machine.describe(self.config.meter or machine.MeterOptions())
         host, report = described.host, described.power
         lines = [f"{host['hostname']}: {host['cpu']}, {host['cores']} CPUs, {host['ram_gb']} GiB RAM",
                  f"GPU: {host['gpu'] or 'none visible through NVML'}; llama-cpp-python {host['llama_cpp']}, "

@@ -16,7 +16,6 @@ from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Static
 
 from energytui.app import Abort, UserError
-from energytui.app.views import MeterOptions
 
 from ..dialogs import AddTrialScreen, ManifestPicker, form_manifest
 from ..messages import RunEnded, TrialEvent, TrialsChanged
@@ -183,7 +182,7 @@ class QueuePane(Pane):
 
     @work(thread=True, exclusive=True, group="runner")
     def run_trials(self, run: int) -> None:
-        from energytui.app.runs import running
+        from energytui.app.runs import MeterOptions, running
 
         status, error, counts = "failed", None, {}
         try:

@@ -42,6 +42,8 @@ class ResultsPane(Pane):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*TRIAL_COLUMNS)
+
+    def after_open(self) -> None:
         self.reload()
 
     def action_toggle_configs(self) -> None:
