@@ -21,7 +21,8 @@ class AdvisorPane(Pane):
 
     DEFAULT_CSS = """
     AdvisorPane FieldRow Field { margin-right: 1; }
-    AdvisorPane #adv-objective-field { width: 24; margin-right: 0; }
+    AdvisorPane #adv-objective-field { width: 24; }
+    AdvisorPane #adv-prompt-field { width: 1.5fr; }  /* its label is long: the inputs get alike widths */
     AdvisorPane #advise { min-width: 10; }
     """
 
@@ -33,10 +34,10 @@ class AdvisorPane(Pane):
         # Two rows of three, so that at 80 columns every input stays wide enough to read.
         yield FieldRow(text("tokens", "tokens", "256", "e.g. 256", WholeNumbers("tokens", "256")),
                        text("prompt", "prompt tokens", "128", "e.g. 128", WholeNumbers("prompt tokens", "128")),
+                       text("budget", "budget", "50W", "none, or 50W", _Power()))
+        yield FieldRow(text("latency", "latency limit", "", "none, or 5s", _Duration()),
                        Field("objective", Select([(o, o) for o in ("energy", "edp", "latency")], value="energy",
-                                                 allow_blank=False, id="adv-objective")))
-        yield FieldRow(text("budget", "budget", "50W", "none, or 50W", _Power()),
-                       text("latency", "latency limit", "", "none, or 5s", _Duration()),
+                                                 allow_blank=False, id="adv-objective")),
                        Button("Advise", id="advise", variant="primary"))
         with VerticalScroll():
             yield Static("Ask for a recommendation: tokens, prompt, budget, latency limit.", id="advice-text",
