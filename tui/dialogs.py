@@ -121,13 +121,16 @@ class AddTrialScreen(ModalScreen[int | None]):
     @on(Button.Pressed, "#add-ok")
     def submit(self) -> None:
         """Check the fields here, then the whole form in the application layer; close once queued."""
+        adding = self.query_one("#add-ok", Button)
+        if adding.disabled:  # one add at a time: Enter twice queues once
+            return
         self._show_error("")
         if not check_fields(self.query(Field)):
             return
         values = {name: self.query_one(f"#add-{name}", Input).value.strip()
                   for name in ("model", "threads", "prompt", "max", "batch")}
         values["backend"] = str(self.query_one("#add-backend", Select).value)
-        self.query_one("#add-ok", Button).disabled = True  # one add at a time: Enter twice queues once
+        adding.disabled = True
         self._queue(form_manifest(values))
 
     @work(thread=True, exclusive=True, group="add-trials")
