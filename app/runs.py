@@ -7,6 +7,7 @@ Ctrl-C does. Everything is closed in reverse, however the run ends."""
 
 from __future__ import annotations
 
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from energytui.engine import interrupts, limits
 from energytui.engine.manifest import Manifest, load_manifest, parse_manifest
 from energytui.engine.metering import Meter, MeterOptions
 from energytui.engine.queue import Event, ResumeAvailable, add_to_run, queue_manifest, run_queue
+from energytui.engine.errors import UserError
 from energytui.engine.runner import Engine
 from energytui.engine.store import Store
 
 from .queries import database
 
-__all__ = ["Event", "Live", "Manifest", "MeterOptions", "ResumeAvailable", "add_form_trials", "load_manifest",
-           "plan", "queue_file", "running"]
+__all__ = ["Event", "FormRejected", "Live", "Manifest", "MeterOptions", "ResumeAvailable", "add_form_trials",
+           "check_form", "load_manifest", "plan", "queue_file", "running"]
 
 
 @dataclass
@@ -90,8 +92,32 @@ def queue_file(db_path: Path, manifest_path: Path) -> tuple[int, int]:
         return queue_manifest(store, manifest, resume=True), len(manifest.trials)
 
 
+class FormRejected(UserError):
+    """A form's manifest that the validator refused. `key` is the manifest key at fault (None when the
+    problem names none), `problem` what is wrong and what to do, without the file and run prefix."""
+
+    def __init__(self, key: str | None, problem: str):
+        super().__init__(f"{key}: {problem}" if key else problem)
+        self.key, self.problem = key, problem
+
+
+# The manifest validator names the key in its one-line message ("<file>: run '<id>': key '<key>': <problem>").
+_KEYED_PROBLEM = re.compile(r"run '[^']*': key '(\w+)': (.*)$", re.DOTALL)
+
+
+def check_form(document: dict) -> Manifest:
+    """A form's manifest document validated as a file's would be (the model found, the prompts loaded),
+    without queuing anything; raises FormRejected so that the form can mark the field at fault."""
+    try:
+        return parse_manifest(document, Path("add-trial form"), "form")
+    except UserError as exc:
+        keyed = _KEYED_PROBLEM.search(str(exc))
+        raise (FormRejected(keyed[1], keyed[2]) if keyed else FormRejected(None, str(exc))) from None
+
+
 def add_form_trials(db_path: Path, run: int, document: dict) -> int:
-    """Append the trials of a manifest document (the app's add-trial form) to a run."""
-    manifest = parse_manifest(document, Path("add-trial form"), "form")
+    """Append the trials of a manifest document (the app's add-trial form) to a run; nothing is added when
+    the document is refused (FormRejected)."""
+    manifest = check_form(document)
     with database(db_path) as store:
         return add_to_run(store, run, manifest)

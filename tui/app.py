@@ -59,12 +59,9 @@ class EnergyApp(App[str]):
     HelpScreen { align: center middle; }
     #help-box { width: 100; max-width: 100%; height: auto; max-height: 100%; border: round $accent;
                 background: $surface; padding: 0 1; }
-    AddTrialScreen, ManifestPicker, QuitScreen { align: center middle; }
+    QuitScreen { align: center middle; }
     #quit-box { width: 60; height: auto; border: round $error; background: $surface; padding: 0 1; }
     #quit-question { text-style: bold; }
-    #add-form, #picker { width: 72; height: auto; max-height: 90%; border: round $accent; background: $surface;
-                         padding: 0 1; }
-    #picker DirectoryTree { height: 20; }
     """
     BINDINGS = [
         Binding("q", "quit", "Quit", tooltip="Quit (asks first during a run, whose current trial is then aborted)"),

@@ -17,7 +17,7 @@ from textual.widgets import Button, DataTable, Input, Static
 
 from energytui.app import Abort, UserError
 
-from ..dialogs import AddTrialScreen, ManifestPicker, form_manifest
+from ..dialogs import AddTrialScreen, ManifestPicker
 from ..messages import RunEnded, TrialEvent, TrialsChanged
 from ..pane import Pane
 from ..trials import TRIAL_COLUMNS, fill_trials, status_counts
@@ -76,11 +76,18 @@ class QueuePane(Pane):
             return
         from energytui.app.machine import default_model_name
 
-        def added(form: dict | None) -> None:
-            if form is not None and self.run_number is not None:
-                self.add_trials(self.run_number, form)
+        run = self.run_number
 
-        self.app.push_screen(AddTrialScreen(default_model_name()), added)
+        def add(document: dict) -> int:  # called by the form, in its worker thread, until it is accepted
+            from energytui.app.runs import add_form_trials
+
+            return add_form_trials(self.config.db_path, run, document)
+
+        def added(count: int | None) -> None:
+            if count:
+                self.trials_added(run, count)
+
+        self.app.push_screen(AddTrialScreen(default_model_name(), add), added)
 
     def action_remove(self) -> None:
         if (trial_id := self._selected_trial()) is not None:
@@ -155,16 +162,8 @@ class QueuePane(Pane):
         self.load_queue(run)
         self.post_message(TrialsChanged())
 
-    @work(thread=True, exclusive=True, group="load")
-    def add_trials(self, run: int, form: dict) -> None:
-        from energytui.app.runs import add_form_trials
-
-        try:
-            added = add_form_trials(self.config.db_path, run, form_manifest(form))
-        except UserError as exc:
-            self.tell(str(exc), error=True)
-            return
-        self.tell(f"added {added} trial(s) to run {run}")
+    def trials_added(self, run: int, count: int) -> None:
+        self.notify(f"added {count} trial(s) to run {run}")
         self.load_queue(run)
         self.post_message(TrialsChanged())
 
