@@ -167,6 +167,7 @@ class EnergyApp(App[str]):
         self.query_one(ResultsPane).reload()
 
     def on_run_ended(self, message: RunEnded) -> None:
+        self.query_one(LivePane).run_ended()
         if self._quitting:
             self.exit(_quit_message(self.run_number, message))
             return
