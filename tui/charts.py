@@ -78,7 +78,8 @@ class PowerChart(_Chart):
         self.plt.ylim(*self.y_limits)
         edges = sorted(self.marks.items(), key=lambda mark: mark[1])
         for device, marker in zip(self.series, DEVICE_MARKERS * len(self.series)):
-            for phase, points in phase_segments(thin(self.series[device]), edges):
+            limit = min(MAX_POINTS, 2 * max(self.size.width, 40))  # braille: two points per column at most
+            for phase, points in phase_segments(thin(self.series[device], limit), edges):
                 self.plt.plot([p[0] for p in points], [p[1] for p in points], marker=marker,
                               color=PHASE_COLORS.get(phase, OTHER_PHASE_COLOR))
         for label, x in edges:

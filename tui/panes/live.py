@@ -62,7 +62,8 @@ class LivePane(Pane):
         self.live = event.live
         if event.kind == "trial_end":
             self._add_recent(event.trial)
-        self.redraw()
+        if event.kind != "tokens":  # a new trace or a final state at once; tokens wait for the timer's tick
+            self.redraw()
 
     def run_ended(self) -> None:
         """The app's run ended: draw its last state, then follow the database again."""
