@@ -86,7 +86,7 @@ class LivePane(Pane):
 
     def _add_recent(self, trial: dict) -> None:
         table = self.query_one(DataTable)
-        rows = [trial_row(trial)] + [table.get_row_at(i) for i in range(min(table.row_count, RECENT_ROWS - 1))]
+        rows = [trial_row(trial)] + [tuple(table.get_row_at(i)) for i in range(min(table.row_count, RECENT_ROWS - 1))]
         fill_recent(table, rows)
 
     # --- a run of another process, read from the database ---
