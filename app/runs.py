@@ -17,15 +17,16 @@ from typing import Callable, Iterator
 from energytui.engine import interrupts, limits
 from energytui.engine.manifest import Manifest, load_manifest, parse_manifest
 from energytui.engine.metering import Meter, MeterOptions
-from energytui.engine.queue import Event, ResumeAvailable, add_to_run, queue_manifest, run_queue
+from energytui.engine.queue import (Event, LiveTrial, LiveView, ResumeAvailable, add_to_run, queue_manifest,
+                                    run_queue)
 from energytui.engine.errors import UserError
 from energytui.engine.runner import Engine
 from energytui.engine.store import Store
 
 from .queries import database
 
-__all__ = ["Event", "FormRejected", "Live", "Manifest", "MeterOptions", "ResumeAvailable", "add_form_trials",
-           "check_form", "load_manifest", "plan", "queue_file", "running"]
+__all__ = ["Event", "FormRejected", "Live", "LiveTrial", "LiveView", "Manifest", "MeterOptions", "ResumeAvailable",
+           "add_form_trials", "check_form", "load_manifest", "plan", "queue_file", "running"]
 
 
 @dataclass

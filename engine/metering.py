@@ -47,13 +47,16 @@ class MeterOptions:
 
 
 class Meter:
-    """Owns the sources and the sampler of one run; not thread-safe (one runner thread)."""
+    """Owns the sources and the sampler of one run. One runner thread drives it; `samples_since` alone may be
+    called from any thread (a live display), so every move of samples into `_pending` holds `_lock`."""
 
     def __init__(self, sources: list, unavailable: list, options: MeterOptions):
         self.sources, self.unavailable, self.options = sources, unavailable, options
         self.periods = update_periods(sources)
         self.sampler: Sampler | None = None
         self._pending: list[Sample] = []
+        self._taken: list[Sample] = []  # the last trial's samples, still shown by a live display
+        self._lock = threading.Lock()
         self._last_idle_w: float | None = None
         self._idle_end: int | None = None
 
@@ -96,12 +99,11 @@ class Meter:
         """Hold still for the idle window; returns its start. Called just before prefill starts (the engine
         re-warms the CPU between its end and prefill: that work belongs to no window). `abort` set ends the
         window early (the caller then stops the trial)."""
-        self._pending += self._running.drain()
+        self._collect()
         started = time.monotonic_ns()
         _pause(self.options.idle_s, abort)
         self._idle_end = time.monotonic_ns()
-        self._pending += self._running.drain()
-        return covered_start(self._pending, started)
+        return covered_start(self._collect(), started)
 
     def finish(self, t_idle_start: int | None, measurement: Measurement | None) -> tuple[list[Sample], dict]:
         """Idle after the trial, then its samples and energy columns ({} for a trial that did not run)."""
@@ -126,7 +128,7 @@ class Meter:
         deadline = time.monotonic() + AUTO_COOLDOWN_BOUND_S
         while time.monotonic() < deadline and not (abort is not None and abort.is_set()):
             _pause(0.1, abort)
-            self._pending += self._running.drain()
+            self._collect()
             if self._near_idle():
                 return
 
@@ -141,13 +143,22 @@ class Meter:
         recent_w = sum(sum(values) / len(values) for values in by_device.values())
         return recent_w <= self._last_idle_w * 1.1 + 0.5
 
-    def peek(self) -> list[Sample]:
-        """The running trial's samples so far, without taking them (runner thread only)."""
-        self._pending += self._running.drain()
-        return list(self._pending)
+    def samples_since(self, t_ns: int) -> list[Sample]:
+        """The samples taken at or after t_ns and not yet handed to a trial, without taking them; any thread."""
+        with self._lock:
+            self._pending += self._running.drain()
+            return [sample for sample in (*self._taken, *self._pending) if sample.t_ns >= t_ns]
+
+    def _collect(self) -> list[Sample]:
+        """Move what the sampler holds into the pending samples (the lock: a display may be reading them)."""
+        with self._lock:
+            self._pending += self._running.drain()
+            return self._pending
 
     def _take(self) -> list[Sample]:
-        samples, self._pending = self._pending + self._running.drain(), []
+        with self._lock:
+            samples, self._pending = self._pending + self._running.drain(), []
+            self._taken = samples
         return samples
 
     def achieved_hz(self) -> dict[str, float]:

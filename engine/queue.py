@@ -50,7 +50,84 @@ class Event:
     tokens: int = 0
     tokens_per_s: float | None = None
     t_first_ns: int | None = None  # first token of the running trial (the prefill/decode boundary)
-    samples: list | None = None  # power samples of the running trial so far, for live charts
+    live: LiveTrial | None = None  # the running trial at any moment, for a display that polls it
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """The running trial (or the cooldown before it) at one moment. `marks`: when each phase began, on the
+    samples' clock (time.monotonic_ns); `since_ns` is the trace's start; samples are the meter's since then."""
+
+    index: int
+    total: int
+    trial: dict
+    phase: str  # one of PHASES, or the trial's final status once it ended
+    since_ns: int
+    marks: dict[str, int]
+    tokens: int
+    tokens_per_s: float | None
+    samples: list
+
+
+# loading: model, context and warm-up; idle: the idle window before prefill; prefill (with the 0.1 s busy
+# re-warm spell just before it); decode from the first token; idle after: the window after the last token
+PHASES = ("cooldown", "loading", "idle", "prefill", "decode", "idle after")
+
+
+class LiveTrial:
+    """Written by the runner thread at each phase and token, read from any thread through `view()`: a display
+    redraws from it on its own timer, also during prefill and the idle windows, when no token event comes."""
+
+    def __init__(self, meter: Meter | None):
+        self._meter = meter
+        self._lock = threading.Lock()
+        self._state: dict[str, Any] | None = None
+
+    def begin(self, index: int, total: int, trial: dict, phase: str) -> None:
+        """A new trace: a trial starts (phase `loading`) or the cooldown before it."""
+        now = time.monotonic_ns()
+        with self._lock:
+            self._state = {"index": index, "total": total, "trial": trial, "phase": phase, "since_ns": now,
+                           "marks": {phase: now}, "tokens": 0, "first": None, "last": None}
+
+    def enter(self, phase: str, t_ns: int | None = None) -> None:
+        with self._lock:
+            if self._state is not None:
+                self._state["phase"] = phase
+                self._state["marks"][phase] = t_ns or time.monotonic_ns()
+
+    def token(self, generated: int, t_ns: int) -> None:
+        with self._lock:
+            state = self._state
+            if state is None:
+                return
+            if state["first"] is None:  # the first token ends prefill
+                state["first"] = (generated, t_ns)
+                state["phase"] = "decode"
+                state["marks"]["decode"] = t_ns
+            state["tokens"], state["last"] = generated, (generated, t_ns)
+
+    def end(self, trial: dict) -> None:
+        """The trial ended: its row (with its status) stays on view until the next one begins."""
+        with self._lock:
+            if self._state is not None:
+                self._state.update(trial=trial, phase=trial["status"])
+
+    def view(self) -> LiveView | None:
+        with self._lock:
+            if self._state is None:
+                return None
+            state = dict(self._state, marks=dict(self._state["marks"]))
+        samples = self._meter.samples_since(state["since_ns"]) if self._meter else []
+        return LiveView(state["index"], state["total"], state["trial"], state["phase"], state["since_ns"],
+                        state["marks"], state["tokens"], _decode_rate(state["first"], state["last"]), samples)
+
+
+def _decode_rate(first: tuple[int, int] | None, last: tuple[int, int] | None) -> float | None:
+    """Tokens per second since the first token, as the trial's decode_tps counts them."""
+    if first is None or last is None or last[1] <= first[1]:
+        return None
+    return (last[0] - first[0]) / ((last[1] - first[1]) / 1e9)
 
 
 def spec_from_row(row: dict) -> TrialSpec:
@@ -135,6 +212,7 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
     total = store.trial_count(run)
     previous_ran = False
     aborted = (lambda: abort.is_set()) if abort is not None else (lambda: False)
+    live = LiveTrial(meter)
     while (row := store.next_pending(run)) is not None:
         if aborted():
             break
@@ -143,7 +221,8 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
             return "paused"
         index = row["seq"] + 1
         if previous_ran and row["cooldown_s"]:
-            emit(Event("cooldown", index, total, row))
+            live.begin(index, total, row, "cooldown")
+            emit(Event("cooldown", index, total, row, live=live))
             if meter:
                 meter.cooldown(row["cooldown_s"], abort)
             elif abort is not None:
@@ -153,10 +232,13 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
             if aborted():
                 break
         store.mark_running(row["id"])
-        emit(Event("trial_start", index, total, row))
-        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, meter, abort), abort)
+        live.begin(index, total, row, "loading")
+        emit(Event("trial_start", index, total, row, live=live))
+        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, live, abort), abort, live)
         previous_ran = True
-        emit(Event("trial_end", index, total, store.trial(row["id"])))
+        finished = store.trial(row["id"])
+        live.end(finished)
+        emit(Event("trial_end", index, total, finished, live=live))
         if aborted():
             break
     else:
@@ -168,20 +250,24 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
 
 
 def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_token,
-             abort: threading.Event | None = None) -> None:
+             abort: threading.Event | None = None, live: LiveTrial | None = None) -> None:
     idle = {}
+    live = live if live is not None else LiveTrial(None)
 
     def stop_if_aborted() -> None:
         if abort is not None and abort.is_set():
             raise TrialStopped
 
     def idle_window() -> None:
+        live.enter("idle")
         if meter:
             idle["start"] = meter.idle_before(abort)
+        live.enter("prefill")
         stop_if_aborted()
 
     try:
         measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window, checkpoint=stop_if_aborted)
+        live.enter("idle after")
         samples, energy = _samples(meter, idle, measurement)
     except TrialStopped:
         store.fail_trial(row["id"], "aborted", _reason(abort) if abort is not None else STOPPED_BY_USER,
@@ -200,22 +286,23 @@ def _samples(meter: Meter | None, idle: dict, measurement) -> tuple[list, dict]:
     return meter.finish(idle.get("start"), measurement) if meter else ([], {})
 
 
-def _token_reporter(emit, index: int, total: int, row: dict, meter: Meter | None = None,
+def _token_reporter(emit, index: int, total: int, row: dict, live: LiveTrial | None = None,
                     abort: threading.Event | None = None, every_s: float = 0.2):
-    """A cheap on_token callback: emits at most every `every_s` seconds, with the trial's power so far."""
+    """A cheap on_token callback: tells `live` of every token, and emits at most every `every_s` seconds."""
     next_ns, t0, n0 = 0, None, 0  # the next emit; the first token's time and count
 
     def on_token(generated: int, t_ns: int) -> None:
         nonlocal next_ns, t0, n0
         if abort is not None and abort.is_set():
             raise TrialStopped
+        if live is not None:
+            live.token(generated, t_ns)
         if t0 is None:
             t0, n0 = t_ns, generated
         if t_ns >= next_ns:
             next_ns = t_ns + int(every_s * 1e9)
             elapsed = (t_ns - t0) / 1e9
             rate = (generated - n0) / elapsed if elapsed > 0 else None
-            samples = meter.peek() if meter else None
-            emit(Event("tokens", index, total, row, generated, rate, t0, samples))
+            emit(Event("tokens", index, total, row, generated, rate, t0, live))
 
     return on_token

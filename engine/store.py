@@ -489,6 +489,11 @@ class Store:
         return self._conn.execute("SELECT t_ns, device, power_w FROM samples WHERE trial_id = ? ORDER BY t_ns",
                                   [trial_id]).fetchall()
 
+    def running_trial(self) -> dict | None:
+        """The newest trial marked running: by this process, another one (`energytui run`), or one that died."""
+        rows = self._rows("SELECT * FROM trials WHERE status = 'running' ORDER BY started_at DESC, id DESC LIMIT 1")
+        return rows[0] if rows else None
+
     def change_stamp(self) -> tuple:
         """Changes whenever a trial is added, removed or finished: cheap enough to poll every few seconds."""
         return tuple(self._conn.execute("SELECT COUNT(*), MAX(id), MAX(finished_at), SUM(status = 'done') "

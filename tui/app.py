@@ -216,6 +216,7 @@ class EnergyApp(App[str]):
 
     def on_run_ended(self, message: RunEnded) -> None:
         self.refresh_bindings()
+        self.live.run_ended()
         if self._quitting:
             self.exit(_quit_message(self.run_number, message))
             return

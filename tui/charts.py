@@ -35,8 +35,14 @@ class _Chart(PlotextPlot):
         raise NotImplementedError
 
 
+PHASE_COLORS = {"prefill": "orange", "decode": "green"}  # the idle windows, loading and cooldown: gray
+OTHER_PHASE_COLOR = "gray"
+DEVICE_MARKERS = ("braille", "dot", "+", "x")  # devices differ by marker: colours say the phase
+
+
 class PowerChart(_Chart):
-    """Power per device over time, with the prefill/decode boundary and the trial's windows marked."""
+    """Power per device over time from 0 W up, coloured by phase (prefill, decode, the rest), the phases'
+    starts marked above the data, and where the watts come from (measured or ESTIMATED) in the title."""
 
     title = "power (W)"
 
@@ -45,27 +51,53 @@ class PowerChart(_Chart):
         self.series: dict[str, list[tuple[float, float]]] = {}
         self.marks: dict[str, float] = {}
         self.tag = hint
+        self.y_limits = (0.0, 1.0)
 
-    def show(self, samples: list, marks_ns: dict[str, int | None], tag: str = "") -> None:
-        """samples: (t_ns, device, power_w) rows; marks_ns: label -> time of a window edge."""
-        origin = min((s[0] for s in samples), default=0)
+    def show(self, samples: list, marks_ns: dict[str, int | None], tag: str = "",
+             origin_ns: int | None = None) -> None:
+        """samples: (t_ns, device, power_w) rows; marks_ns: phase -> when it began; origin_ns: the time shown
+        as 0 s (default: the first sample's)."""
+        origin = origin_ns if origin_ns is not None else min((s[0] for s in samples), default=0)
         self.series = {}
         for t_ns, device, power_w in samples:
             if power_w is not None:
                 self.series.setdefault(device, []).append(((t_ns - origin) / 1e9, power_w))
-        self.marks = {label: (t - origin) / 1e9 for label, t in marks_ns.items() if t is not None and samples}
+        self.marks = {label: (t - origin) / 1e9 for label, t in marks_ns.items()
+                      if t is not None and (samples or origin_ns is not None)}
         self.tag = tag
         self.replot()
 
     def plot(self) -> None:
-        self.plt.title(f"power (W){' ' + self.tag if self.tag else ''}")
-        self.plt.xlabel("seconds")
-        for device, points in self.series.items():
-            points = thin(points)
-            self.plt.plot([p[0] for p in points], [p[1] for p in points], label=device, marker="braille")
-        for label, x in self.marks.items():
-            self.plt.vline(x)
-            self.plt.text(label, x=x, y=max((p[1] for pts in self.series.values() for p in pts), default=1))
+        top = max((p[1] for points in self.series.values() for p in points), default=0.0)
+        top = top * 1.25 if top > 0 else 1.0  # headroom above the data for the phase labels
+        self.plt.title(f"power (W){' · ' + self.tag if self.tag else ''} · "
+                       f"{' '.join(f'{c}: {p}' for p, c in PHASE_COLORS.items())}, {OTHER_PHASE_COLOR}: idle")
+        self.plt.xlabel("seconds since the trial's start")
+        self.plt.ylabel("W")
+        self.y_limits = (0.0, top)
+        self.plt.ylim(*self.y_limits)
+        edges = sorted(self.marks.items(), key=lambda mark: mark[1])
+        for device, marker in zip(self.series, DEVICE_MARKERS * len(self.series)):
+            limit = min(MAX_POINTS, 2 * max(self.size.width, 40))  # braille: two points per column at most
+            for phase, points in phase_segments(thin(self.series[device], limit), edges):
+                self.plt.plot([p[0] for p in points], [p[1] for p in points], marker=marker,
+                              color=PHASE_COLORS.get(phase, OTHER_PHASE_COLOR))
+        for label, x in edges:
+            self.plt.vline(x, "gray")
+            self.plt.text(label, x=x, y=top, alignment="left")
+
+
+def phase_segments(points: list[tuple[float, float]], edges: list[tuple[str, float]]) -> list[tuple[str, list]]:
+    """Consecutive runs of points in the same phase (the last edge at or before them); each run starts with
+    the previous run's last point, so that the trace stays joined across a boundary."""
+    segments: list[tuple[str, list]] = []
+    for point in points:
+        phase = next((label for label, x in reversed(edges) if x <= point[0]), "")
+        if segments and segments[-1][0] == phase:
+            segments[-1][1].append(point)
+        else:
+            segments.append((phase, [segments[-1][1][-1], point] if segments else [point]))
+    return segments
 
 
 class ScatterChart(_Chart):

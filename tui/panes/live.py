@@ -1,7 +1,17 @@
-"""The Live tab: the running trial, its power trace, and the trials finished in this session."""
+"""The Live tab: the running trial's phase, tokens and power trace, and the latest finished trials.
+
+A run of this app: the runner thread updates a LiveTrial (energytui.app.runs) at each phase and token, and
+this pane redraws from it on its own timer (REDRAW_HZ), so prefill and the idle windows, which send no token
+events, are seen as they happen. A run of another process (`energytui run` on the same database): the pane
+reads the database every FOLLOW_S; it holds the running trial's row, and each finished trial with its trace.
+"""
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
+
+from textual import work
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
@@ -10,40 +20,165 @@ from energytui.app.views import TAG_LABELS, config_label
 from ..charts import PowerChart
 from ..pane import Pane
 
+if TYPE_CHECKING:  # the runs module loads llama.cpp; the pane gets its objects from the runner's events
+    from energytui.app.queries import Trace
+    from energytui.app.runs import Event, LiveTrial, LiveView
+
+REDRAW_HZ = 5.0  # the power chart and the info line, from the running trial's samples so far
+FOLLOW_S = 2.0  # how often a run of another process is read from the database
+RECENT_ROWS = 12  # finished trials listed, newest first: the table never grows past this
+FINISHED = ("done", "failed", "aborted")
+PHASE_WORDS = {"cooldown": "cooldown", "loading": "loading the model and warming up",
+               "idle": "idle window (idle power)", "prefill": "prefill", "decode": "decode",
+               "idle after": "idle window after the last token"}
+
 
 class LivePane(Pane):
+    DEFAULT_CSS = """
+    LivePane #recent-table { height: 1fr; max-height: 14; }
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.live: LiveTrial | None = None  # this app's run, while it runs
+        self._drawn: tuple | None = None  # what the chart shows now, to skip redrawing the same
+        self._traced: int | None = None  # the finished trial whose stored trace the chart shows
+
     def compose(self) -> ComposeResult:
         yield Static("No trial running.", id="live-info", markup=False)
         yield PowerChart(id="power-chart")
-        yield DataTable(id="recent-table")
+        yield DataTable(id="recent-table", cursor_type="row")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("trial", "prompt", "tok/s", "TTFT ms", "J/token")
+        self.query_one(DataTable).add_columns("trial", "status", "prompt", "tok/s", "TTFT ms", "J/token")
+        self.set_interval(1 / REDRAW_HZ, self.redraw)
 
-    def show(self, event) -> None:
-        """A runner event (energytui.app.runs.Event)."""
-        trial = event.trial
-        info = self.query_one("#live-info", Static)
-        if event.kind in ("trial_start", "cooldown"):
-            what = "cooling down before" if event.kind == "cooldown" else "running"
-            info.update(f"{what} trial {event.index}/{event.total}: "
-                        f"{config_label(trial)} · prompt {trial['prompt_id']}")
-        elif event.kind == "tokens":
-            rate = f"{event.tokens_per_s:.1f} tok/s" if event.tokens_per_s else "…"
-            info.update(f"trial {event.index}/{event.total}: {config_label(trial)} · prompt {trial['prompt_id']} · "
-                        f"{event.tokens} tokens · {rate}")
-            if event.samples:
-                tags = sorted({s.source for s in event.samples})
-                self.query_one(PowerChart).show([(s.t_ns, s.device, s.power_w) for s in event.samples],
-                                                {"decode": event.t_first_ns}, "/".join(tags))
-        elif event.kind == "trial_end":
-            self._trial_ended(trial)
+    def after_open(self) -> None:
+        self.set_interval(FOLLOW_S, self._follow)
+        self._follow()
 
-    def _trial_ended(self, trial: dict) -> None:
-        self.query_one(DataTable).add_row(
-            trial["id"], trial["prompt_id"], f"{trial['decode_tps'] or 0:.1f}", f"{trial['ttft_ms'] or 0:.0f}",
-            f"{trial['j_per_token']:.4f} {TAG_LABELS.get(trial['energy_tag'], '')}"
-            if trial.get("j_per_token") is not None else trial["status"])
-        rate = f" · sampled at {trial['sample_hz']:.0f} Hz" if trial.get("sample_hz") else ""
-        self.query_one("#live-info", Static).update(
-            f"trial {trial['id']} {trial['status']}{rate} · energy source {trial.get('energy_source') or '–'}")
+    # --- this app's run ---
+
+    def show(self, event: Event) -> None:
+        """A runner event: its LiveTrial is polled from now on; a finished trial joins the recent table."""
+        self.live = event.live
+        if event.kind == "trial_end":
+            self._add_recent(event.trial)
+        if event.kind != "tokens":  # a new trace or a final state at once; tokens wait for the timer's tick
+            self.redraw()
+
+    def run_ended(self) -> None:
+        """The app's run ended: draw its last state, then follow the database again."""
+        self.redraw()
+        self.live = None
+
+    def redraw(self) -> None:
+        """The timer's tick: chart and info line from the running trial now (nothing when nothing changed)."""
+        view = self.live.view() if self.live is not None else None
+        if view is None:
+            return
+        last = view.samples[-1].t_ns if view.samples else 0
+        drawn = (view.index, view.phase, view.since_ns, view.tokens, len(view.samples), last)
+        if drawn == self._drawn:
+            return
+        self._drawn, self._traced = drawn, None
+        self.query_one(PowerChart).show([(s.t_ns, s.device, s.power_w) for s in view.samples], dict(view.marks),
+                                        source_tag(view.samples), origin_ns=view.since_ns)
+        self.query_one("#live-info", Static).update(live_text(view, time.monotonic_ns()))
+
+    def _add_recent(self, trial: dict) -> None:
+        table = self.query_one(DataTable)
+        rows = [trial_row(trial)] + [tuple(table.get_row_at(i)) for i in range(min(table.row_count, RECENT_ROWS - 1))]
+        fill_recent(table, rows)
+
+    # --- a run of another process, read from the database ---
+
+    def _follow(self) -> None:
+        if self.live is None and self.config.db_path.is_file():
+            self.read_database()
+
+    @work(thread=True, exclusive=True, group="live-follow")
+    def read_database(self) -> None:
+        from energytui.app.queries import trace
+
+        with self.database() as store:
+            running = store.running_trial()
+            runs = store.run_numbers()
+            run = running["run"] if running else (runs[-1] if runs else None)
+            trials = store.trials(run=run) if run is not None else []
+            finished = sorted((t for t in trials if t["status"] in FINISHED),
+                              key=lambda t: (t["finished_at"] or "", t["id"]), reverse=True)[:RECENT_ROWS]
+            newest = finished[0]["id"] if finished else None
+            shown = trace(store, newest) if newest is not None and newest != self._traced else None
+        self.app.call_from_thread(self._show_database, running, len(trials), finished, shown, newest)
+
+    def _show_database(self, running: dict | None, total: int, finished: list[dict], shown: Trace | None,
+                       newest: int | None) -> None:
+        if self.live is not None:  # this app started a run meanwhile: its own view is better
+            return
+        fill_recent(self.query_one(DataTable), [trial_row(t) for t in finished])
+        if shown is not None:
+            self._traced, self._drawn = newest, None
+            self.query_one(PowerChart).show(shown.samples, shown.marks, f"last finished: {shown.label}")
+        if running is not None:
+            text = (f"run {running['run']}, from the database (another process runs it): trial "
+                    f"{running['seq'] + 1}/{total} running since {(running['started_at'] or '')[11:19]} · "
+                    f"{config_label(running)} · prompt {running['prompt_id']} · its tokens and power are "
+                    "stored, and shown here, when it ends")
+        elif finished:
+            text = f"No trial running. Last: {finished_text(finished[0])}"
+        else:
+            text = "No trial running."
+        self.query_one("#live-info", Static).update(text)
+
+
+def live_text(view: LiveView, now_ns: int) -> str:
+    """The info line: which trial, its phase and for how long, its tokens and decode rate."""
+    trial = view.trial
+    what = f"{config_label(trial)} · prompt {trial['prompt_id']}"
+    if view.phase in FINISHED:
+        return f"trial {view.index}/{view.total}: {finished_text(trial)}"
+    if view.phase == "cooldown":
+        return f"cooldown before trial {view.index}/{view.total} ({what}) · {_elapsed(view, now_ns)}"
+    text = f"trial {view.index}/{view.total}: {what} · {PHASE_WORDS.get(view.phase, view.phase)} · " \
+           f"{_elapsed(view, now_ns)}"
+    if view.tokens:
+        rate = f"{view.tokens_per_s:.1f} tok/s" if view.tokens_per_s else "… tok/s"
+        text += f" · {view.tokens} tokens · {rate}"
+    return text
+
+
+def _elapsed(view: LiveView, now_ns: int) -> str:
+    started = view.marks.get(view.phase, view.since_ns)
+    return f"{max(now_ns - started, 0) / 1e9:.1f} s"
+
+
+def finished_text(trial: dict) -> str:
+    """A finished trial in one line, its energy source named (estimated or measured)."""
+    rate = f" · sampled at {trial['sample_hz']:.0f} Hz" if trial.get("sample_hz") else ""
+    tokens = f" · {trial['gen_tokens']} tokens" if trial.get("gen_tokens") else ""
+    speed = f" · {trial['decode_tps']:.1f} tok/s" if trial.get("decode_tps") else ""
+    return (f"trial {trial['id']} {trial['status']}{tokens}{speed}{rate} · "
+            f"energy source {trial.get('energy_source') or '–'}")
+
+
+def source_tag(samples: list) -> str:
+    """Where the watts come from, per device: e.g. 'cpu ESTIMATED'."""
+    pairs = sorted({(s.device, s.source) for s in samples})
+    return ", ".join(f"{device} {TAG_LABELS.get(source, source)}" for device, source in pairs)
+
+
+def trial_row(trial: dict) -> tuple:
+    energy = (f"{trial['j_per_token']:.4f} {TAG_LABELS.get(trial['energy_tag'], '')}".strip()
+              if trial.get("j_per_token") is not None else "–")
+    return (trial["id"], trial["status"], trial["prompt_id"], f"{trial['decode_tps'] or 0:.1f}",
+            f"{trial['ttft_ms'] or 0:.0f}", energy)
+
+
+def fill_recent(table: DataTable, rows: list[tuple]) -> None:
+    """The newest RECENT_ROWS rows, newest first, unless the table shows them already."""
+    rows = rows[:RECENT_ROWS]
+    if [tuple(table.get_row_at(i)) for i in range(table.row_count)] == [tuple(r) for r in rows]:
+        return
+    table.clear()
+    table.add_rows(rows)
