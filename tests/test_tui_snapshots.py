@@ -1,4 +1,4 @@
-"""Snapshots (pytest-textual-snapshot) of the app's screens with fixed data.
+"""Snapshots (pytest-textual-snapshot) of every tab, at 80x24 and at 120x36, with fixed data.
 
 Update after an intended change of the layout: `pytest tests/test_tui_snapshots.py --snapshot-update`,
 then look at the SVGs in tests/__snapshots__/ before committing them. The Host screen shows
@@ -52,39 +52,54 @@ async def _settle(pilot, predicate):
     raise AssertionError("the app did not reach the state to snapshot")
 
 
-def test_queue_with_the_quickstart_loaded(snap_compare, tmp_path, meter, monkeypatch, model_path):
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36")]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_queue_with_the_quickstart_loaded(snap_compare, tmp_path, meter, monkeypatch, model_path, size):
     monkeypatch.chdir(ROOT)
     app = create_app(tmp_path / "q.db", QUICKSTART, meter)
 
     async def load(pilot):
-        await pilot.pause(0.3)  # let the first layout land before clicking
-        await pilot.click("#load")
+        await pilot.pause(0.3)  # let the first layout land before loading
+        await pilot.press("l")
         await _settle(pilot, lambda: app.query_one("#queue-table").row_count == 24)
         app.clear_notifications()
         await pilot.pause(0.2)
 
-    assert snap_compare(app, run_before=load, terminal_size=(120, 32))
+    assert snap_compare(app, run_before=load, terminal_size=size)
 
 
-def test_live_before_a_run(snap_compare, tmp_path, meter):
-    assert snap_compare(create_app(tmp_path / "l.db", None, meter), press=["2"], terminal_size=(100, 28))
+@pytest.mark.parametrize("size", SIZES)
+def test_live_following_imported_trials(snap_compare, imported_db, meter, size):
+    """The Live tab with no run of its own: the database's latest run, whose imported trials have no trace."""
+    app = create_app(imported_db, None, meter)
+
+    async def show(pilot):
+        await pilot.press("2")
+        await _settle(pilot, lambda: app.query_one("#recent-table").row_count == 12)
+
+    assert snap_compare(app, run_before=show, terminal_size=size)
 
 
-def test_results_with_imported_trials(snap_compare, imported_db, meter):
+@pytest.mark.parametrize("size", SIZES)
+def test_results_with_imported_trials(snap_compare, imported_db, meter, size):
     app = create_app(imported_db, None, meter)
 
     async def show(pilot):
         await pilot.press("3")
         await _settle(pilot, lambda: app.query_one("#results-table").row_count == 24)
 
-    assert snap_compare(app, run_before=show, terminal_size=(120, 36))
+    assert snap_compare(app, run_before=show, terminal_size=size)
 
 
-def test_advisor_form_in_80x24(snap_compare, tmp_path, meter):
-    assert snap_compare(create_app(tmp_path / "a.db", None, meter), press=["4"], terminal_size=(80, 24))
+@pytest.mark.parametrize("size", SIZES)
+def test_advisor_form(snap_compare, tmp_path, meter, size):
+    assert snap_compare(create_app(tmp_path / "a.db", None, meter), press=["4"], terminal_size=size)
 
 
-def test_host_with_fixed_facts(snap_compare, tmp_path, meter, monkeypatch):
+@pytest.mark.parametrize("size", SIZES)
+def test_host_with_fixed_facts(snap_compare, tmp_path, meter, monkeypatch, size):
     from energytui.engine import host, metering
     from energytui.engine.telemetry import Unavailable
 
@@ -105,4 +120,8 @@ def test_host_with_fixed_facts(snap_compare, tmp_path, meter, monkeypatch):
         await pilot.press("5")
         await _settle(pilot, lambda: "Power sources" in str(app.query_one("#host-text").render()))
 
-    assert snap_compare(app, run_before=show, terminal_size=(100, 24))
+    assert snap_compare(app, run_before=show, terminal_size=size)
+
+
+def test_help_in_80x24(snap_compare, tmp_path, meter):
+    assert snap_compare(create_app(tmp_path / "k.db", None, meter), press=["question_mark"], terminal_size=(80, 24))

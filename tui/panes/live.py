@@ -171,8 +171,13 @@ def source_tag(samples: list) -> str:
 def trial_row(trial: dict) -> tuple:
     energy = (f"{trial['j_per_token']:.4f} {TAG_LABELS.get(trial['energy_tag'], '')}".strip()
               if trial.get("j_per_token") is not None else "–")
-    return (trial["id"], trial["status"], trial["prompt_id"], f"{trial['decode_tps'] or 0:.1f}",
-            f"{trial['ttft_ms'] or 0:.0f}", energy)
+    return (trial["id"], trial["status"], trial["prompt_id"], _figure(trial.get("decode_tps"), ".1f"),
+            _figure(trial.get("ttft_ms"), ".0f"), energy)
+
+
+def _figure(value: float | None, spec: str) -> str:
+    """A measured figure, or – where there is none (a failed trial, or a log that did not record it)."""
+    return "–" if value is None else format(value, spec)
 
 
 def fill_recent(table: DataTable, rows: list[tuple]) -> None:
