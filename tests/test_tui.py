@@ -188,7 +188,7 @@ def test_queue_editing_add_remove_move_and_the_file_picker(write_manifest, model
             await _until(pilot, lambda: shown() == prompts())  # the table in run order, not by id
             assert queue.cursor_row == 1 and queue.get_row_at(1)[4] == "synthetic-16"  # the moved trial
             queue.move_cursor(row=4)
-            await pilot.press("delete")
+            await pilot.press("delete", "y")  # y: the answer to "Remove trial N (...)? y/n"
             await _until(pilot, lambda: queue.row_count == 4)
 
             await pilot.press("a")

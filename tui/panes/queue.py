@@ -1,4 +1,5 @@
-"""The Queue tab: load a manifest, edit its pending trials, and start, pause or stop its run.
+"""The Queue tab: choose a run of the database (or load a manifest), edit its pending trials, and start,
+pause or stop it.
 
 The run goes in a worker thread through the application layer (the same `running` as `energytui run`);
 its progress is posted as TrialEvent messages, which bubble to the app and from there to the Live tab.
@@ -13,15 +14,24 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Button, DataTable, Input, Static
+from textual.widgets import Button, DataTable, Input, Select, Static
 
 from energytui.app import Abort, UserError
 from energytui.app.views import MeterOptions
 
+from ..confirm import ConfirmScreen
 from ..dialogs import AddTrialScreen, ManifestPicker, form_manifest
 from ..messages import RunEnded, TrialEvent, TrialsChanged
 from ..pane import Pane
-from ..trials import TRIAL_COLUMNS, fill_trials, status_counts
+from ..trials import TRIAL_COLUMNS, add_columns, fill_trials, status_counts
+
+CONFIG_CELL, PROMPT_CELL = TRIAL_COLUMNS.index("configuration"), TRIAL_COLUMNS.index("prompt")
+
+
+def run_option(run: dict) -> str:
+    """A run in the selector: number, manifest file name, status and how many trials wait."""
+    return (f"run {run['id']} · {Path(run['manifest'] or '?').name} · {run['status']} · "
+            f"{run['pending']}/{run['trials']} pending")
 
 
 class QueuePane(Pane):
@@ -45,11 +55,13 @@ class QueuePane(Pane):
             yield Button("Start", id="start", variant="success")
             yield Button("Pause", id="pause")
             yield Button("Stop", id="stop", variant="error")
-        yield Static("Load a manifest to queue its trials.", id="queue-status", markup=False)
+        yield Select([], prompt="run: none yet, load a manifest", id="run-select", compact=True)
+        yield Static("Choose a run above, or load a manifest to queue its trials.", id="queue-status", markup=False)
         yield DataTable(id="queue-table", zebra_stripes=True, cursor_type="row")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*TRIAL_COLUMNS)
+        add_columns(self.query_one(DataTable), TRIAL_COLUMNS)
+        self.load_runs(None)  # None: the latest run with pending trials
 
     # --- actions ---
 
@@ -77,16 +89,43 @@ class QueuePane(Pane):
         self.app.push_screen(AddTrialScreen(default_model_name()), added)
 
     def action_remove(self) -> None:
-        if (trial_id := self._selected_trial()) is not None:
-            self.edit_queue("remove", trial_id)
+        """Remove the selected trial after a y/n question naming it."""
+        if (selected := self._selected()) is None:
+            return
+        trial_id, named = selected
+
+        def answered(remove: bool | None) -> None:
+            if remove:
+                self.edit_queue("remove", trial_id, named=named)
+            else:
+                self.notify(f"kept {named}")
+
+        self.app.push_screen(ConfirmScreen(f"Remove {named}? y/n"), answered)
 
     def action_move(self, step: int) -> None:
-        if (trial_id := self._selected_trial()) is not None:
-            self.edit_queue("move", trial_id, step)
+        if (selected := self._selected()) is not None:
+            self.edit_queue("move", selected[0], step, named=selected[1])
 
-    def _selected_trial(self) -> int | None:
+    def _selected(self) -> tuple[int, str] | None:
+        """The selected trial's id, and its name for messages: 'trial N (configuration, prompt)'."""
         table = self.query_one(DataTable)
-        return int(table.get_row_at(table.cursor_row)[0]) if table.row_count else None
+        if not table.row_count:
+            return None
+        cells = table.get_row_at(table.cursor_row)
+        return int(cells[0]), f"trial {cells[0]} ({cells[CONFIG_CELL]}, {cells[PROMPT_CELL]})"
+
+    @on(Select.Changed, "#run-select")
+    def _run_chosen(self, event: Select.Changed) -> None:
+        """The chosen run becomes the loaded one: s starts or resumes it."""
+        if not isinstance(event.value, int) or event.value == self.run_number:
+            return
+        if self.running:  # the worker runs the loaded run: it stays loaded until the run ends
+            self.notify(f"run {self.run_number} is going: pause or stop it before choosing another",
+                        severity="warning")
+            event.select.value = self.run_number if self.run_number is not None else Select.NULL
+            return
+        self.run_number = event.value
+        self.load_queue(event.value)
 
     @on(Button.Pressed, "#load, #start, #pause, #stop")
     def _button(self, event: Button.Pressed) -> None:
@@ -99,7 +138,7 @@ class QueuePane(Pane):
         if self.running:
             self.notify("a run is already going", severity="warning")
         elif self.run_number is None:
-            self.notify("load a manifest first", severity="warning")
+            self.notify("choose a run or load a manifest first", severity="warning")
         else:
             self.stop_event.clear()
             self.abort_event.clear()
@@ -122,6 +161,8 @@ class QueuePane(Pane):
                 self.notify("stopping: the current trial is marked aborted")
 
     def reload(self) -> None:
+        """The runs' counts and the loaded run's trials, again from the database."""
+        self.load_runs(self.run_number)
         if self.run_number is not None:
             self.load_queue(self.run_number)
 
@@ -146,6 +187,7 @@ class QueuePane(Pane):
             return
         self.run_number = run
         self.tell(f"run {run}: {queued} trials queued from {path}")
+        self.load_runs(run)
         self.load_queue(run)
         self.post_message(TrialsChanged())
 
@@ -163,16 +205,23 @@ class QueuePane(Pane):
         self.post_message(TrialsChanged())
 
     @work(thread=True, group="queue-edit")
-    def edit_queue(self, action: str, trial_id: int, step: int = 0) -> None:
+    def edit_queue(self, action: str, trial_id: int, step: int = 0, named: str = "") -> None:
         with self.database() as store:
             done = store.remove_pending(trial_id) if action == "remove" else store.move_pending(trial_id, step)
+        named = named or f"trial {trial_id}"
         if not done:
-            self.app.call_from_thread(self.notify, f"trial {trial_id}: only pending trials can be "
-                                      f"{'removed' if action == 'remove' else 'moved'} (and not past the ends)",
-                                      severity="warning")
-        else:
-            self.reload()
-            self.post_message(TrialsChanged())
+            self.tell_warning(f"{named}: only pending trials can be {'removed' if action == 'remove' else 'moved'}"
+                              " (and not past the ends)")
+            return
+        if action == "remove":
+            self.tell(f"removed {named} from run {self.run_number}")
+        else:  # the refill keeps the cursor on the moved trial; the message says where it went
+            self.tell(f"moved {named} {'earlier' if step < 0 else 'later'}")
+        self.reload()
+        self.post_message(TrialsChanged())
+
+    def tell_warning(self, text: str) -> None:
+        self.app.call_from_thread(self.app.notify, text, severity="warning", markup=False)
 
     @work(thread=True, exclusive=True, group="runner")
     def run_trials(self, run: int) -> None:
@@ -187,6 +236,26 @@ class QueuePane(Pane):
         except UserError as exc:
             error = str(exc)
         self.post_message(RunEnded(status, error, counts))
+
+    @work(thread=True, exclusive=True, group="runs")
+    def load_runs(self, selected: int | None) -> None:
+        """Fill the run selector; `selected` None: the latest run with pending trials becomes the loaded one."""
+        from energytui.app.queries import latest_pending_run, run_summaries
+
+        with self.database() as store:
+            runs = run_summaries(store)
+        self.app.call_from_thread(self._show_runs, runs, selected if selected is not None
+                                  else latest_pending_run(runs))
+
+    def _show_runs(self, runs: list[dict], selected: int | None) -> None:
+        select = self.query_one("#run-select", Select)
+        with select.prevent(Select.Changed):  # a refill is not a choice
+            select.set_options([(run_option(run), run["id"]) for run in runs])
+            if selected is not None and any(run["id"] == selected for run in runs):
+                select.value = selected
+        if self.run_number is None and selected is not None and not self.running:
+            self.run_number = selected
+            self.load_queue(selected)
 
     @work(thread=True, exclusive=True, group="queue")
     def load_queue(self, run: int) -> None:
