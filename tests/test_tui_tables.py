@@ -10,10 +10,13 @@ from textual.widgets import DataTable, Select, Static
 
 from energytui.app.runs import queue_file
 from energytui.app.views import config_labels, summarise
+from energytui.engine.importer import import_logs
 from energytui.engine.metering import MeterOptions
 from energytui.engine.store import Store
 from energytui.tui.app import create_app
 from energytui.tui.confirm import ConfirmScreen
+
+import test_import
 
 
 MANIFEST = """defaults:
@@ -44,6 +47,21 @@ def two_runs(tmp_path, write_manifest, model_path):
                                   f"{name}.yaml")
         queue_file(db, manifest)
     return db
+
+
+async def _show_results(pilot) -> None:
+    """Tab 3, once the app's first layout has landed (a key pressed before it can be undone by the start)."""
+    await pilot.pause(0.3)
+    await pilot.press("3")
+    assert pilot.app.query_one("TabbedContent").active == "results", pilot.app.focused
+
+
+async def _finish(pilot) -> None:
+    """Let the first database poll and the workers' table refills land before the app closes (a refill
+    after it has no table to fill)."""
+    await _until(pilot, lambda: pilot.app._db_version is not None)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.2)
 
 
 async def _until(pilot, predicate, timeout=60.0):
@@ -81,6 +99,7 @@ def test_the_run_selector_lists_earlier_runs_and_reaches_their_pending_trials(tw
             assert app.run_number == 1
             assert [int(queue.get_row_at(r)[0]) for r in range(2)] == _pending_ids(two_runs, 1)
             assert str(app.query_one("#queue-status", Static).render()) == "run 1: 2 pending"
+            await _finish(pilot)
 
     asyncio.run(scenario())
 
@@ -96,6 +115,7 @@ def test_on_start_the_latest_run_with_pending_trials_is_shown(two_runs, quiet_me
         async with app.run_test(size=(120, 32)) as pilot:
             await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 2)
             assert app.run_number == 1 and app.query_one("#run-select", Select).value == 1
+            await _finish(pilot)
 
     asyncio.run(scenario())
 
@@ -130,6 +150,7 @@ def test_remove_asks_first_n_keeps_y_removes_and_says_so(two_runs, quiet_meter):
             await _until(pilot, lambda: int(queue.get_row_at(queue.cursor_row)[0]) == second)
             assert queue.cursor_row == 1
             assert any(m.startswith(f"moved trial {second} (") and m.endswith(") later") for m in _messages(app))
+            await _finish(pilot)
 
     asyncio.run(scenario())
 
@@ -161,3 +182,80 @@ def test_configurations_alike_in_every_named_setting_are_told_apart_by_their_id(
     trials = [_trial("0123456789ab"), _trial("ba9876543210", prompt_file="x")]  # e.g. a different prompt file
     assert config_labels(trials) == {("h1", "0123456789ab"): "sweep: Q4_1 cpu t=4 nb=512 B=1 sd #012345",
                                      ("h1", "ba9876543210"): "sweep: Q4_1 cpu t=4 nb=512 B=1 sd #ba9876"}
+
+
+# --- Results -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def imported_db(tmp_path):
+    """24 deterministic trials in 4 configurations: the import test's logs from another machine."""
+    db = tmp_path / "imported.db"
+    store = Store(db)
+    import_logs(store, test_import._log(tmp_path, energy_in_log=True), test_import.EXAMPLE_MAP)
+    store.close()
+    return db
+
+
+def _click_header(table: DataTable, name: str) -> None:
+    """What a click on the column's header posts."""
+    index = [str(k.value) for k in table.columns].index(name)
+    key = list(table.columns)[index]
+    table.post_message(DataTable.HeaderSelected(table, key, index, table.columns[key].label))
+
+
+def _headers(table: DataTable) -> list[str]:
+    return [column.label.plain for column in table.columns.values()]
+
+
+def _column(table: DataTable, name: str) -> list[str]:
+    return [str(cell) for cell in table.get_column(name)]
+
+
+def test_the_sort_arrow_shows_and_the_sort_survives_a_reload(imported_db, quiet_meter):
+    async def scenario():
+        app = create_app(imported_db, None, quiet_meter)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _show_results(pilot)
+            table = app.query_one("#results-table", DataTable)
+            await _until(pilot, lambda: table.row_count == 24)
+            values = sorted(_column(table, "J/token"), key=float)
+
+            _click_header(table, "J/token")
+            await _until(pilot, lambda: "J/token ▲" in _headers(table))
+            assert _column(table, "J/token") == values
+            _click_header(table, "J/token")
+            await _until(pilot, lambda: "J/token ▼" in _headers(table))
+            assert _column(table, "J/token") == values[::-1]
+            assert [h for h in _headers(table) if h.endswith(("▲", "▼"))] == ["J/token ▼"]  # one arrow only
+
+            pane = app.query_one("ResultsPane")
+            before = pane._results
+            app.action_refresh()  # what the 2 s poll does when the database changed
+            await _until(pilot, lambda: pane._results is not before)
+            await pilot.pause(0.1)
+            assert "J/token ▼" in _headers(table) and _column(table, "J/token") == values[::-1]
+
+            await pilot.press("c")  # configurations: their own sort, none yet
+            await _until(pilot, lambda: table.row_count == 4)
+            assert not [h for h in _headers(table) if h.endswith(("▲", "▼"))]
+            await _finish(pilot)
+
+    asyncio.run(scenario())
+
+
+def test_the_j_per_token_chart_has_a_key_from_bar_number_to_configuration(imported_db, quiet_meter):
+    async def scenario():
+        app = create_app(imported_db, None, quiet_meter)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _show_results(pilot)
+            await _until(pilot, lambda: app.query_one("#results-table", DataTable).row_count == 24)
+            key = str(app.query_one("#jpt-key", Static).render())
+            assert key.splitlines() == [
+                "1  cpu-t4 (imported): Q4_0 cpu gpu-build t=4 B=1 sd",
+                "2  cpu-t8 (imported): Q4_0 cpu gpu-build t=8 B=1 sd",
+                "3  gpu-l22 (imported): Q4_0 gpu t=? ngl=22 B=1 sd",
+                "4  hyb-l11 (imported): Q4_0 hybrid t=8 ngl=11 B=1 sd"]
+            assert [round(v, 4) for v in app.query_one("#jpt-chart").values] == [1.1525, 1.1525, 0.7606, 1.2101]
+            await _finish(pilot)
+
+    asyncio.run(scenario())

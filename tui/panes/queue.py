@@ -61,7 +61,7 @@ class QueuePane(Pane):
 
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), TRIAL_COLUMNS)
-        self.load_runs(None)  # None: the latest run with pending trials
+        self.load_runs()
 
     # --- actions ---
 
@@ -162,7 +162,7 @@ class QueuePane(Pane):
 
     def reload(self) -> None:
         """The runs' counts and the loaded run's trials, again from the database."""
-        self.load_runs(self.run_number)
+        self.load_runs()
         if self.run_number is not None:
             self.load_queue(self.run_number)
 
@@ -187,7 +187,7 @@ class QueuePane(Pane):
             return
         self.run_number = run
         self.tell(f"run {run}: {queued} trials queued from {path}")
-        self.load_runs(run)
+        self.load_runs()
         self.load_queue(run)
         self.post_message(TrialsChanged())
 
@@ -238,22 +238,25 @@ class QueuePane(Pane):
         self.post_message(RunEnded(status, error, counts))
 
     @work(thread=True, exclusive=True, group="runs")
-    def load_runs(self, selected: int | None) -> None:
-        """Fill the run selector; `selected` None: the latest run with pending trials becomes the loaded one."""
-        from energytui.app.queries import latest_pending_run, run_summaries
+    def load_runs(self) -> None:
+        """Fill the run selector with the database's runs and their pending counts."""
+        from energytui.app.queries import run_summaries
 
         with self.database() as store:
             runs = run_summaries(store)
-        self.app.call_from_thread(self._show_runs, runs, selected if selected is not None
-                                  else latest_pending_run(runs))
+        self.app.call_from_thread(self._show_runs, runs)
 
-    def _show_runs(self, runs: list[dict], selected: int | None) -> None:
+    def _show_runs(self, runs: list[dict]) -> None:
+        """The loaded run stays selected; with none loaded yet, the latest run with pending trials is loaded."""
+        from energytui.app.queries import latest_pending_run
+
+        selected = self.run_number if self.run_number is not None else latest_pending_run(runs)
         select = self.query_one("#run-select", Select)
         with select.prevent(Select.Changed):  # a refill is not a choice
             select.set_options([(run_option(run), run["id"]) for run in runs])
-            if selected is not None and any(run["id"] == selected for run in runs):
+            if any(run["id"] == selected for run in runs):
                 select.value = selected
-        if self.run_number is None and selected is not None and not self.running:
+        if self.run_number is None and selected is not None:
             self.run_number = selected
             self.load_queue(selected)
 
@@ -261,6 +264,11 @@ class QueuePane(Pane):
     def load_queue(self, run: int) -> None:
         with self.database() as store:
             trials = sorted(store.trials(run=run), key=lambda t: t["seq"])  # run order, which moves change
-        self.app.call_from_thread(fill_trials, self.query_one(DataTable), trials)  # the cursor follows a move
+        self.app.call_from_thread(self._show_queue, run, trials)
+
+    def _show_queue(self, run: int, trials: list[dict]) -> None:
+        if run != self.run_number:  # a read that a choice of another run overtook
+            return
+        fill_trials(self.query_one(DataTable), trials)  # the cursor follows a move
         summary = ", ".join(f"{n} {s}" for s, n in status_counts(trials).items())
-        self.app.call_from_thread(self.query_one("#queue-status", Static).update, f"run {run}: {summary}")
+        self.query_one("#queue-status", Static).update(f"run {run}: {summary}")
