@@ -65,9 +65,8 @@ def run_summaries(store: Store) -> list[dict]:
 
 
 def latest_pending_run(runs: list[dict]) -> int | None:
-    """The newest run that still has pending trials (what the app shows on start), else the newest run."""
-    pending = [r["id"] for r in runs if r["pending"]]
-    return pending[0] if pending else (runs[0]["id"] if runs else None)
+    """The newest run that still has pending trials (what the app shows on start); None where none has."""
+    return next((r["id"] for r in runs if r["pending"]), None)
 
 
 def export(store: Store, fmt: str) -> str:

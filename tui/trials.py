@@ -79,7 +79,7 @@ class Sort:
         if self.column not in names:
             return list(range(len(rows)))
         at = names.index(self.column)
-        return sorted(range(len(rows)), key=lambda i: sort_key(rows[i][at]), reverse=self.descending)
+        return sorted(range(len(rows)), key=lambda i: sort_key(str(rows[i][at])), reverse=self.descending)
 
     def apply(self, table: DataTable) -> None:
         """Sort the table's rows in place (no refill) and show the arrow."""

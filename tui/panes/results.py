@@ -1,8 +1,9 @@
 """The Results tab: every trial (or configuration), filtered and sorted, with charts, traces and export.
 
-A reload prepares every row's cells and its filter text off the UI thread, so that filtering and sorting
-10,000 trials only picks and orders prepared rows (bench/tui.py results_speed). The sort (column and
-direction, shown by an arrow in the header) is kept across reloads.
+A reload prepares every row's cells (as Text: no markup to parse) and its filter text off the UI thread;
+filtering and sorting then pick and order prepared rows in Python, and the table holds the first MAX_ROWS
+of them only, because a DataTable measures every row it is given (10,000 rows: seconds; bench/tui.py
+results_speed). The sort (column and direction, shown by an arrow in the header) is kept across reloads.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from rich.text import Text
 from textual.widgets import Button, DataTable, Input, Static
 
 from energytui.app.views import config_key, config_labels, energy_cell, summarise
@@ -24,6 +26,7 @@ from ..trials import TRIAL_COLUMNS, Sort, add_columns, fill_rows, trial_cells
 CONFIG_COLUMNS = ("configuration", "done", "TTFT ms", "decode tok/s", "e2e ms", "J/token", "avg W")
 CHARTS = ("scatter", "jpt-box", "trace-chart")  # in the order g shows them one at a time
 WIDE = 120  # columns from which the three charts fit side by side with their titles
+MAX_ROWS = 200  # rows in the table at once: filling 200 takes ~0.1 s on a laptop core (bench/tui.py)
 
 
 class ResultsPane(Pane):
@@ -48,6 +51,7 @@ class ResultsPane(Pane):
             yield Input(placeholder="filter: any text in the row", id="results-filter")
             yield Input(placeholder="export to .csv or .json", id="export-path")
             yield Button("Export", id="export")
+        yield Static("", id="results-count", markup=False)
         yield DataTable(id="results-table", zebra_stripes=True, cursor_type="row")
         with Horizontal(id="results-charts"):
             yield ScatterChart(id="scatter")
@@ -102,8 +106,8 @@ class ResultsPane(Pane):
         column = str(event.column_key.value)
         current = self._sorts[self._by_config]
         descending = current is not None and current.column == column and not current.descending
-        self._sorts[self._by_config] = sort = Sort(column, descending)
-        sort.apply(event.data_table)
+        self._sorts[self._by_config] = Sort(column, descending)
+        self.show_results()  # the sort is over every kept row, not only the ones in the table
 
     # --- workers ---
 
@@ -112,8 +116,9 @@ class ResultsPane(Pane):
         with self.database() as store:
             trials = store.trials()
         labels = config_labels(trials)
-        rows = [trial_cells(t, labels[config_key(t)]) for t in trials]
-        search = [" ".join(map(str, cells)).lower() for cells in rows]
+        cells = [trial_cells(t, labels[config_key(t)]) for t in trials]
+        search = [" ".join(map(str, row)).lower() for row in cells]
+        rows = [tuple(Text(str(cell)) for cell in row) for row in cells]
         self.app.call_from_thread(self._loaded, trials, rows, search, labels)
 
     def _loaded(self, trials: list[dict], rows: list[tuple], search: list[str], labels: dict[tuple, str]) -> None:
@@ -177,7 +182,10 @@ class ResultsPane(Pane):
             order = sort.order(rows, columns)
             rows, keys = [rows[i] for i in order], [keys[i] for i in order]
             sort.show(table)
-        fill_rows(table, rows, keys)
+        fill_rows(table, rows[:MAX_ROWS], keys[:MAX_ROWS])
+        what = "configurations" if self._by_config else "trials"
+        more = f"; the first {MAX_ROWS} in the table: filter or sort to reach others" if len(rows) > MAX_ROWS else ""
+        self.query_one("#results-count", Static).update(f"{len(rows)} {what}{more}")
 
     def _show_charts(self, shown: list[dict]) -> None:
         done = [t for t in shown if t["status"] == "done" and t.get("energy_j") is not None]
