@@ -63,7 +63,7 @@ def test_load_run_and_see_results(write_manifest, model_path, tmp_path, quiet_me
             results = app.query_one("#results-table", DataTable)
             await _until(pilot, lambda: results.row_count == 2)
             row = results.get_row_at(0)
-            assert row[1] == "done" and row[-1] == "ESTIMATED"  # energy source shown with every figure
+            assert str(row[1]) == "done" and str(row[-1]) == "ESTIMATED"  # energy source shown with every figure
             assert app.query_one("#recent-table", DataTable).row_count == 2
             assert "2 done" in _text(app, "#queue-status")
             await pilot.press("2")

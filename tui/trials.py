@@ -49,7 +49,9 @@ def fill_rows(table: DataTable, rows: list[tuple], keys: list[str]) -> None:
     for cells, key in zip(rows, keys):
         table.add_row(*cells, key=key)
     if keys:
-        table.move_cursor(row=table.get_row_index(previous) if previous in table.rows else min(row, len(keys) - 1))
+        kept = isinstance(previous, str) and previous in table.rows
+        table.move_cursor(row=table.get_row_index(previous) if isinstance(previous, str) and kept
+                          else min(row, len(keys) - 1))
 
 
 def sort_key(value):

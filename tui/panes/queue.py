@@ -122,7 +122,8 @@ class QueuePane(Pane):
         if self.running:  # the worker runs the loaded run: it stays loaded until the run ends
             self.notify(f"run {self.run_number} is going: pause or stop it before choosing another",
                         severity="warning")
-            event.select.value = self.run_number if self.run_number is not None else Select.NULL
+            self.query_one("#run-select", Select).value = (self.run_number if self.run_number is not None
+                                                             else Select.NULL)
             return
         self.run_number = event.value
         self.load_queue(event.value)
@@ -240,9 +241,11 @@ class QueuePane(Pane):
     @work(thread=True, exclusive=True, group="runs")
     def load_runs(self) -> None:
         """Fill the run selector with the database's runs and their pending counts."""
-        from energytui.app.queries import run_summaries
+        from energytui.app.queries import database, run_summaries
 
-        with self.database() as store:
+        if not self.config.db_path.exists():  # no runs yet; and creating the file is the writers' job
+            return
+        with database(self.config.db_path, read_only=True) as store:
             runs = run_summaries(store)
         self.app.call_from_thread(self._show_runs, runs)
 
