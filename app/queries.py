@@ -16,8 +16,8 @@ from energytui.engine.paths import default_db_path
 from energytui.engine.report import TAG_LABELS, export_text, missing_trace_reason, report_text
 from energytui.engine.store import Store
 
-__all__ = ["ImportResult", "Trace", "compare_text", "database", "db_path", "export", "import_logs", "report",
-           "trace"]
+__all__ = ["ImportResult", "Trace", "compare_text", "database", "db_path", "export", "import_logs",
+           "latest_pending_run", "report", "run_summaries", "trace"]
 
 NO_TRIALS_HINT = "run `energytui run config/manifests/quickstart.yaml`"
 
@@ -57,6 +57,16 @@ def trace(store: Store, trial_id: int) -> Trace:
     marks = {"prefill": trial.get("t_start_ns"), "decode": trial.get("t_first_ns"), "end": trial.get("t_end_ns")}
     tag = TAG_LABELS.get(trial.get("energy_tag") or "", "") if samples else missing_trace_reason(trial)
     return Trace(samples, marks, f"trial {trial_id} {tag}".strip())
+
+
+def run_summaries(store: Store) -> list[dict]:
+    """The database's runs, newest first, with their pending trials counted (the app's run selector)."""
+    return store.run_summaries()
+
+
+def latest_pending_run(runs: list[dict]) -> int | None:
+    """The newest run that still has pending trials (what the app shows on start); None where none has."""
+    return next((r["id"] for r in runs if r["pending"]), None)
 
 
 def export(store: Store, fmt: str) -> str:

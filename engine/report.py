@@ -7,6 +7,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from .record import EXPORTED
 from .record import unit as unit_of
@@ -95,17 +96,57 @@ def config_label(trial: dict) -> str:
             f"{chunk} B={trial['batch_size']} {prompt}")
 
 
+# What can set two configurations apart beyond their short label, in the order a longer label names them.
+DISTINGUISHING = (("model", lambda t: Path(t.get("model_path") or "").name.removesuffix(".gguf") or None),
+                  ("ctx", lambda t: t.get("n_ctx")), ("max", lambda t: t.get("max_tokens")),
+                  ("temp", lambda t: t.get("temperature")), ("seed", lambda t: t.get("seed")),
+                  ("chat", lambda t: None if t.get("chat") is None else ("on" if t["chat"] else "off")),
+                  ("eos", lambda t: None if t.get("ignore_eos") is None else
+                   ("ignored" if t["ignore_eos"] else "stops")),
+                  ("host", lambda t: t.get("host_id")))
+
+
+def config_key(trial: dict) -> tuple:
+    """A configuration as the tables group it: two hosts never merge."""
+    return trial.get("host_id"), trial["config_id"]
+
+
+def config_labels(trials: list[dict]) -> dict[tuple, str]:
+    """Each configuration's label (by config_key), distinct: where two share config_label, each names the
+    settings that differ among them (model file, n_ctx, ...), and, if still alike, its config id."""
+    firsts: dict[tuple, dict] = {}
+    for trial in trials:
+        firsts.setdefault(config_key(trial), trial)
+    alike: dict[str, list[tuple]] = {}
+    for key, trial in firsts.items():
+        alike.setdefault(config_label(trial), []).append(key)
+    labels = {}
+    for short, keys in alike.items():
+        if len(keys) == 1:
+            labels[keys[0]] = short
+            continue
+        differing = [(name, value_of) for name, value_of in DISTINGUISHING
+                     if len({value_of(firsts[k]) for k in keys}) > 1]
+        for key in keys:
+            labels[key] = " ".join([short] + [f"{name}={value_of(firsts[key])}" for name, value_of in differing])
+        if len({labels[k] for k in keys}) < len(keys):  # alike in every named setting: the id tells them apart
+            labels.update({k: f"{labels[k]} #{k[1][:6]}" for k in keys})
+    return labels
+
+
 def summarise(trials: list[dict], by: str = "config") -> list[dict]:
     """One row per configuration (or backend, or host) with counts by status and mean ± stddev of done trials."""
     groups: dict[tuple, list[dict]] = {}
     for trial in trials:  # two hosts never merge, even with the same manifest configuration
         groups.setdefault(_group_of(trial, by), []).append(trial)
+    labels = config_labels(trials) if by == "config" else {}
     rows = []
     for members in groups.values():
         done = [t for t in members if t["status"] == "done"]
         first = members[0]
+        label = labels[config_key(first)] if by == "config" else _group_label(first, by)
         row = {"config_id": first["config_id"] if by == "config" else None, "host_id": first.get("host_id"),
-               "backend": first["backend"] if by != "host" else None, "label": _group_label(first, by),
+               "backend": first["backend"] if by != "host" else None, "label": label,
                "trials": len(members),
                "done": len(done), "failed": sum(t["status"] == "failed" for t in members),
                "aborted": sum(t["status"] == "aborted" for t in members),
@@ -284,8 +325,7 @@ def _group_of(trial: dict, by: str) -> tuple:
 
 
 def _group_label(trial: dict, by: str) -> str:
-    if by == "config":
-        return config_label(trial)
+    """A backend's or a host's label (configurations: config_labels)."""
     origin = " (imported)" if trial.get("imported") else ""
     return f"host {trial.get('host_id')}{origin}" + (f": {trial['backend']}" if by == "backend" else "")
 

@@ -382,6 +382,13 @@ class Store:
     def run_numbers(self) -> list[int]:
         return [row[0] for row in self._conn.execute("SELECT id FROM runs ORDER BY id")]
 
+    def run_summaries(self) -> list[dict]:
+        """Every run, newest first: number, manifest, status, and its trials by pending and in all."""
+        return self._rows(
+            "SELECT r.id, r.manifest, r.status, COUNT(t.id) AS trials, "
+            "COALESCE(SUM(t.status = 'pending'), 0) AS pending FROM runs r LEFT JOIN trials t ON t.run = r.id "
+            "GROUP BY r.id ORDER BY r.id DESC")
+
     def run_ids(self) -> list[str]:
         """The manifests' (and import maps') run names that have trials."""
         return [row[0] for row in self._conn.execute("SELECT DISTINCT run_id FROM trials ORDER BY run_id")]

@@ -66,7 +66,7 @@ def test_load_run_and_see_results(write_manifest, model_path, tmp_path, quiet_me
             results = app.query_one("#results-table", DataTable)
             await _until(pilot, lambda: results.row_count == 2)
             row = results.get_row_at(0)
-            assert row[1] == "done" and row[-1] == "ESTIMATED"  # energy source shown with every figure
+            assert str(row[1]) == "done" and str(row[-1]) == "ESTIMATED"  # energy source shown with every figure
             assert app.query_one("#recent-table", DataTable).row_count == 2
             assert "2 done" in _text(app, "#queue-status")
             await pilot.press("2")
@@ -172,7 +172,7 @@ def test_queue_editing_add_remove_move_and_the_file_picker(write_manifest, model
             await _until(pilot, lambda: shown() == prompts())  # the table in run order, not by id
             assert queue.cursor_row == 1 and queue.get_row_at(1)[4] == "synthetic-16"  # the moved trial
             queue.move_cursor(row=4)
-            await pilot.press("delete")
+            await pilot.press("delete", "y")  # y: the answer to "Remove trial N (...)? y/n"
             await _until(pilot, lambda: queue.row_count == 4)
 
             await pilot.press("o")
@@ -350,7 +350,7 @@ def test_the_energytui_command_in_a_terminal_quits_during_a_run(write_manifest, 
             read(0.1)
 
     try:
-        until(lambda: b"Load a manifest" in screen, "the app's first screen")
+        until(lambda: b"load a manifest" in screen, "the app's first screen")
         os.write(master, b"l")
         until(lambda: db.is_file() and _statuses(db) == ["pending"] * 3, "the manifest queued")
         os.write(master, b"s")

@@ -101,7 +101,7 @@ def phase_segments(points: list[tuple[float, float]], edges: list[tuple[str, flo
 
 
 class ScatterChart(_Chart):
-    """Energy per request against latency, one point per trial."""
+    """Energy per request against latency, one point per done trial."""
 
     title = "energy (J) vs latency (s)"
 
@@ -111,21 +111,26 @@ class ScatterChart(_Chart):
         self.tag = ""
 
     def show(self, points: list[tuple[float, float]], tag: str) -> None:
+        """points: (e2e seconds, joules per request) of done trials; tag: their energy source (ESTIMATED...)."""
         self.points, self.tag = points, tag
         self.replot()
 
     def plot(self) -> None:
-        self.plt.title(f"J{' ' + self.tag if self.tag else ''} vs s")
-        if self.points:
-            self.plt.scatter([p[0] for p in self.points], [p[1] for p in self.points], marker="dot")
+        self.plt.title(f"{self.title}{' ' + self.tag if self.tag else ''}")
+        self.plt.xlabel("latency (s)")
+        self.plt.ylabel("energy (J)")
+        points = thin(self.points)  # display only: 10,000 dots would slow every redraw
+        if points:
+            self.plt.scatter([p[0] for p in points], [p[1] for p in points], marker="dot")
 
 
 class BarChart(_Chart):
-    """One bar per label, with an optional horizontal limit line (e.g. the power budget)."""
+    """One numbered bar per label (a long label would not fit under its bar): `key` says which is which.
+    An optional horizontal limit line (e.g. the power budget); `unit` and `xlabel` name the axes."""
 
-    def __init__(self, title: str, **kwargs):
+    def __init__(self, title: str, unit: str = "", xlabel: str = "", **kwargs):
         super().__init__(**kwargs)
-        self.title = title
+        self.title, self.unit, self.xlabel = title, unit, xlabel
         self.labels: list[str] = []
         self.values: list[float] = []
         self.limit: float | None = None
@@ -137,8 +142,15 @@ class BarChart(_Chart):
             self.title = title
         self.replot()
 
+    @property
+    def key(self) -> list[str]:
+        """Bar number → label, one line each, in bar order."""
+        return [f"{number}  {label}" for number, label in enumerate(self.labels, start=1)]
+
     def plot(self) -> None:
+        self.plt.ylabel(self.unit)
+        self.plt.xlabel(self.xlabel)
         if self.values:
-            self.plt.bar(self.labels, self.values)
+            self.plt.bar([str(n) for n in range(1, len(self.values) + 1)], self.values)
             if self.limit is not None:
                 self.plt.hline(self.limit)

@@ -2,32 +2,56 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from rich.text import Text
 from textual.widgets import DataTable
 
-from energytui.app.views import TAG_LABELS, config_label
+from energytui.app.views import TAG_LABELS, config_key, config_labels
 
 TRIAL_COLUMNS = ("id", "status", "run", "configuration", "prompt", "tok/s", "TTFT ms", "J/token", "energy source")
 STATUSES = ("pending", "running", "done", "failed", "aborted")
+ARROWS = {False: " ▲", True: " ▼"}  # ascending, descending
+ARROW_ROOM = "  "  # each header is added this much wider, so that an arrow never widens its column
 
 
-def trial_cells(t: dict) -> tuple:
+def trial_cells(t: dict, label: str) -> tuple:
+    """A trial's row; `label`: its configuration's label among the trials shown (config_labels)."""
     tag = TAG_LABELS.get(t["energy_tag"], "–") if t.get("energy_tag") else "–"
-    return (t["id"], t["status"], t["run_id"], config_label(t), t["prompt_id"],
+    return (t["id"], t["status"], t["run_id"], label, t["prompt_id"],
             f"{t['decode_tps']:.1f}" if t.get("decode_tps") else "–",
             f"{t['ttft_ms']:.0f}" if t.get("ttft_ms") else "–",
             f"{t['j_per_token']:.4f}" if t.get("j_per_token") is not None else "–", tag)
 
 
-def fill_trials(table: DataTable, trials: list[dict]) -> None:
+def trial_rows(trials: list[dict]) -> list[tuple]:
+    """Every trial's cells, with configuration labels that tell the configurations apart."""
+    labels = config_labels(trials)
+    return [trial_cells(t, labels[config_key(t)]) for t in trials]
+
+
+def add_columns(table: DataTable, names: tuple[str, ...]) -> None:
+    """Columns keyed by their names, with room for a sort arrow."""
+    for name in names:
+        table.add_column(name + ARROW_ROOM, key=name)
+
+
+def fill_trials(table: DataTable, trials: list[dict], rows: list[tuple] | None = None) -> None:
     """Refill a table, keeping the cursor on the same trial (or the same row) when it can."""
-    previous = table.get_row_at(table.cursor_row)[0] if table.row_count else None
+    fill_rows(table, rows if rows is not None else trial_rows(trials), [str(t["id"]) for t in trials])
+
+
+def fill_rows(table: DataTable, rows: list[tuple], keys: list[str]) -> None:
+    """Refill a table with keyed rows, keeping the cursor on the same key (or the same row) when it can."""
+    previous = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
     row = table.cursor_row
     table.clear()
-    for t in trials:
-        table.add_row(*trial_cells(t), key=str(t["id"]))
-    ids = [t["id"] for t in trials]
-    if trials:
-        table.move_cursor(row=ids.index(previous) if previous in ids else min(row, len(ids) - 1))
+    for cells, key in zip(rows, keys):
+        table.add_row(*cells, key=key)
+    if keys:
+        kept = isinstance(previous, str) and previous in table.rows
+        table.move_cursor(row=table.get_row_index(previous) if isinstance(previous, str) and kept
+                          else min(row, len(keys) - 1))
 
 
 def sort_key(value):
@@ -36,6 +60,34 @@ def sort_key(value):
         return (0, float(value), "")
     except (TypeError, ValueError):
         return (1, 0.0, str(value))
+
+
+@dataclass
+class Sort:
+    """A table's sort: by which column, which way; kept across refills."""
+
+    column: str
+    descending: bool = False
+
+    def show(self, table: DataTable) -> None:
+        """The arrow on this column's header, and only there."""
+        for key, column in table.columns.items():
+            name = str(key.value)
+            column.label = Text(name + (ARROWS[self.descending] if name == self.column else ARROW_ROOM))
+        table.refresh()
+
+    def order(self, rows: list[tuple], names: tuple[str, ...]) -> list[int]:
+        """The positions of `rows` (cells in the order of `names`) in this sort's order."""
+        if self.column not in names:
+            return list(range(len(rows)))
+        at = names.index(self.column)
+        return sorted(range(len(rows)), key=lambda i: sort_key(str(rows[i][at])), reverse=self.descending)
+
+    def apply(self, table: DataTable) -> None:
+        """Sort the table's rows in place (no refill) and show the arrow."""
+        self.show(table)
+        if self.column in {str(k.value) for k in table.columns}:
+            table.sort(self.column, key=sort_key, reverse=self.descending)
 
 
 def status_counts(trials: list[dict]) -> dict[str, int]:

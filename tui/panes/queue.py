@@ -1,4 +1,5 @@
-"""The Queue tab: load a manifest, edit its pending trials, and start, pause or stop its run.
+"""The Queue tab: choose a run of the database (or load a manifest), edit its pending trials, and start,
+pause or stop it.
 
 The run goes in a worker thread through the application layer (the same `running` as `energytui run`);
 its progress is posted as TrialEvent messages, which bubble to the app and from there to the Live tab.
@@ -13,14 +14,26 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Button, DataTable, Input, Static
+from textual.widgets import Button, DataTable, Input, Select, Static
 
 from energytui.app import Abort, UserError
 
+from ..confirm import ConfirmScreen
 from ..dialogs import AddTrialScreen, ManifestPicker
 from ..messages import RunEnded, TrialEvent, TrialsChanged
 from ..pane import Pane
-from ..trials import TRIAL_COLUMNS, fill_trials, status_counts
+from ..trials import TRIAL_COLUMNS, add_columns, fill_trials, status_counts
+
+CONFIG_CELL, PROMPT_CELL = TRIAL_COLUMNS.index("configuration"), TRIAL_COLUMNS.index("prompt")
+
+
+def run_option(run: dict) -> str:
+    """A run in the selector: number, manifest file name, how it ended (or that it has not) and how many trials
+    wait. A run's row says `running` from its queueing to its end, whether or not a process runs it now."""
+    status = run["status"] if run["status"] != "running" else (
+        "not started" if run["pending"] == run["trials"] else "unfinished")
+    name = Path(run["manifest"] or "?").name
+    return f"run {run['id']} · {name} · {status} · {run['pending']}/{run['trials']} pending"
 
 MOVE = Binding.Group("Move", compact=True)
 
@@ -51,11 +64,15 @@ class QueuePane(Pane):
             yield Button("Start", id="start", variant="success")
             yield Button("Pause", id="pause")
             yield Button("Stop", id="stop", variant="error")
-        yield Static("Load a manifest to queue its trials.", id="queue-status", markup=False)
+        yield Select([], prompt="run: none yet, load a manifest", id="run-select", compact=True)
+        yield Static("Choose a run above, or load a manifest to queue its trials.", id="queue-status", markup=False)
         yield DataTable(id="queue-table", zebra_stripes=True, cursor_type="row")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*TRIAL_COLUMNS)
+        add_columns(self.query_one(DataTable), TRIAL_COLUMNS)
+
+    def after_open(self) -> None:
+        self.load_runs()
 
     # --- actions ---
 
@@ -90,16 +107,44 @@ class QueuePane(Pane):
         self.app.push_screen(AddTrialScreen(default_model_name(), add), added)
 
     def action_remove(self) -> None:
-        if (trial_id := self._selected_trial()) is not None:
-            self.edit_queue("remove", trial_id)
+        """Remove the selected trial after a y/n question naming it."""
+        if (selected := self._selected()) is None:
+            return
+        trial_id, named = selected
+
+        def answered(remove: bool | None) -> None:
+            if remove:
+                self.edit_queue("remove", trial_id, named=named)
+            else:
+                self.notify(f"kept {named}")
+
+        self.app.push_screen(ConfirmScreen(f"Remove {named}? y/n"), answered)
 
     def action_move(self, step: int) -> None:
-        if (trial_id := self._selected_trial()) is not None:
-            self.edit_queue("move", trial_id, step)
+        if (selected := self._selected()) is not None:
+            self.edit_queue("move", selected[0], step, named=selected[1])
 
-    def _selected_trial(self) -> int | None:
+    def _selected(self) -> tuple[int, str] | None:
+        """The selected trial's id, and its name for messages: 'trial N (configuration, prompt)'."""
         table = self.query_one(DataTable)
-        return int(table.get_row_at(table.cursor_row)[0]) if table.row_count else None
+        if not table.row_count:
+            return None
+        cells = table.get_row_at(table.cursor_row)
+        return int(cells[0]), f"trial {cells[0]} ({cells[CONFIG_CELL]}, {cells[PROMPT_CELL]})"
+
+    @on(Select.Changed, "#run-select")
+    def _run_chosen(self, event: Select.Changed) -> None:
+        """The chosen run becomes the loaded one: s starts or resumes it."""
+        if not isinstance(event.value, int) or event.value == self.run_number:
+            return
+        if self.running:  # the worker runs the loaded run: it stays loaded until the run ends
+            self.notify(f"run {self.run_number} is going: pause or stop it before choosing another",
+                        severity="warning")
+            self.query_one("#run-select", Select).value = (self.run_number if self.run_number is not None
+                                                             else Select.NULL)
+            return
+        self.run_number = event.value
+        self.load_queue(event.value)
 
     @on(Button.Pressed, "#load, #start, #pause, #stop")
     def _button(self, event: Button.Pressed) -> None:
@@ -112,7 +157,7 @@ class QueuePane(Pane):
         if self.running:
             self.notify("a run is already going", severity="warning")
         elif self.run_number is None:
-            self.notify("load a manifest first", severity="warning")
+            self.notify("choose a run or load a manifest first", severity="warning")
         else:
             self.stop_event.clear()
             self.abort_event.clear()
@@ -135,6 +180,8 @@ class QueuePane(Pane):
                 self.notify("stopping: the current trial is marked aborted")
 
     def reload(self) -> None:
+        """The runs' counts and the loaded run's trials, again from the database."""
+        self.load_runs()
         if self.run_number is not None:
             self.load_queue(self.run_number)
 
@@ -159,6 +206,7 @@ class QueuePane(Pane):
             return
         self.run_number = run
         self.tell(f"run {run}: {queued} trials queued from {path}")
+        self.load_runs()
         self.load_queue(run)
         self.post_message(TrialsChanged())
 
@@ -168,16 +216,23 @@ class QueuePane(Pane):
         self.post_message(TrialsChanged())
 
     @work(thread=True, group="queue-edit")
-    def edit_queue(self, action: str, trial_id: int, step: int = 0) -> None:
+    def edit_queue(self, action: str, trial_id: int, step: int = 0, named: str = "") -> None:
         with self.database() as store:
             done = store.remove_pending(trial_id) if action == "remove" else store.move_pending(trial_id, step)
+        named = named or f"trial {trial_id}"
         if not done:
-            self.app.call_from_thread(self.notify, f"trial {trial_id}: only pending trials can be "
-                                      f"{'removed' if action == 'remove' else 'moved'} (and not past the ends)",
-                                      severity="warning")
-        else:
-            self.reload()
-            self.post_message(TrialsChanged())
+            self.tell_warning(f"{named}: only pending trials can be {'removed' if action == 'remove' else 'moved'}"
+                              " (and not past the ends)")
+            return
+        if action == "remove":
+            self.tell(f"removed {named} from run {self.run_number}")
+        else:  # the refill keeps the cursor on the moved trial; the message says where it went
+            self.tell(f"moved {named} {'earlier' if step < 0 else 'later'}")
+        self.reload()
+        self.post_message(TrialsChanged())
+
+    def tell_warning(self, text: str) -> None:
+        self.app.call_from_thread(self.app.notify, text, severity="warning", markup=False)
 
     @work(thread=True, exclusive=True, group="runner")
     def run_trials(self, run: int) -> None:
@@ -193,10 +248,40 @@ class QueuePane(Pane):
             error = str(exc)
         self.post_message(RunEnded(status, error, counts))
 
+    @work(thread=True, exclusive=True, group="runs")
+    def load_runs(self) -> None:
+        """Fill the run selector with the database's runs and their pending counts."""
+        from energytui.app.queries import database, run_summaries
+
+        if not self.config.db_path.exists():  # no runs yet; and creating the file is the writers' job
+            return
+        with database(self.config.db_path, read_only=True) as store:
+            runs = run_summaries(store)
+        self.app.call_from_thread(self._show_runs, runs)
+
+    def _show_runs(self, runs: list[dict]) -> None:
+        """The loaded run stays selected; with none loaded yet, the latest run with pending trials is loaded."""
+        from energytui.app.queries import latest_pending_run
+
+        selected = self.run_number if self.run_number is not None else latest_pending_run(runs)
+        select = self.query_one("#run-select", Select)
+        with select.prevent(Select.Changed):  # a refill is not a choice
+            select.set_options([(run_option(run), run["id"]) for run in runs])
+            if any(run["id"] == selected for run in runs):
+                select.value = selected
+        if self.run_number is None and selected is not None:
+            self.run_number = selected
+            self.load_queue(selected)
+
     @work(thread=True, exclusive=True, group="queue")
     def load_queue(self, run: int) -> None:
         with self.database() as store:
             trials = sorted(store.trials(run=run), key=lambda t: t["seq"])  # run order, which moves change
-        self.app.call_from_thread(fill_trials, self.query_one(DataTable), trials)  # the cursor follows a move
+        self.app.call_from_thread(self._show_queue, run, trials)
+
+    def _show_queue(self, run: int, trials: list[dict]) -> None:
+        if run != self.run_number:  # a read that a choice of another run overtook
+            return
+        fill_trials(self.query_one(DataTable), trials)  # the cursor follows a move
         summary = ", ".join(f"{n} {s}" for s, n in status_counts(trials).items())
-        self.app.call_from_thread(self.query_one("#queue-status", Static).update, f"run {run}: {summary}")
+        self.query_one("#queue-status", Static).update(f"run {run}: {summary}")

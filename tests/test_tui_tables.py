@@ -1,0 +1,261 @@
+"""The Queue and Results tables: the run selector, confirmed removal, sort arrows kept across refreshes,
+distinct configuration labels and the J/token chart's key. No trial runs here: the runs are queued only,
+or imported from the import test's deterministic logs."""
+
+import asyncio
+import sqlite3
+
+import pytest
+from textual.widgets import DataTable, Select, Static
+
+from energytui.app.runs import queue_file
+from energytui.app.views import config_labels, summarise
+from energytui.engine.importer import import_logs
+from energytui.engine.metering import MeterOptions
+from energytui.engine.store import Store
+from energytui.tui.app import create_app
+from energytui.tui.confirm import ConfirmScreen
+
+import test_import
+
+
+MANIFEST = """defaults:
+  model: {model}
+  threads: 2
+  n_ctx: 128
+runs:
+  - id: {run_id}
+    prompt_tokens: {tokens}
+    max_tokens: 8
+    repetitions: {repetitions}
+"""
+
+
+@pytest.fixture
+def quiet_meter(tmp_path):
+    empty = tmp_path / "no-powercap"
+    empty.mkdir()
+    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
+
+
+@pytest.fixture
+def two_runs(tmp_path, write_manifest, model_path):
+    """Run 1 (early.yaml): 2 pending trials; run 2 (late.yaml): 3 pending trials."""
+    db = tmp_path / "runs.db"
+    for name, repetitions in (("early", 2), ("late", 3)):
+        manifest = write_manifest(MANIFEST.format(model=model_path, run_id=name, tokens=16, repetitions=repetitions),
+                                  f"{name}.yaml")
+        queue_file(db, manifest)
+    return db
+
+
+async def _show_results(pilot) -> None:
+    """Tab 3, once the app's first layout has landed (a key pressed before it can be undone by the start)."""
+    await pilot.pause(0.3)
+    await pilot.press("3")
+    assert pilot.app.query_one("TabbedContent").active == "results", pilot.app.focused
+
+
+async def _finish(pilot) -> None:
+    """Let the first database poll and the workers' table refills land before the app closes (a refill
+    after it has no table to fill)."""
+    await _until(pilot, lambda: pilot.app._db_version is not None)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.2)
+
+
+async def _until(pilot, predicate, timeout=60.0):
+    waited = 0.0
+    while not predicate():
+        assert waited < timeout, f"timed out; notifications: {[str(n.message) for n in pilot.app._notifications]}"
+        await pilot.pause(0.1)
+        waited += 0.1
+
+
+def _messages(app) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+def _pending_ids(db, run) -> list[int]:
+    with sqlite3.connect(db) as conn:
+        return [i for (i,) in conn.execute("SELECT id FROM trials WHERE run = ? AND status = 'pending' ORDER BY seq",
+                                           [run])]
+
+
+# --- Queue ---------------------------------------------------------------------------------------------
+
+def test_the_run_selector_lists_earlier_runs_and_reaches_their_pending_trials(two_runs, quiet_meter):
+    async def scenario():
+        app = create_app(two_runs, None, quiet_meter)
+        async with app.run_test(size=(120, 32)) as pilot:
+            queue, select = app.query_one("#queue-table", DataTable), app.query_one("#run-select", Select)
+            await _until(pilot, lambda: queue.row_count == 3)
+            assert app.run_number == 2 and select.value == 2  # the latest run with pending trials
+            assert [str(prompt) for prompt, _ in select._options[1:]] == [
+                "run 2 · late.yaml · not started · 3/3 pending", "run 1 · early.yaml · not started · 2/2 pending"]
+
+            select.value = 1
+            await _until(pilot, lambda: queue.row_count == 2)
+            assert app.run_number == 1
+            assert [int(queue.get_row_at(r)[0]) for r in range(2)] == _pending_ids(two_runs, 1)
+            assert str(app.query_one("#queue-status", Static).render()) == "run 1: 2 pending"
+            await _finish(pilot)
+
+    asyncio.run(scenario())
+
+
+def test_on_start_the_latest_run_with_pending_trials_is_shown(two_runs, quiet_meter):
+    store = Store(two_runs)
+    for trial_id in _pending_ids(two_runs, 2):
+        store.remove_pending(trial_id)
+    store.close()
+
+    async def scenario():
+        app = create_app(two_runs, None, quiet_meter)
+        async with app.run_test(size=(120, 32)) as pilot:
+            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 2)
+            assert app.run_number == 1 and app.query_one("#run-select", Select).value == 1
+            await _finish(pilot)
+
+    asyncio.run(scenario())
+
+
+def test_remove_asks_first_n_keeps_y_removes_and_says_so(two_runs, quiet_meter):
+    first, second, third = _pending_ids(two_runs, 2)
+    named = f"trial {first} (late: Q4_1 cpu t=2 nb=512 B=1 synthetic-16, synthetic-16)"
+
+    async def scenario():
+        app = create_app(two_runs, None, quiet_meter)
+        async with app.run_test(size=(120, 32)) as pilot:
+            queue = app.query_one("#queue-table", DataTable)
+            await _until(pilot, lambda: queue.row_count == 3)
+            queue.focus()
+            queue.move_cursor(row=0)
+
+            await pilot.press("delete")
+            assert isinstance(app.screen, ConfirmScreen)
+            assert str(app.screen.query_one("#confirm-question", Static).render()) == f"Remove {named}? y/n"
+            await pilot.press("n")
+            assert not isinstance(app.screen, ConfirmScreen)
+            await _until(pilot, lambda: f"kept {named}" in _messages(app))
+            assert _pending_ids(two_runs, 2) == [first, second, third]
+
+            await pilot.press("delete", "y")
+            await _until(pilot, lambda: queue.row_count == 2)
+            assert _pending_ids(two_runs, 2) == [second, third]
+            assert f"removed {named} from run 2" in _messages(app)
+
+            await pilot.press("shift+down")  # the cursor follows the moved trial, and a message says so
+            await _until(pilot, lambda: _pending_ids(two_runs, 2) == [third, second])
+            await _until(pilot, lambda: int(queue.get_row_at(queue.cursor_row)[0]) == second)
+            assert queue.cursor_row == 1
+            assert any(m.startswith(f"moved trial {second} (") and m.endswith(") later") for m in _messages(app))
+            await _finish(pilot)
+
+    asyncio.run(scenario())
+
+
+# --- configuration labels ----------------------------------------------------------------------------
+
+def _trial(config_id, **settings) -> dict:
+    base = {"id": 1, "status": "pending", "run_id": "sweep", "config_id": config_id, "host_id": "h1", "imported": 0,
+            "model_path": "/models/SmolLM2-135M-Instruct.Q4_1.gguf", "quant": "Q4_1", "backend": "cpu",
+            "threads": 4, "gpu_layers": 0, "n_batch": 512, "batch_size": 1, "n_ctx": 2048, "suite": "sd",
+            "prompt_id": "sd-01", "max_tokens": 128, "temperature": 0.0, "seed": 42, "chat": 1, "ignore_eos": 0,
+            "gpu_build": 0}
+    return {**base, **settings}
+
+
+def test_configurations_alike_but_for_the_model_file_or_n_ctx_get_distinct_labels():
+    trials = [_trial("a"), _trial("b", model_path="/models/Qwen2.5-0.5B-Instruct.Q4_1.gguf"),
+              _trial("c", n_ctx=4096), _trial("d", run_id="other")]
+    assert config_labels(trials) == {
+        ("h1", "a"): "sweep: Q4_1 cpu t=4 nb=512 B=1 sd model=SmolLM2-135M-Instruct.Q4_1 ctx=2048",
+        ("h1", "b"): "sweep: Q4_1 cpu t=4 nb=512 B=1 sd model=Qwen2.5-0.5B-Instruct.Q4_1 ctx=2048",
+        ("h1", "c"): "sweep: Q4_1 cpu t=4 nb=512 B=1 sd model=SmolLM2-135M-Instruct.Q4_1 ctx=4096",
+        ("h1", "d"): "other: Q4_1 cpu t=4 nb=512 B=1 sd",  # alone with its label: stays short
+    }
+    assert [row["label"] for row in summarise(trials)] == list(config_labels(trials).values())  # the CLI report
+
+
+def test_configurations_alike_in_every_named_setting_are_told_apart_by_their_id():
+    trials = [_trial("0123456789ab"), _trial("ba9876543210", prompt_file="x")]  # e.g. a different prompt file
+    assert config_labels(trials) == {("h1", "0123456789ab"): "sweep: Q4_1 cpu t=4 nb=512 B=1 sd #012345",
+                                     ("h1", "ba9876543210"): "sweep: Q4_1 cpu t=4 nb=512 B=1 sd #ba9876"}
+
+
+# --- Results -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def imported_db(tmp_path):
+    """24 deterministic trials in 4 configurations: the import test's logs from another machine."""
+    db = tmp_path / "imported.db"
+    store = Store(db)
+    import_logs(store, test_import._log(tmp_path, energy_in_log=True), test_import.EXAMPLE_MAP)
+    store.close()
+    return db
+
+
+def _click_header(table: DataTable, name: str) -> None:
+    """What a click on the column's header posts."""
+    index = [str(k.value) for k in table.columns].index(name)
+    key = list(table.columns)[index]
+    table.post_message(DataTable.HeaderSelected(table, key, index, table.columns[key].label))
+
+
+def _headers(table: DataTable) -> list[str]:
+    return [column.label.plain for column in table.columns.values()]
+
+
+def _column(table: DataTable, name: str) -> list[str]:
+    return [str(cell) for cell in table.get_column(name)]
+
+
+def test_the_sort_arrow_shows_and_the_sort_survives_a_reload(imported_db, quiet_meter):
+    async def scenario():
+        app = create_app(imported_db, None, quiet_meter)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _show_results(pilot)
+            table = app.query_one("#results-table", DataTable)
+            await _until(pilot, lambda: table.row_count == 24)
+            values = sorted(_column(table, "J/token"), key=float)
+
+            _click_header(table, "J/token")
+            await _until(pilot, lambda: "J/token ▲" in _headers(table))
+            assert _column(table, "J/token") == values
+            _click_header(table, "J/token")
+            await _until(pilot, lambda: "J/token ▼" in _headers(table))
+            assert _column(table, "J/token") == values[::-1]
+            assert [h for h in _headers(table) if h.endswith(("▲", "▼"))] == ["J/token ▼"]  # one arrow only
+
+            pane = app.query_one("ResultsPane")
+            before = pane._results
+            app.action_refresh()  # what the 2 s poll does when the database changed
+            await _until(pilot, lambda: pane._results is not before)
+            await pilot.pause(0.1)
+            assert "J/token ▼" in _headers(table) and _column(table, "J/token") == values[::-1]
+
+            await pilot.press("c")  # configurations: their own sort, none yet
+            await _until(pilot, lambda: table.row_count == 4)
+            assert not [h for h in _headers(table) if h.endswith(("▲", "▼"))]
+            await _finish(pilot)
+
+    asyncio.run(scenario())
+
+
+def test_the_j_per_token_chart_has_a_key_from_bar_number_to_configuration(imported_db, quiet_meter):
+    async def scenario():
+        app = create_app(imported_db, None, quiet_meter)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _show_results(pilot)
+            await _until(pilot, lambda: app.query_one("#results-table", DataTable).row_count == 24)
+            key = str(app.query_one("#jpt-key", Static).render())
+            assert key.splitlines() == [
+                "1  cpu-t4 (imported): Q4_0 cpu gpu-build t=4 B=1 sd",
+                "2  cpu-t8 (imported): Q4_0 cpu gpu-build t=8 B=1 sd",
+                "3  gpu-l22 (imported): Q4_0 gpu t=? ngl=22 B=1 sd",
+                "4  hyb-l11 (imported): Q4_0 hybrid t=8 ngl=11 B=1 sd"]
+            assert [round(v, 4) for v in app.query_one("#jpt-chart").values] == [1.1525, 1.1525, 0.7606, 1.2101]
+            await _finish(pilot)
+
+    asyncio.run(scenario())
