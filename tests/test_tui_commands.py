@@ -91,7 +91,7 @@ def test_the_palette_finds_load_by_name_and_runs_it_on_its_tab(write_manifest, m
 FOOTER_80 = {  # what each tab's footer shows at 80 columns, with no run loaded
     "queue": ["l Load", "o Open", "a Add", "del Remove", "⇧↑ ", "⇧↓ ", "q Quit", "? Help", "s Start", "^p palette"],
     "live": ["q Quit", "? Help", "s Start", "^p palette"],
-    "results": ["c Trials/configs", "g Chart", "q Quit", "? Help", "s Start", "^p palette"],
+    "results": ["c Trials/configs", "g Chart", "t Trace", "q Quit", "? Help", "s Start", "^p palette"],
 }
 
 

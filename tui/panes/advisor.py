@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Select, Static
@@ -25,6 +26,7 @@ class AdvisorPane(Pane):
     AdvisorPane #adv-prompt-field { width: 1.5fr; }  /* its label is long: the inputs get alike widths */
     AdvisorPane #advise { min-width: 10; }
     """
+    BINDINGS = [Binding("a", "advise", "Advise", tooltip="Recommend how to run the form's workload within its budget")]
 
     def compose(self) -> ComposeResult:
         def text(name: str, label: str, value: str, placeholder: str, check: Validator) -> Field:
@@ -46,7 +48,7 @@ class AdvisorPane(Pane):
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#advise")
-    def submit(self) -> None:
+    def action_advise(self) -> None:
         if not check_fields(self.query(Field)):
             self.query_one("#advice-text", Static).update("Cannot advise: fix the marked field.")
             return

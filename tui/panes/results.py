@@ -36,7 +36,10 @@ class ResultsPane(Pane):
     """
     BINDINGS = [Binding("c", "toggle_configs", "Trials/configs",
                         tooltip="Show trials, or configurations (mean ± stddev over their trials)"),
-                Binding("g", "next_chart", "Chart", tooltip="Show the next chart (one at a time below 120 columns)")]
+                Binding("g", "next_chart", "Chart", tooltip="Show the next chart (one at a time below 120 columns)"),
+                Binding("t", "trace", "Trace", tooltip="The selected trial's power trace and its windows (enter too)"),
+                Binding("e", "export", "Export", show=False,
+                        tooltip="Export every trial to the file named in the export box (.csv or .json)")]
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
@@ -71,6 +74,11 @@ class ResultsPane(Pane):
 
     def on_resize(self) -> None:
         self._layout_charts()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """g only when the charts are shown one at a time."""
+        return self.size.width < WIDE if action == "next_chart" else True
 
     def _layout_charts(self) -> None:
         """All three charts when they fit; else the chosen one (g cycles), so that no title is cut."""
@@ -89,8 +97,13 @@ class ResultsPane(Pane):
         add_columns(table, CONFIG_COLUMNS if self._by_config else TRIAL_COLUMNS)
         self.show_results()
 
+    def action_trace(self) -> None:
+        table = self.query_one(DataTable)
+        if not self._by_config and table.row_count:
+            self.load_trace(int(str(table.get_row_at(table.cursor_row)[0])))
+
     @on(Button.Pressed, "#export")
-    def _export_pressed(self) -> None:
+    def action_export(self) -> None:
         self.export(self.query_one("#export-path", Input).value.strip())
 
     @on(Input.Changed, "#results-filter")
