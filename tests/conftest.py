@@ -109,3 +109,13 @@ def no_terminal_width(monkeypatch):
     """Output is fitted to $COLUMNS when set: the caller's shell must not decide what a test sees."""
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.delenv("LINES", raising=False)
+
+
+@pytest.fixture
+def quiet_meter(tmp_path):
+    """The meter as the app's tests use it: a short idle window, and no powercap tree (so the CPU estimate)."""
+    from energytui.engine.metering import MeterOptions
+
+    empty = tmp_path / "no-powercap"
+    empty.mkdir()
+    return MeterOptions(idle_s=0.1, powercap_root=str(empty))

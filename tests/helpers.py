@@ -62,3 +62,12 @@ def on_a_terminal(args: list, react=None, timeout: float = 240) -> tuple[int, st
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+async def until(pilot, predicate, timeout: float = 180.0) -> None:
+    """Wait in the app until `predicate()` holds, failing with the app's notifications after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        notes = [str(n.message) for n in pilot.app._notifications]
+        assert time.monotonic() < deadline, f"timed out waiting for the app; notifications: {notes}"
+        await pilot.pause(0.1)

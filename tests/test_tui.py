@@ -4,12 +4,10 @@ import asyncio
 import sqlite3
 import time
 
-import pytest
 from textual.widgets import DataTable, Input, Static
 
-from energytui.engine.metering import MeterOptions
 from energytui.tui.app import QUIT_REASON, HelpScreen, QuitScreen, create_app
-from helpers import read_terminal
+from helpers import read_terminal, until
 
 MANIFEST = """defaults:
   model: {model}
@@ -23,28 +21,12 @@ runs:
 """
 
 
-@pytest.fixture
-def quiet_meter(tmp_path):
-    empty = tmp_path / "no-powercap"
-    empty.mkdir()
-    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
-
-
 def _statuses(db):
     """The trials' statuses in run order; none before the app has created the schema."""
     with sqlite3.connect(db) as conn:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'trials'").fetchone():
             return []
         return [s for (s,) in conn.execute("SELECT status FROM trials ORDER BY seq")]
-
-
-async def _until(pilot, predicate, timeout=180.0):
-    waited = 0.0
-    while not predicate():
-        assert waited < timeout, ("timed out waiting for the app; "
-                                  f"notifications: {[str(n.message) for n in pilot.app._notifications]}")
-        await pilot.pause(0.2)
-        waited += 0.2
 
 
 def _text(app, selector) -> str:
@@ -60,11 +42,11 @@ def test_load_run_and_see_results(write_manifest, model_path, tmp_path, quiet_me
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.click("#load")
             queue = app.query_one("#queue-table", DataTable)
-            await _until(pilot, lambda: queue.row_count == 2)
+            await until(pilot, lambda: queue.row_count == 2)
             await pilot.press("escape", "s")
-            await _until(pilot, lambda: not app.running and _statuses(db) == ["done", "done"])
+            await until(pilot, lambda: not app.running and _statuses(db) == ["done", "done"])
             results = app.query_one("#results-table", DataTable)
-            await _until(pilot, lambda: results.row_count == 2)
+            await until(pilot, lambda: results.row_count == 2)
             row = results.get_row_at(0)
             assert str(row[1]) == "done" and str(row[-1]) == "ESTIMATED"  # energy source shown with every figure
             assert app.query_one("#recent-table", DataTable).row_count == 2
@@ -72,18 +54,18 @@ def test_load_run_and_see_results(write_manifest, model_path, tmp_path, quiet_me
             await pilot.press("2")
             assert "energy source cpu:estimated" in _text(app, "#live-info")
             app.query_one("#results-filter", Input).value = "synthetic-24"
-            await _until(pilot, lambda: results.row_count == 1)
+            await until(pilot, lambda: results.row_count == 1)
             app.query_one("#results-filter", Input).value = ""
             results.focus()
             await pilot.press("c")  # configurations, mean ± stddev
-            await _until(pilot, lambda: len(results.columns) == 7 and results.row_count == 2)
+            await until(pilot, lambda: len(results.columns) == 7 and results.row_count == 2)
             assert "ESTIMATED" in str(results.get_row_at(0)[-1])
             await pilot.press("c")
-            await _until(pilot, lambda: len(results.columns) == 9 and results.row_count == 2)
+            await until(pilot, lambda: len(results.columns) == 9 and results.row_count == 2)
             results.move_cursor(row=0)
             await pilot.press("enter")  # the selected trial's power trace with its windows
             trace = app.query_one("#trace-chart")
-            await _until(pilot, lambda: trace.series.get("cpu") and set(trace.marks) == {"prefill", "decode", "end"})
+            await until(pilot, lambda: trace.series.get("cpu") and set(trace.marks) == {"prefill", "decode", "end"})
 
     asyncio.run(scenario())
 
@@ -96,11 +78,11 @@ def test_pause_after_the_current_trial(write_manifest, model_path, tmp_path, qui
         app = create_app(db, manifest, quiet_meter)
         async with app.run_test() as pilot:
             await pilot.click("#load")
-            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 4, timeout=20)
+            await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 4, timeout=20)
             await pilot.press("s")
-            await _until(pilot, lambda: "running" in _statuses(db) or "done" in _statuses(db))
+            await until(pilot, lambda: "running" in _statuses(db) or "done" in _statuses(db))
             await pilot.press("p")
-            await _until(pilot, lambda: not app.running)
+            await until(pilot, lambda: not app.running)
         statuses = _statuses(db)
         assert "pending" in statuses and "done" in statuses and "running" not in statuses
 
@@ -115,7 +97,7 @@ def test_bad_manifest_is_a_notification_not_a_crash(tmp_path, write_manifest, qu
         async with app.run_test() as pilot:
             await pilot.pause(0.3)
             await pilot.press("l")  # the table has focus at start, so single keys are bindings
-            await _until(pilot, lambda: any("line" in str(n.message) for n in app._notifications))
+            await until(pilot, lambda: any("line" in str(n.message) for n in app._notifications))
             assert app.query_one("#queue-table", DataTable).row_count == 0
 
     asyncio.run(scenario())
@@ -132,7 +114,7 @@ def test_help_screen_and_every_tab_in_80x24(tmp_path, quiet_meter):
             for key, tab in (("2", "live"), ("3", "results"), ("4", "advisor"), ("5", "host"), ("1", "queue")):
                 await pilot.press(key)
                 assert app.query_one("TabbedContent").active == tab
-            await _until(pilot, lambda: "Power sources" in _text(app, "#host-text"))
+            await until(pilot, lambda: "Power sources" in _text(app, "#host-text"))
             assert "ESTIMATES" in _text(app, "#host-text")
 
     asyncio.run(scenario())
@@ -153,7 +135,7 @@ def test_queue_editing_add_remove_move_and_the_file_picker(write_manifest, model
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.click("#load")
             queue = app.query_one("#queue-table", DataTable)
-            await _until(pilot, lambda: queue.row_count == 3)
+            await until(pilot, lambda: queue.row_count == 3)
             await pilot.press("escape")
             app.query_one("#queue-table", DataTable).focus()
 
@@ -162,18 +144,18 @@ def test_queue_editing_add_remove_move_and_the_file_picker(write_manifest, model
             app.screen.query_one("#add-prompt", Input).value = "sd"
             app.screen.query_one("#add-threads", Input).value = "1,2"
             await pilot.click("#add-ok")
-            await _until(pilot, lambda: queue.row_count == 5)  # threads 1,2 expand into two trials
+            await until(pilot, lambda: queue.row_count == 5)  # threads 1,2 expand into two trials
             assert prompts()[-2:] == ["sd-01", "sd-01"]
 
             queue.move_cursor(row=0)
             await pilot.press("shift+down")
-            await _until(pilot, lambda: prompts()[:2] == ["synthetic-24", "synthetic-16"])
+            await until(pilot, lambda: prompts()[:2] == ["synthetic-24", "synthetic-16"])
             shown = lambda: [str(queue.get_row_at(row)[4]) for row in range(queue.row_count)]  # noqa: E731
-            await _until(pilot, lambda: shown() == prompts())  # the table in run order, not by id
+            await until(pilot, lambda: shown() == prompts())  # the table in run order, not by id
             assert queue.cursor_row == 1 and queue.get_row_at(1)[4] == "synthetic-16"  # the moved trial
             queue.move_cursor(row=4)
             await pilot.press("delete", "y")  # y: the answer to "Remove trial N (...)? y/n"
-            await _until(pilot, lambda: queue.row_count == 4)
+            await until(pilot, lambda: queue.row_count == 4)
 
             await pilot.press("o")
             assert isinstance(app.screen, ManifestPicker)
@@ -186,7 +168,7 @@ def test_queue_editing_add_remove_move_and_the_file_picker(write_manifest, model
 async def _load_and_start(pilot, app, trials: int) -> None:
     """Load the app's manifest, wait for its `trials` in the queue, and start the run."""
     await pilot.click("#load")
-    await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == trials)
+    await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == trials)
     await pilot.press("escape", "s")
 
 
@@ -199,9 +181,9 @@ def test_stop_aborts_the_current_trial_and_keeps_finished_ones(write_manifest, m
         app = create_app(db, manifest, quiet_meter)
         async with app.run_test() as pilot:
             await _load_and_start(pilot, app, 3)
-            await _until(pilot, lambda: _statuses(db)[:2] == ["done", "running"])
+            await until(pilot, lambda: _statuses(db)[:2] == ["done", "running"])
             await pilot.press("x")
-            await _until(pilot, lambda: not app.running)
+            await until(pilot, lambda: not app.running)
         assert _statuses(db) == ["done", "aborted", "pending"]
         with sqlite3.connect(db) as conn:
             assert (conn.execute("SELECT error FROM trials WHERE status='aborted'").fetchone()[0]
@@ -227,12 +209,12 @@ def test_an_imported_trial_says_why_it_has_no_power_trace(tmp_path, quiet_meter)
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("3")
             results = app.query_one("#results-table", DataTable)
-            await _until(pilot, lambda: results.row_count == 24)
+            await until(pilot, lambda: results.row_count == 24)
             results.focus()
             results.move_cursor(row=0)
             await pilot.press("enter")
             trace = app.query_one("#trace-chart")
-            await _until(pilot, lambda: "imported from a log that recorded energy per prompt" in trace.tag)
+            await until(pilot, lambda: "imported from a log that recorded energy per prompt" in trace.tag)
             assert trace.series == {}
 
     asyncio.run(scenario())
@@ -265,7 +247,7 @@ def test_quit_during_a_run_asks_then_aborts_the_trial_and_exits_at_once(write_ma
         app = create_app(db, manifest, quiet_meter)
         async with app.run_test() as pilot:
             await _load_and_start(pilot, app, 3)
-            await _until(pilot, lambda: _statuses(db) == ["done", "running", "pending"])
+            await until(pilot, lambda: _statuses(db) == ["done", "running", "pending"])
             await pilot.press("q")
             assert isinstance(app.screen, QuitScreen)
             assert str(app.screen.query_one("#quit-question", Static).render()) == "Stop the run and quit?"
@@ -299,19 +281,19 @@ def test_cancelling_the_quit_question_lets_the_run_finish(write_manifest, model_
         app = create_app(db, manifest, quiet_meter)
         async with app.run_test() as pilot:
             await _load_and_start(pilot, app, 3)
-            await _until(pilot, lambda: _statuses(db)[0] == "running")
+            await until(pilot, lambda: _statuses(db)[0] == "running")
             for ask, cancel in (("ctrl+q", "n"), ("ctrl+c", "escape")):
                 await pilot.press(ask)
                 assert isinstance(app.screen, QuitScreen), ask
                 await pilot.press(cancel)
                 assert not isinstance(app.screen, QuitScreen), cancel
                 assert app.running and app.is_running
-            await _until(pilot, lambda: not app.running)
+            await until(pilot, lambda: not app.running)
             assert _statuses(db) == ["done", "done", "done"]
             assert _run_row(db) == [(1, "done", None)]
             assert app.is_running  # still there after the run
             await pilot.press("q")  # no run: quits without asking
-            await _until(pilot, lambda: not app.is_running, timeout=5)
+            await until(pilot, lambda: not app.is_running, timeout=5)
         return app.return_value
 
     assert asyncio.run(scenario()) is None

@@ -4,24 +4,15 @@ import asyncio
 import inspect
 import sqlite3
 
-import pytest
 from textual.app import App
 from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
 
-from energytui.app.machine import MeterOptions
 from energytui.tui.app import HelpScreen, create_app
 from energytui.tui.commands import documented
 from energytui.tui.pane import Pane
 
 ALIASES = {"interrupt"}  # ctrl+c: quit during a run (in the palette as quit), Textual's hint otherwise
-
-
-@pytest.fixture
-def quiet_meter(tmp_path):
-    empty = tmp_path / "no-powercap"
-    empty.mkdir()
-    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
 
 
 def _actions(node_type: type) -> set[str]:

@@ -3,13 +3,12 @@
 import asyncio
 import sqlite3
 
-import pytest
 from textual.widgets import DataTable, Input, Static
 
-from energytui.engine.metering import MeterOptions
 from energytui.tui.app import create_app
 from energytui.tui.dialogs import AddTrialScreen, ManifestPicker
 from energytui.tui.forms import Field
+from helpers import until
 
 MANIFEST = """defaults:
   model: {model}
@@ -23,13 +22,6 @@ runs:
 ADDED = "SELECT run_id, backend, threads, prompt_id, max_tokens, batch_size, status FROM trials ORDER BY seq"
 
 
-@pytest.fixture
-def quiet_meter(tmp_path):
-    empty = tmp_path / "no-powercap"
-    empty.mkdir()
-    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
-
-
 def _rows(db) -> list[tuple]:
     with sqlite3.connect(db) as conn:
         return conn.execute(ADDED).fetchall()
@@ -38,18 +30,10 @@ def _rows(db) -> list[tuple]:
 LOADED = [("forms", "cpu", 2, "synthetic-16", 8, 1, "pending"), ("forms", "cpu", 2, "synthetic-24", 8, 1, "pending")]
 
 
-async def _until(pilot, predicate, timeout=60.0):
-    waited = 0.0
-    while not predicate():
-        assert waited < timeout, f"timed out; notifications: {[str(n.message) for n in pilot.app._notifications]}"
-        await pilot.pause(0.1)
-        waited += 0.1
-
-
 async def _load(pilot, app) -> None:
     """Load the app's manifest (two trials) and leave the focus on the queue table, where keys are bindings."""
     await pilot.click("#load")
-    await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 2)
+    await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 2)
     app.query_one("#queue-table", DataTable).focus()
 
 
@@ -81,8 +65,8 @@ def test_add_form_enter_submits_and_queues_the_sweep(write_manifest, model_path,
             await _type(pilot, "#add-prompt", "sd")
             await _type(pilot, "#add-max", "4")
             await pilot.press("enter")  # in the max tokens field
-            await _until(pilot, lambda: not isinstance(app.screen, AddTrialScreen))
-            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 4)
+            await until(pilot, lambda: not isinstance(app.screen, AddTrialScreen))
+            await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 4)
         assert _rows(db) == LOADED + [("added", "cpu", 1, "sd-01", 4, 1, "pending"),
                                       ("added", "cpu", 2, "sd-01", 4, 1, "pending")]
 
@@ -116,8 +100,8 @@ def test_add_form_keeps_a_bad_value_marked_until_it_is_fixed(write_manifest, mod
             assert _field(form, "add-threads").error == "" and not form.query_one("#add-threads").has_class("-invalid")
             await _type(pilot, "#add-max", "6")
             await pilot.press("enter")
-            await _until(pilot, lambda: not isinstance(app.screen, AddTrialScreen))
-            await _until(pilot, lambda: len(_rows(db)) == 3)
+            await until(pilot, lambda: not isinstance(app.screen, AddTrialScreen))
+            await until(pilot, lambda: len(_rows(db)) == 3)
         assert _rows(db)[2] == ("added", "cpu", 3, "synthetic-64", 6, 1, "pending")
 
     asyncio.run(scenario())
@@ -136,7 +120,7 @@ def test_add_form_shows_the_validators_problem_under_its_field(write_manifest, m
             model = form.query_one("#add-model", Input).value
             await _type(pilot, "#add-model", "missing.gguf")
             await pilot.press("enter")
-            await _until(pilot, lambda: _field(form, "add-model").error != "")
+            await until(pilot, lambda: _field(form, "add-model").error != "")
             assert _field(form, "add-model").error == (
                 "model: missing.gguf is neither a registry name nor an existing file; see `energytui models list`, "
                 "or give the path of a .gguf file")
@@ -145,14 +129,14 @@ def test_add_form_shows_the_validators_problem_under_its_field(write_manifest, m
             await _type(pilot, "#add-model", model)
             await _type(pilot, "#add-prompt", "zz")
             await pilot.press("enter")
-            await _until(pilot, lambda: _field(form, "add-prompt").error != "")
+            await until(pilot, lambda: _field(form, "add-prompt").error != "")
             assert _field(form, "add-prompt").error == "prompt: unknown suite 'zz'; use one of ar, ng, sd"
             assert _field(form, "add-model").error == "" and app.screen is form
             assert _rows(db) == LOADED
 
             await _type(pilot, "#add-prompt", "ng")
             await pilot.press("enter")
-            await _until(pilot, lambda: len(_rows(db)) == 3)
+            await until(pilot, lambda: len(_rows(db)) == 3)
             assert not isinstance(app.screen, AddTrialScreen)
         assert _rows(db)[2] == ("added", "cpu", 2, "ng-01", 64, 1, "pending")
 
@@ -178,11 +162,11 @@ def test_picker_goes_up_a_folder_and_picks_a_manifest_there(write_manifest, mode
             await pilot.press("backspace")
             tree = picker.query_one("DirectoryTree")
             names = lambda: [node.data.path.name for node in tree.root.children]  # noqa: E731
-            await _until(pilot, lambda: names() == ["inner", "up.yaml"])  # YAML files and folders only
+            await until(pilot, lambda: names() == ["inner", "up.yaml"])  # YAML files and folders only
             assert str(picker.query_one("#picker-folder", Static).render()) == str(folder)
             tree.move_cursor(tree.root.children[1])
             await pilot.press("enter")
-            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 2)
+            await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 2)
             assert app.query_one("#manifest-path", Input).value == str(manifest)
 
     asyncio.run(scenario())
@@ -250,7 +234,7 @@ def test_advisor_form_at_80x24_marks_a_bad_field_and_enter_advises(measured_db, 
             await _type(pilot, "#adv-tokens", "10")
             await pilot.press("enter")
             text = lambda: str(app.query_one("#advice-text", Static).render())  # noqa: E731
-            await _until(pilot, lambda: "Recommended:" in text())
+            await until(pilot, lambda: "Recommended:" in text())
             assert "ESTIMATED energy" in text()
             assert not [f for f in pane.query(Field) if f.error]
 

@@ -7,14 +7,13 @@ import subprocess
 import sys
 import time
 
-import pytest
 from textual.widgets import DataTable, Static
 
-from energytui.engine.metering import MeterOptions
 from energytui.engine.queue import LiveTrial
 from energytui.tui.app import create_app
 from energytui.tui.charts import PowerChart, phase_segments
 from energytui.tui.panes import live as live_pane
+from helpers import until
 
 LONG_PROMPT = """defaults:
   model: {model}
@@ -39,21 +38,6 @@ runs:
 """
 
 
-@pytest.fixture
-def quiet_meter(tmp_path):
-    empty = tmp_path / "no-powercap"
-    empty.mkdir()
-    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
-
-
-async def _until(pilot, predicate, timeout=180.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        notes = [str(n.message) for n in pilot.app._notifications]
-        assert time.monotonic() < deadline, f"timed out; notifications: {notes}"
-        await pilot.pause(0.1)
-
-
 def _info(app) -> str:
     return str(app.query_one("#live-info", Static).render())
 
@@ -75,7 +59,7 @@ def _record_draws(monkeypatch) -> list[dict]:
 
 async def _load_and_start(pilot, app, trials: int) -> None:
     await pilot.click("#load")
-    await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == trials)
+    await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == trials)
     await pilot.press("escape", "2", "s")
 
 
@@ -89,7 +73,7 @@ def test_prefill_is_drawn_as_it_happens_before_the_first_token(write_manifest, m
     async def scenario():
         async with app.run_test(size=(120, 40)) as pilot:
             await _load_and_start(pilot, app, 1)
-            await _until(pilot, lambda: app.running)
+            await until(pilot, lambda: app.running)
             while app.running:
                 infos.append(_info(app))
                 await pilot.pause(0.1)
@@ -121,7 +105,7 @@ def test_a_new_trace_per_trial_and_a_capped_recent_table_newest_first(write_mani
     async def scenario():
         async with app.run_test(size=(120, 40)) as pilot:
             await _load_and_start(pilot, app, trials)
-            await _until(pilot, lambda: not app.running and app.query_one(live_pane.LivePane).live is None)
+            await until(pilot, lambda: not app.running and app.query_one(live_pane.LivePane).live is None)
             await pilot.pause(0.3)
             table = app.query_one("#recent-table", DataTable)
             return ([tuple(table.get_row_at(i)[:2]) for i in range(table.row_count)],
@@ -161,7 +145,7 @@ def test_follows_a_run_of_another_process_from_the_database(write_manifest, mode
                 if runner.poll() is None:
                     runner.kill()
             table = app.query_one("#recent-table", DataTable)
-            await _until(pilot, lambda: table.row_count == 3 and _info(app).startswith("No trial running"),
+            await until(pilot, lambda: table.row_count == 3 and _info(app).startswith("No trial running"),
                          timeout=10)
             chart = app.query_one("#power-chart", PowerChart)
             return [tuple(table.get_row_at(i)[:2]) for i in range(3)], _info(app), chart.tag, set(chart.marks)

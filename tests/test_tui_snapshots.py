@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from energytui.engine.importer import import_logs
-from energytui.engine.metering import MeterOptions
 from energytui.engine.store import Store
 from energytui.tui.app import create_app
 
@@ -24,13 +23,6 @@ QUICKSTART = Path("config/manifests/quickstart.yaml")  # relative: the path is o
 def colours(monkeypatch):
     """Snapshots are in colour: a NO_COLOR in the environment must not change them."""
     monkeypatch.delenv("NO_COLOR", raising=False)
-
-
-@pytest.fixture
-def meter(tmp_path):
-    empty = tmp_path / "no-powercap"
-    empty.mkdir()
-    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
 
 
 @pytest.fixture
@@ -56,9 +48,9 @@ SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36"
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_queue_with_the_quickstart_loaded(snap_compare, tmp_path, meter, monkeypatch, model_path, size):
+def test_queue_with_the_quickstart_loaded(snap_compare, tmp_path, quiet_meter, monkeypatch, model_path, size):
     monkeypatch.chdir(ROOT)
-    app = create_app(tmp_path / "q.db", QUICKSTART, meter)
+    app = create_app(tmp_path / "q.db", QUICKSTART, quiet_meter)
 
     async def load(pilot):
         await pilot.pause(0.3)  # let the first layout land before loading
@@ -71,9 +63,9 @@ def test_queue_with_the_quickstart_loaded(snap_compare, tmp_path, meter, monkeyp
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_live_following_imported_trials(snap_compare, imported_db, meter, size):
+def test_live_following_imported_trials(snap_compare, imported_db, quiet_meter, size):
     """The Live tab with no run of its own: the database's latest run, whose imported trials have no trace."""
-    app = create_app(imported_db, None, meter)
+    app = create_app(imported_db, None, quiet_meter)
 
     async def show(pilot):
         await pilot.press("2")
@@ -83,8 +75,8 @@ def test_live_following_imported_trials(snap_compare, imported_db, meter, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_results_with_imported_trials(snap_compare, imported_db, meter, size):
-    app = create_app(imported_db, None, meter)
+def test_results_with_imported_trials(snap_compare, imported_db, quiet_meter, size):
+    app = create_app(imported_db, None, quiet_meter)
 
     async def show(pilot):
         await pilot.press("3")
@@ -94,12 +86,12 @@ def test_results_with_imported_trials(snap_compare, imported_db, meter, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_advisor_form(snap_compare, tmp_path, meter, size):
-    assert snap_compare(create_app(tmp_path / "a.db", None, meter), press=["4"], terminal_size=size)
+def test_advisor_form(snap_compare, tmp_path, quiet_meter, size):
+    assert snap_compare(create_app(tmp_path / "a.db", None, quiet_meter), press=["4"], terminal_size=size)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_host_with_fixed_facts(snap_compare, tmp_path, meter, monkeypatch, size):
+def test_host_with_fixed_facts(snap_compare, tmp_path, quiet_meter, monkeypatch, size):
     from energytui.engine import host, metering
     from energytui.engine.telemetry import Unavailable
 
@@ -114,7 +106,7 @@ def test_host_with_fixed_facts(snap_compare, tmp_path, meter, monkeypatch, size)
         real=False)
     monkeypatch.setattr(host, "describe_host", lambda: facts)
     monkeypatch.setattr(metering, "probe_sources", lambda options: report)
-    app = create_app(tmp_path / "h.db", None, meter)
+    app = create_app(tmp_path / "h.db", None, quiet_meter)
 
     async def show(pilot):
         await pilot.press("5")
@@ -123,5 +115,6 @@ def test_host_with_fixed_facts(snap_compare, tmp_path, meter, monkeypatch, size)
     assert snap_compare(app, run_before=show, terminal_size=size)
 
 
-def test_help_in_80x24(snap_compare, tmp_path, meter):
-    assert snap_compare(create_app(tmp_path / "k.db", None, meter), press=["question_mark"], terminal_size=(80, 24))
+def test_help_in_80x24(snap_compare, tmp_path, quiet_meter):
+    app = create_app(tmp_path / "k.db", None, quiet_meter)
+    assert snap_compare(app, press=["question_mark"], terminal_size=(80, 24))

@@ -11,12 +11,12 @@ from textual.widgets import DataTable, Select, Static
 from energytui.app.runs import queue_file
 from energytui.app.views import config_labels, summarise
 from energytui.engine.importer import import_logs
-from energytui.engine.metering import MeterOptions
 from energytui.engine.store import Store
 from energytui.tui.app import create_app
 from energytui.tui.confirm import ConfirmScreen
 
 import test_import
+from helpers import until
 
 
 MANIFEST = """defaults:
@@ -29,13 +29,6 @@ runs:
     max_tokens: 8
     repetitions: {repetitions}
 """
-
-
-@pytest.fixture
-def quiet_meter(tmp_path):
-    empty = tmp_path / "no-powercap"
-    empty.mkdir()
-    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
 
 
 @pytest.fixture
@@ -59,17 +52,9 @@ async def _show_results(pilot) -> None:
 async def _finish(pilot) -> None:
     """Let the first database poll and the workers' table refills land before the app closes (a refill
     after it has no table to fill)."""
-    await _until(pilot, lambda: pilot.app._db_version is not None)
+    await until(pilot, lambda: pilot.app._db_version is not None)
     await pilot.app.workers.wait_for_complete()
     await pilot.pause(0.2)
-
-
-async def _until(pilot, predicate, timeout=60.0):
-    waited = 0.0
-    while not predicate():
-        assert waited < timeout, f"timed out; notifications: {[str(n.message) for n in pilot.app._notifications]}"
-        await pilot.pause(0.1)
-        waited += 0.1
 
 
 def _messages(app) -> list[str]:
@@ -89,13 +74,13 @@ def test_the_run_selector_lists_earlier_runs_and_reaches_their_pending_trials(tw
         app = create_app(two_runs, None, quiet_meter)
         async with app.run_test(size=(120, 32)) as pilot:
             queue, select = app.query_one("#queue-table", DataTable), app.query_one("#run-select", Select)
-            await _until(pilot, lambda: queue.row_count == 3)
+            await until(pilot, lambda: queue.row_count == 3)
             assert app.run_number == 2 and select.value == 2  # the latest run with pending trials
             assert [str(prompt) for prompt, _ in select._options[1:]] == [
                 "run 2 · late.yaml · not started · 3/3 pending", "run 1 · early.yaml · not started · 2/2 pending"]
 
             select.value = 1
-            await _until(pilot, lambda: queue.row_count == 2)
+            await until(pilot, lambda: queue.row_count == 2)
             assert app.run_number == 1
             assert [int(queue.get_row_at(r)[0]) for r in range(2)] == _pending_ids(two_runs, 1)
             assert str(app.query_one("#queue-status", Static).render()) == "run 1: 2 pending"
@@ -113,7 +98,7 @@ def test_on_start_the_latest_run_with_pending_trials_is_shown(two_runs, quiet_me
     async def scenario():
         app = create_app(two_runs, None, quiet_meter)
         async with app.run_test(size=(120, 32)) as pilot:
-            await _until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 2)
+            await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 2)
             assert app.run_number == 1 and app.query_one("#run-select", Select).value == 1
             await _finish(pilot)
 
@@ -128,7 +113,7 @@ def test_remove_asks_first_n_keeps_y_removes_and_says_so(two_runs, quiet_meter):
         app = create_app(two_runs, None, quiet_meter)
         async with app.run_test(size=(120, 32)) as pilot:
             queue = app.query_one("#queue-table", DataTable)
-            await _until(pilot, lambda: queue.row_count == 3)
+            await until(pilot, lambda: queue.row_count == 3)
             queue.focus()
             queue.move_cursor(row=0)
 
@@ -137,17 +122,17 @@ def test_remove_asks_first_n_keeps_y_removes_and_says_so(two_runs, quiet_meter):
             assert str(app.screen.query_one("#confirm-question", Static).render()) == f"Remove {named}? y/n"
             await pilot.press("n")
             assert not isinstance(app.screen, ConfirmScreen)
-            await _until(pilot, lambda: f"kept {named}" in _messages(app))
+            await until(pilot, lambda: f"kept {named}" in _messages(app))
             assert _pending_ids(two_runs, 2) == [first, second, third]
 
             await pilot.press("delete", "y")
-            await _until(pilot, lambda: queue.row_count == 2)
+            await until(pilot, lambda: queue.row_count == 2)
             assert _pending_ids(two_runs, 2) == [second, third]
             assert f"removed {named} from run 2" in _messages(app)
 
             await pilot.press("shift+down")  # the cursor follows the moved trial, and a message says so
-            await _until(pilot, lambda: _pending_ids(two_runs, 2) == [third, second])
-            await _until(pilot, lambda: int(queue.get_row_at(queue.cursor_row)[0]) == second)
+            await until(pilot, lambda: _pending_ids(two_runs, 2) == [third, second])
+            await until(pilot, lambda: int(queue.get_row_at(queue.cursor_row)[0]) == second)
             assert queue.cursor_row == 1
             assert any(m.startswith(f"moved trial {second} (") and m.endswith(") later") for m in _messages(app))
             await _finish(pilot)
@@ -217,26 +202,26 @@ def test_the_sort_arrow_shows_and_the_sort_survives_a_reload(imported_db, quiet_
         async with app.run_test(size=(120, 40)) as pilot:
             await _show_results(pilot)
             table = app.query_one("#results-table", DataTable)
-            await _until(pilot, lambda: table.row_count == 24)
+            await until(pilot, lambda: table.row_count == 24)
             values = sorted(_column(table, "J/token"), key=float)
 
             _click_header(table, "J/token")
-            await _until(pilot, lambda: "J/token ▲" in _headers(table))
+            await until(pilot, lambda: "J/token ▲" in _headers(table))
             assert _column(table, "J/token") == values
             _click_header(table, "J/token")
-            await _until(pilot, lambda: "J/token ▼" in _headers(table))
+            await until(pilot, lambda: "J/token ▼" in _headers(table))
             assert _column(table, "J/token") == values[::-1]
             assert [h for h in _headers(table) if h.endswith(("▲", "▼"))] == ["J/token ▼"]  # one arrow only
 
             pane = app.query_one("ResultsPane")
             before = pane._results
             app.action_refresh()  # what the 2 s poll does when the database changed
-            await _until(pilot, lambda: pane._results is not before)
+            await until(pilot, lambda: pane._results is not before)
             await pilot.pause(0.1)
             assert "J/token ▼" in _headers(table) and _column(table, "J/token") == values[::-1]
 
             await pilot.press("c")  # configurations: their own sort, none yet
-            await _until(pilot, lambda: table.row_count == 4)
+            await until(pilot, lambda: table.row_count == 4)
             assert not [h for h in _headers(table) if h.endswith(("▲", "▼"))]
             await _finish(pilot)
 
@@ -248,7 +233,7 @@ def test_the_j_per_token_chart_has_a_key_from_bar_number_to_configuration(import
         app = create_app(imported_db, None, quiet_meter)
         async with app.run_test(size=(120, 40)) as pilot:
             await _show_results(pilot)
-            await _until(pilot, lambda: app.query_one("#results-table", DataTable).row_count == 24)
+            await until(pilot, lambda: app.query_one("#results-table", DataTable).row_count == 24)
             key = str(app.query_one("#jpt-key", Static).render())
             assert key.splitlines() == [
                 "1  cpu-t4 (imported): Q4_0 cpu gpu-build t=4 B=1 sd",
