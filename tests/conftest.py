@@ -119,3 +119,17 @@ def quiet_meter(tmp_path):
     empty = tmp_path / "no-powercap"
     empty.mkdir()
     return MeterOptions(idle_s=0.1, powercap_root=str(empty))
+
+
+@pytest.fixture
+def imported_db(tmp_path):
+    """24 deterministic trials in 4 configurations: the import test's logs from another machine."""
+    import test_import
+    from energytui.engine.importer import import_logs
+    from energytui.engine.store import Store
+
+    db = tmp_path / "imported.db"
+    store = Store(db)
+    import_logs(store, test_import._log(tmp_path, energy_in_log=True), test_import.EXAMPLE_MAP)
+    store.close()
+    return db

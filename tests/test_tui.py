@@ -193,19 +193,11 @@ def test_stop_aborts_the_current_trial_and_keeps_finished_ones(write_manifest, m
     asyncio.run(scenario())
 
 
-def test_an_imported_trial_says_why_it_has_no_power_trace(tmp_path, quiet_meter):
+def test_an_imported_trial_says_why_it_has_no_power_trace(imported_db, quiet_meter):
     """Enter on an imported trial: the trace panel names the reason instead of staying empty."""
-    import test_import
-    from energytui.engine.importer import import_logs
-    from energytui.engine.store import Store
-
-    db = tmp_path / "imported.db"
-    store = Store(db)
-    import_logs(store, test_import._log(tmp_path, energy_in_log=True), test_import.EXAMPLE_MAP)
-    store.close()
 
     async def scenario():
-        app = create_app(db, None, quiet_meter)
+        app = create_app(imported_db, None, quiet_meter)
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("3")
             results = app.query_one("#results-table", DataTable)

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from energytui.engine.importer import import_logs
-from energytui.engine.store import Store
 from energytui.tui.app import create_app
 
-import test_import
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = Path("config/manifests/quickstart.yaml")  # relative: the path is on screen
@@ -23,16 +20,6 @@ QUICKSTART = Path("config/manifests/quickstart.yaml")  # relative: the path is o
 def colours(monkeypatch):
     """Snapshots are in colour: a NO_COLOR in the environment must not change them."""
     monkeypatch.delenv("NO_COLOR", raising=False)
-
-
-@pytest.fixture
-def imported_db(tmp_path):
-    """Deterministic trials: the import test's logs from another machine."""
-    db = tmp_path / "imported.db"
-    store = Store(db)
-    import_logs(store, test_import._log(tmp_path, energy_in_log=True), test_import.EXAMPLE_MAP)
-    store.close()
-    return db
 
 
 async def _settle(pilot, predicate):

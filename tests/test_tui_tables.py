@@ -10,12 +10,10 @@ from textual.widgets import DataTable, Select, Static
 
 from energytui.app.runs import queue_file
 from energytui.app.views import config_labels, summarise
-from energytui.engine.importer import import_logs
 from energytui.engine.store import Store
 from energytui.tui.app import create_app
 from energytui.tui.confirm import ConfirmScreen
 
-import test_import
 from helpers import until
 
 
@@ -170,15 +168,6 @@ def test_configurations_alike_in_every_named_setting_are_told_apart_by_their_id(
 
 
 # --- Results -------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def imported_db(tmp_path):
-    """24 deterministic trials in 4 configurations: the import test's logs from another machine."""
-    db = tmp_path / "imported.db"
-    store = Store(db)
-    import_logs(store, test_import._log(tmp_path, energy_in_log=True), test_import.EXAMPLE_MAP)
-    store.close()
-    return db
 
 
 def _click_header(table: DataTable, name: str) -> None:
