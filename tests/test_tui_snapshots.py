@@ -22,9 +22,33 @@ def colours(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
 
 
+async def _press(pilot, key: str, shown) -> None:
+    """Press `key` until `shown()` (a key pressed while the app is still starting can be lost on a loaded
+    machine)."""
+    for _ in range(20):
+        await pilot.pause(0.2)
+        await pilot.press(key)
+        if shown():
+            return
+    raise AssertionError(f"{key} had no effect")
+
+
+def _tab(app, tab: str):
+    return lambda: app.query_one("TabbedContent").active == tab
+
+
 async def _settle(pilot, predicate):
+    """Wait for the state to snapshot, then for the app's workers and the tables' column widths (measured
+    when the app is next idle: a loaded machine can snapshot a table before that)."""
+    from textual.widgets import DataTable
+
     for _ in range(300):
         if predicate():
+            await pilot.app.workers.wait_for_complete()
+            for _ in range(50):
+                await pilot.pause(0.1)
+                if not any(table._require_update_dimensions for table in pilot.app.query(DataTable)):
+                    break
             await pilot.pause(0.3)
             return
         await pilot.pause(0.1)
@@ -55,7 +79,7 @@ def test_live_following_imported_trials(snap_compare, imported_db, quiet_meter, 
     app = create_app(imported_db, None, quiet_meter)
 
     async def show(pilot):
-        await pilot.press("2")
+        await _press(pilot, "2", _tab(app, "live"))
         await _settle(pilot, lambda: app.query_one("#recent-table").row_count == 12)
 
     assert snap_compare(app, run_before=show, terminal_size=size)
@@ -66,7 +90,7 @@ def test_results_with_imported_trials(snap_compare, imported_db, quiet_meter, si
     app = create_app(imported_db, None, quiet_meter)
 
     async def show(pilot):
-        await pilot.press("3")
+        await _press(pilot, "3", _tab(app, "results"))
         await _settle(pilot, lambda: app.query_one("#results-table").row_count == 24)
 
     assert snap_compare(app, run_before=show, terminal_size=size)
@@ -74,7 +98,13 @@ def test_results_with_imported_trials(snap_compare, imported_db, quiet_meter, si
 
 @pytest.mark.parametrize("size", SIZES)
 def test_advisor_form(snap_compare, tmp_path, quiet_meter, size):
-    assert snap_compare(create_app(tmp_path / "a.db", None, quiet_meter), press=["4"], terminal_size=size)
+    app = create_app(tmp_path / "a.db", None, quiet_meter)
+
+    async def show(pilot):
+        await _press(pilot, "4", _tab(app, "advisor"))
+        await _settle(pilot, lambda: True)
+
+    assert snap_compare(app, run_before=show, terminal_size=size)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -96,7 +126,7 @@ def test_host_with_fixed_facts(snap_compare, tmp_path, quiet_meter, monkeypatch,
     app = create_app(tmp_path / "h.db", None, quiet_meter)
 
     async def show(pilot):
-        await pilot.press("5")
+        await _press(pilot, "5", _tab(app, "host"))
         await _settle(pilot, lambda: "Power sources" in str(app.query_one("#host-text").render()))
 
     assert snap_compare(app, run_before=show, terminal_size=size)
@@ -104,4 +134,9 @@ def test_host_with_fixed_facts(snap_compare, tmp_path, quiet_meter, monkeypatch,
 
 def test_help_in_80x24(snap_compare, tmp_path, quiet_meter):
     app = create_app(tmp_path / "k.db", None, quiet_meter)
-    assert snap_compare(app, press=["question_mark"], terminal_size=(80, 24))
+
+    async def show(pilot):
+        await _press(pilot, "question_mark", lambda: type(app.screen).__name__ == "HelpScreen")
+        await _settle(pilot, lambda: True)
+
+    assert snap_compare(app, run_before=show, terminal_size=(80, 24))
