@@ -9,6 +9,7 @@ trials queued by `energytui run` in another terminal appear within POLL_S.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from typing import TYPE_CHECKING, Iterable
@@ -112,6 +113,7 @@ class EnergyApp(App[str]):
     def on_ready(self) -> None:
         """The first screen is painted: only now open the database (sqlite_utils takes a few tenths of a
         second to import), off the UI thread, then the panes read it."""
+        _spare_from_collection()
         self.open_database()
 
     @work(thread=True, exclusive=True, group="open")
@@ -128,6 +130,7 @@ class EnergyApp(App[str]):
         self.call_from_thread(self._database_open)
 
     def _database_open(self) -> None:
+        _spare_from_collection()  # what opening it imported (sqlite_utils, numpy)
         for pane in self.panes.values():
             pane.after_open()
         self.set_interval(POLL_S, self.poll_database)
@@ -236,6 +239,13 @@ class EnergyApp(App[str]):
         if version != self._db_version:
             self._db_version = version
             self.call_from_thread(self.action_refresh)
+
+
+def _spare_from_collection() -> None:
+    """Exempt what the app has built and imported so far from the cyclic garbage collector's full passes:
+    over the whole heap those paused the UI thread for up to 0.1 s, mid-redraw (bench/tui.py). Objects
+    still go when their last reference does."""
+    gc.freeze()
 
 
 def _quit_message(run: int | None, ended: RunEnded) -> str:

@@ -5,6 +5,11 @@ Long traces are thinned for display only (never in storage).
 
 from __future__ import annotations
 
+import threading
+
+from rich.text import Text
+from textual import work
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 MAX_POINTS = 400
@@ -19,17 +24,53 @@ def thin(points: list, limit: int = MAX_POINTS) -> list:
 
 
 class _Chart(PlotextPlot):
+    """A chart whose figure plotext builds in a worker thread: at 120 columns a build takes 25-75 ms of pure
+    Python, which on the UI thread held up the Live tab's redraws (bench/tui.py). The last finished build is
+    what the widget renders; a newer request makes an older build's result stale."""
+
     title = ""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._built = Text("")
+        self._requested = 0  # replot requests so far: a build shows only if none came after it
+        self._figure_lock = threading.Lock()  # plotext's figure is one object: one build at a time
 
     def on_mount(self) -> None:
         self.replot()
 
+    def on_resize(self) -> None:
+        self.replot()
+
     def replot(self) -> None:
-        self.plt.clear_data()
-        self.plt.clear_figure()
-        self.plt.title(self.title)
-        self.plot()
-        self.refresh()
+        if not self.is_mounted or not self.size.area:
+            return
+        self._requested += 1
+        self._build(self._requested, self.size.width, self.size.height, self._get_plotext_theme_name(self.app.theme))
+
+    @work(thread=True, group="chart-build")
+    def _build(self, request: int, width: int, height: int, theme: str) -> None:
+        with self._figure_lock:
+            if request != self._requested:  # a newer request is queued: build that one instead
+                return
+            plt = self.plt
+            plt.clear_data()
+            plt.clear_figure()
+            plt.title(self.title)
+            self.plot()
+            plt.plotsize(width, height)
+            plt._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue 5)
+            plt.theme(theme)
+            built = Text.from_ansi(plt.build())
+        self.app.call_from_thread(self._show_built, request, built)
+
+    def _show_built(self, request: int, built: Text) -> None:
+        if request == self._requested:
+            self._built = built
+            self.refresh()
+
+    def render(self) -> RenderResult:
+        return self._built
 
     def plot(self) -> None:
         raise NotImplementedError
