@@ -124,7 +124,7 @@ class ResultsPane(Pane):
         current = self._sorts[self._by_config]
         descending = current is not None and current.column == column and not current.descending
         self._sorts[self._by_config] = Sort(column, descending)
-        self.show_results()  # the sort is over every kept row, not only the ones in the table
+        self.show_results(charts=False)  # over every kept row, not only the table's; the charts stay as they are
 
     # --- workers ---
 
@@ -170,8 +170,9 @@ class ResultsPane(Pane):
 
     # --- tables and charts ---
 
-    def show_results(self) -> None:
-        """The trials (or configurations) the filter keeps, in the kept sort order, and their charts."""
+    def show_results(self, charts: bool = True) -> None:
+        """The trials (or configurations) the filter keeps, in the kept sort order, and (unless only the order
+        changed) their charts."""
         needle = self.query_one("#results-filter", Input).value.strip().lower()
         kept = [i for i, text in enumerate(self._search) if needle in text] if needle else range(len(self._results))
         shown = [self._results[i] for i in kept]
@@ -179,7 +180,8 @@ class ResultsPane(Pane):
             self._fill_configs(shown)
         else:
             self._fill_trials(list(kept))
-        self._show_charts(shown)
+        if charts:
+            self._show_charts(shown)
 
     def _fill_trials(self, kept: list[int]) -> None:
         rows = [self._rows[i] for i in kept]
