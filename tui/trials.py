@@ -36,9 +36,9 @@ def add_columns(table: DataTable, names: tuple[str, ...]) -> None:
         table.add_column(name + ARROW_ROOM, key=name)
 
 
-def fill_trials(table: DataTable, trials: list[dict], rows: list[tuple] | None = None) -> None:
+def fill_trials(table: DataTable, trials: list[dict]) -> None:
     """Refill a table, keeping the cursor on the same trial (or the same row) when it can."""
-    fill_rows(table, rows if rows is not None else trial_rows(trials), [str(t["id"]) for t in trials])
+    fill_rows(table, trial_rows(trials), [str(t["id"]) for t in trials])
 
 
 def fill_rows(table: DataTable, rows: list[tuple], keys: list[str]) -> None:
@@ -82,12 +82,6 @@ class Sort:
             return list(range(len(rows)))
         at = names.index(self.column)
         return sorted(range(len(rows)), key=lambda i: sort_key(str(rows[i][at])), reverse=self.descending)
-
-    def apply(self, table: DataTable) -> None:
-        """Sort the table's rows in place (no refill) and show the arrow."""
-        self.show(table)
-        if self.column in {str(k.value) for k in table.columns}:
-            table.sort(self.column, key=sort_key, reverse=self.descending)
 
 
 def status_counts(trials: list[dict]) -> dict[str, int]:
