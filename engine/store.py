@@ -502,9 +502,10 @@ class Store:
         return rows[0] if rows else None
 
     def change_stamp(self) -> tuple:
-        """Changes whenever a trial is added, removed or finished: cheap enough to poll every few seconds."""
-        return tuple(self._conn.execute("SELECT COUNT(*), MAX(id), MAX(finished_at), SUM(status = 'done') "
-                                        "FROM trials").fetchone())
+        """Changes whenever a trial is added, removed, started or finished: cheap enough to poll every few
+        seconds."""
+        return tuple(self._conn.execute("SELECT COUNT(*), MAX(id), MAX(finished_at), SUM(status = 'done'), "
+                                        "SUM(status = 'running') FROM trials").fetchone())
 
     def close(self) -> None:
         self.release_runner_lock()

@@ -179,6 +179,7 @@ class EnergyApp(App[str]):
     def action_refresh(self) -> None:
         self.results.reload()
         self.queue.reload()
+        self.live.follow()
 
     async def action_quit(self) -> None:
         """q and ctrl+q: quit, asking first during a run (the worker would otherwise run every remaining

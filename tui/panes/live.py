@@ -3,7 +3,8 @@
 A run of this app: the runner thread updates a LiveTrial (energytui.app.runs) at each phase and token, and
 this pane redraws from it on its own timer (REDRAW_HZ), so prefill and the idle windows, which send no token
 events, are seen as they happen. A run of another process (`energytui run` on the same database): the pane
-reads the database every FOLLOW_S; it holds the running trial's row, and each finished trial with its trace.
+reads the database whenever the app sees it change (tui/app.py's poll); it holds the running trial's row,
+and each finished trial with its trace.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # the runs module loads llama.cpp; the pane gets its objects 
     from energytui.app.runs import Event, LiveTrial, LiveView
 
 REDRAW_HZ = 5.0  # the power chart and the info line, from the running trial's samples so far
-FOLLOW_S = 2.0  # how often a run of another process is read from the database
 RECENT_ROWS = 12  # finished trials listed, newest first: the table never grows past this
 FINISHED = ("done", "failed", "aborted")
 PHASE_WORDS = {"cooldown": "cooldown", "loading": "loading the model and warming up",
@@ -54,8 +54,7 @@ class LivePane(Pane):
         self.set_interval(1 / REDRAW_HZ, self.redraw)
 
     def after_open(self) -> None:
-        self.set_interval(FOLLOW_S, self._follow)
-        self._follow()
+        self.follow()
 
     # --- this app's run ---
 
@@ -93,7 +92,8 @@ class LivePane(Pane):
 
     # --- a run of another process, read from the database ---
 
-    def _follow(self) -> None:
+    def follow(self) -> None:
+        """Show the database's latest run, unless this app runs one (its own view is better)."""
         if self.live is None and self.config.db_path.is_file():
             self.read_database()
 
