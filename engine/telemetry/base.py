@@ -9,6 +9,10 @@ COUNTER = "counter"  # a hardware energy counter (RAPL energy_uj, NVML total ene
 INTEGRATED = "integrated"  # energy integrated from measured power samples
 ESTIMATED = "estimated"  # a declared model, e.g. CPU utilisation x TDP
 
+# A source whose value changes less often than this cannot resolve a small model's prefill or decode window
+# (0.1-0.4 s each): its energy comes from steady-state windows over back-to-back requests (engine/steady.py).
+SLOW_UPDATE_PERIOD_S = 0.1
+
 UNKNOWN = "unknown"  # imported energy whose method the log's map declared unknown (never a live source)
 
 # Weakest first: a total is only as trustworthy as its weakest part.
@@ -20,6 +24,10 @@ def weakest_source(tags: Iterable[str]) -> str | None:
     """The weakest of the given source tags (estimated < integrated < counter); None if empty."""
     ranked = [(_STRENGTH[tag], tag) for tag in tags]
     return min(ranked)[1] if ranked else None
+
+
+def is_slow(update_period_s: float) -> bool:
+    return update_period_s > SLOW_UPDATE_PERIOD_S
 
 
 @dataclass(slots=True)
