@@ -68,6 +68,7 @@ class Fit:
     energy_tags: list[str]
     models_seen: list[str] = field(default_factory=list)
     imported_trials: int = 0
+    steady_trials: int = 0  # trials whose energy is their share of a steady-state window (a slow power source)
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> trials left out
     quants: list[str] = field(default_factory=list)
     host: dict = field(default_factory=dict)
@@ -303,6 +304,7 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels:
         configs=[c.as_dict() for c in configs.values()], ranges=_ranges(data, rows),
         energy_tags=sorted({t["energy_tag"] for t in data if t.get("energy_tag")}),
         models_seen=sorted({t["model"] for t in data}), imported_trials=sum(bool(t.get("imported")) for t in data),
+        steady_trials=sum(bool(t.get("window_id")) for t in data),
         excluded=excluded, quants=quants,
         host={k: data[0].get(k) for k in ("gpu_build", "host_cores", "host_ram_gb")}, kernels=kernels or {},
     )

@@ -392,6 +392,9 @@ def _notes(fit: Fit, gpu_trials: bool, predictions: list[Prediction], req: Reque
     if fit.imported_trials:
         notes.append(f"{fit.imported_trials} of the trials were imported from logs: whole requests only, prompt "
                      "tokens estimated from characters, energy as the other machine recorded it")
+    if fit.steady_trials:
+        notes.append(f"{fit.steady_trials} of the trials have energy from steady-state windows (a power source "
+                     "slower than a trial): each its share of its window's energy, with no prefill/decode split")
     for reason, count in fit.excluded.items():
         notes.append(f"{count} trials left out of the calibration: {reason}")
     return notes

@@ -6,6 +6,7 @@ import math
 import socket
 
 from energytui.engine.errors import UserError
+from energytui.engine.report import steady_view
 from energytui.engine.store import Store
 
 from .features import QUANT_BITS, ModelShape, kernel_seconds_per_flop
@@ -30,7 +31,8 @@ def check_host(store: Store, host_id: str) -> str:
 
 def current_fit(store: Store, host_id: str, refit: bool = False) -> tuple[Fit, bool]:
     """The stored fit if its data is unchanged (and no refit asked), else a new one; (fit, refitted)."""
-    trials = store.trials(host_id=host_id)
+    # a steady window's trials count with their share of its energy (no prefill/decode split: request mode)
+    trials = [steady_view(t) for t in store.trials(host_id=host_id)]
     kernels, _ = host_kernels(store, host_id)
     digest = data_hash(usable_data(trials), kernels)
     latest = store.latest_fit(host_id)

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from energytui.engine import host, llama_backend, metering
-from energytui.engine.metering import MeterOptions, ProbeReport
+from energytui.engine.metering import MeterOptions, ProbeReport, parse_seconds
 from energytui.engine.models import default_model_name, fetch, ladder, list_models
 
-__all__ = ["MachineReport", "MeterOptions", "default_model_name", "describe", "fetch", "ladder", "list_models"]
+__all__ = ["MachineReport", "MeterOptions", "default_model_name", "describe", "fetch", "ladder", "list_models",
+           "parse_seconds"]
 
 
 @dataclass

@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sample-hz", type=float, default=100.0, help="power sampling rate (default: %(default)g)")
     run.add_argument("--idle-s", type=float, default=0.5,
                      help="idle window measured before each trial, for idle power (default: %(default)g)")
+    run.add_argument("--window", choices=("auto", "trial", "steady"), default=None,
+                     help="measure energy over each trial's own windows (trial), or per configuration over a "
+                          "steady-state window of its requests back to back (steady: for a power source that "
+                          "updates slower than a trial lasts, such as a wall meter); default: as each run of "
+                          "the manifest says (`window:`), auto: steady where a power source is that slow")
+    run.add_argument("--min-window", default=None, metavar="SECONDS",
+                     help="a steady window's length, e.g. 5s or 10 (default: 5 update periods of the "
+                          "slowest power source, at least 1 s)")
     run.set_defaults(handler=_cmd_run)
 
     export = sub.add_parser("export", parents=[db_parent], help="one record per trial, as CSV or JSON")
@@ -167,10 +175,13 @@ def _add_meter_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _meter_options(args):
-    from energytui.app.machine import MeterOptions
+    from energytui.app.machine import MeterOptions, parse_seconds
 
+    window = getattr(args, "min_window", None)
     return MeterOptions(rate_hz=getattr(args, "sample_hz", 100.0), idle_s=getattr(args, "idle_s", 0.5),
-                        cpu_tdp_w=args.cpu_tdp, power_command=args.power_command)
+                        cpu_tdp_w=args.cpu_tdp, power_command=args.power_command,
+                        window=getattr(args, "window", None),
+                        min_window_s=parse_seconds("--min-window", window) if window is not None else None)
 
 
 def _cmd_tui(args) -> None:

@@ -49,6 +49,25 @@ def trial_outcome(event: Event) -> str:
             f"decode {trial['decode_tps'] or 0:.1f} tok/s{energy}")
 
 
+def window_outcome(event: Event) -> str:
+    """A closed steady window's figures: its requests, steady powers and energy per token, with its source."""
+    window = event.window
+    assert window is not None
+    extra = sum(r.trial_id is None for r in window.requests)
+    head = (f"steady window of {config_label(event.trial)}: {len(window.requests)} requests ({extra} extra) "
+            f"over {window.window_s:.1f} s")
+    if window.busy_power_w is None:
+        return f"{head}: no energy ({'; '.join(window.notes)})"
+    tag = TAG_LABELS.get(window.source or "", window.source)
+    busy = f"{window.busy_power_w:.1f} ± {window.busy_uncertainty_w or 0:.1f} W busy"
+    tokens, gross = max(window.tokens, 1), window.busy_power_w * window.busy_s
+    if window.idle_power_w is None or window.net_j is None:
+        return f"{head}: {busy}, {gross / tokens:.4f} J/tok {tag}"
+    net_u = (window.net_uncertainty_w or 0) * window.busy_s / tokens
+    return (f"{head}: {busy}, {window.idle_power_w:.1f} W idle → {gross / tokens:.4f} J/tok, "
+            f"net {window.net_j / tokens:.4f} ± {net_u:.4f} J/tok {tag}")
+
+
 class LineProgress:
     """One line per finished trial, wrapped to $COLUMNS when set: for logs, pipes and tests."""
 
@@ -60,8 +79,12 @@ class LineProgress:
         if event.kind == "trial_end":
             filled = _BAR * (event.index - 1) // max(event.total, 1)
             line = f"[{'#' * filled}{'.' * (_BAR - filled)}] {trial_title(event)}  {trial_outcome(event)}"
-            self.stream.write(wrap(line, self.columns, "    ") + "\n")
-            self.stream.flush()
+        elif event.kind == "window":
+            line = window_outcome(event)
+        else:
+            return
+        self.stream.write(wrap(line, self.columns, "    ") + "\n")
+        self.stream.flush()
 
     def close(self) -> None:
         pass
@@ -81,6 +104,9 @@ class BarProgress:
         self.task: TaskID | None = None
 
     def on_event(self, event: Event) -> None:
+        if event.kind == "window":
+            self.console.print(Text(wrap(window_outcome(event), self.console.width, "    ")))
+            return
         finished = event.kind == "trial_end"
         self.bar.running = ("", "") if finished else (trial_title(event), _live_figures(event))
         if self.task is None:  # the total is known from the first event
@@ -103,6 +129,8 @@ class BarProgress:
 def _live_figures(event: Event) -> str:
     if event.kind == "cooldown":
         return f"cooldown {event.trial['cooldown_s']:g} s"
+    if event.live is not None and event.live.phase in ("idle", "extra requests"):
+        return f"{event.live.phase}…"
     if event.kind == "tokens":
         rate = f"{event.tokens_per_s:.1f}" if event.tokens_per_s else "…"
         return f"{event.tokens} tok  {rate} tok/s"

@@ -19,6 +19,7 @@ from .errors import UserError
 from .gguf import GGUFInfo, read_gguf
 from .models import ladder_variant, load_registry, resolve_model, verify
 from .prompts import Prompt, load_prompt_file, load_suite, suite_names
+from .telemetry.steady import WINDOW_MODES
 
 BACKENDS = ("cpu", "gpu", "hybrid")
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
@@ -28,9 +29,10 @@ RUN_DEFAULTS = {
     "model": None, "backend": "cpu", "threads": None, "gpu_layers": None, "n_batch": 512,
     "batch_size": 1, "n_ctx": 2048, "suite": None, "prompt_file": None, "prompt_tokens": None,
     "prompt_limit": None, "chat": True, "max_tokens": 128, "ignore_eos": False, "temperature": 0.0,
-    "seed": 42, "repetitions": 1, "cooldown_s": 0.0,
+    "seed": 42, "repetitions": 1, "cooldown_s": 0.0, "window": "auto",
 }
-NOT_EXPANDABLE = {"repetitions", "cooldown_s"}
+NOT_EXPANDABLE = {"repetitions", "cooldown_s", "window"}
+
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class TrialSpec:
     seed: int
     repetition: int
     cooldown_s: float | str  # seconds, or "auto": until power is back near idle (bounded)
+    window: str = "auto"  # one of WINDOW_MODES
 
     def load_key(self) -> tuple:
         return (self.model_path, self.gpu_layers)
@@ -194,6 +197,8 @@ class _ValueChecker:
             if not isinstance(c[key], (int, float)) or isinstance(c[key], bool) or c[key] < 0:
                 raise p(run_id, key, f"expected a number ≥ 0{' or auto' if key == 'cooldown_s' else ''}, "
                         f"got {c[key]!r}", "fix the value")
+        if c["window"] not in WINDOW_MODES:
+            raise p(run_id, "window", f"unknown value {c['window']!r}", f"use one of {', '.join(WINDOW_MODES)}")
         for key in ("ignore_eos", "chat"):
             if not isinstance(c[key], bool):
                 raise p(run_id, key, f"expected true or false, got {c[key]!r}", "write true or false")
@@ -310,6 +315,7 @@ class _ValueChecker:
                     chat=c["chat"] and tokens_target is None, max_tokens=c["max_tokens"], ignore_eos=c["ignore_eos"],
                     temperature=float(c["temperature"]), seed=c["seed"], repetition=repetition,
                     cooldown_s=c["cooldown_s"] if c["cooldown_s"] == "auto" else float(c["cooldown_s"]),
+                    window=c["window"],
                 ))
         return specs
 

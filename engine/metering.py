@@ -9,6 +9,7 @@ idle-after. Every figure keeps its source tag: counter, integrated or estimated.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
 from .telemetry import Sampler, TrialEnergy, TrialWindows, attribute, discover, update_periods
-from .telemetry.base import COUNTER, INTEGRATED, Sample
+from .telemetry.attribution import whole_machine_devices
+from .telemetry.base import COUNTER, INTEGRATED, Sample, is_slow
+from .telemetry.steady import WINDOW_MODES, Request, SteadyEnergy, steady_energy, window_length
 from .telemetry.rapl import DEFAULT_POWERCAP_ROOT
 
 if TYPE_CHECKING:  # the runner loads llama.cpp, which meter options and result tables need not
@@ -36,8 +39,14 @@ class MeterOptions:
     # $ENERGYTUI_POWERCAP_ROOT: a powercap tree elsewhere (a container's bind mount, or a test's fake tree)
     powercap_root: str = field(default_factory=lambda: os.environ.get("ENERGYTUI_POWERCAP_ROOT", DEFAULT_POWERCAP_ROOT))
     nvml: Any = None  # a pynvml-like module; tests inject a stand-in
+    window: str | None = None  # --window: overrides every trial's manifest `window` (None: as the manifest says)
+    min_window_s: float | None = None  # --min-window: a steady window's length (None: 5 update periods)
 
     def check(self) -> None:
+        if self.window is not None and self.window not in WINDOW_MODES:
+            raise UserError(f"--window {self.window}: choose one of {', '.join(WINDOW_MODES)}")
+        if self.min_window_s is not None and not 0.1 <= self.min_window_s <= 3600:
+            raise UserError(f"--min-window {self.min_window_s:g}s: give a length between 0.1 s and 1 h, e.g. 5s")
         if self.rate_hz <= 0 or self.rate_hz > 1000:
             raise UserError(f"--sample-hz {self.rate_hz:g}: choose a rate between 1 and 1000 Hz")
         if self.idle_s < 0.05:
@@ -84,6 +93,24 @@ class Meter:
     def only_estimates(self) -> bool:
         return not any(s.source in (COUNTER, INTEGRATED) for s in self.sources)
 
+    @property
+    def slow_devices(self) -> dict[str, float]:
+        """The devices of the machine's total whose value changes too seldom to resolve a trial's windows,
+        with their update periods: their energy comes from steady-state windows."""
+        return {d: self.periods[d] for d in whole_machine_devices(self.periods) if is_slow(self.periods[d])}
+
+    def window_mode(self, asked: str | None) -> str:
+        """'trial' or 'steady' for a trial whose manifest asks `asked`; --window overrides the manifest."""
+        mode = self.options.window or asked or "auto"
+        if mode == "auto":
+            return "steady" if self.slow_devices else "trial"
+        return mode
+
+    @property
+    def steady_window_s(self) -> float:
+        total = whole_machine_devices(self.periods)
+        return window_length((self.periods[d] for d in total), self.options.min_window_s)
+
     def start(self) -> None:
         self.sampler = Sampler(self.sources, rate_hz=self.options.rate_hz)
         self.sampler.start()
@@ -95,13 +122,13 @@ class Meter:
             raise RuntimeError("the meter was not started")
         return self.sampler
 
-    def idle_before(self, abort: threading.Event | None = None) -> int:
-        """Hold still for the idle window; returns its start. Called just before prefill starts (the engine
-        re-warms the CPU between its end and prefill: that work belongs to no window). `abort` set ends the
-        window early (the caller then stops the trial)."""
+    def idle_before(self, abort: threading.Event | None = None, seconds: float | None = None) -> int:
+        """Hold still for the idle window (`seconds`, else --idle-s); returns its start. Called just before
+        prefill starts (the engine re-warms the CPU between its end and prefill: that work belongs to no
+        window). `abort` set ends the window early (the caller then stops the trial)."""
         self._collect()
         started = time.monotonic_ns()
-        _pause(self.options.idle_s, abort)
+        _pause(self.options.idle_s if seconds is None else seconds, abort)
         self._idle_end = time.monotonic_ns()
         return covered_start(self._collect(), started)
 
@@ -112,12 +139,42 @@ class Meter:
         time.sleep(self.options.idle_after_s)
         t_idle_end = time.monotonic_ns()
         samples = self._take()
+        return samples, self.trial_energy(samples, measurement, t_idle_start, self._idle_end, t_idle_end)
+
+    def trial_energy(self, samples: list[Sample], measurement: Measurement, t_idle_start: int,
+                     t_idle_before_end: int | None, t_idle_end: int) -> dict:
+        """A trial's energy columns from the samples around it."""
         t_first = measurement.t_first_ns or measurement.t_end_ns
         windows = TrialWindows(t_idle_start, measurement.t_start_ns, t_first, measurement.t_end_ns, t_idle_end,
-                               t_idle_before_end=min(self._idle_end or measurement.t_start_ns, measurement.t_start_ns))
+                               t_idle_before_end=min(t_idle_before_end or measurement.t_start_ns,
+                                                     measurement.t_start_ns))
         energy = attribute(samples, windows, measurement.gen_tokens, update_period_s=self.periods)
         self._last_idle_w = energy.total.idle_power_w
-        return samples, {**energy_columns(energy, samples), "energy_method": self.method}
+        return {**energy_columns(energy, samples), "energy_method": self.method}
+
+    @property
+    def idle_end(self) -> int | None:
+        """When the last idle window ended."""
+        return self._idle_end
+
+    def take_after(self, t_ns: int, timeout_s: float = 0.25) -> list[Sample]:
+        """Every sample not yet handed over (a steady window's, at its end), once each fast source has read
+        at or after t_ns (a window integrated over a fast source needs one past its end; a slow source's
+        window uses only readings inside it)."""
+        fast = {d for d, period in self.periods.items() if not is_slow(period)}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            latest = {s.device for s in self._collect() if s.t_ns >= t_ns}
+            if fast <= latest:
+                break
+            time.sleep(1 / self.options.rate_hz)
+        return self._take()
+
+    def steady(self, samples: list[Sample], idle_span: tuple[int, int], requests: list[Request]) -> SteadyEnergy:
+        energy = steady_energy(samples, idle_span, requests, update_period_s=self.periods)
+        if energy.idle_power_w is not None:
+            self._last_idle_w = energy.idle_power_w
+        return energy
 
     def cooldown(self, seconds: float | str, abort: threading.Event | None = None) -> None:
         """A fixed pause, or 'auto': until total power is back near the last idle power (bounded); either
@@ -169,6 +226,14 @@ class Meter:
             self.sampler.stop()
         for source in self.sources:
             source.close()
+
+
+def parse_seconds(flag: str, text: str) -> float:
+    """'5s', '500ms', '5', '1min' → seconds; a UserError naming the flag otherwise."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|min)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise UserError(f"{flag} {text!r}: give a duration like 5s, 500ms or 5")
+    return float(match.group(1)) * {"ms": 1e-3, "s": 1.0, "min": 60.0}[(match.group(2) or "s").lower()]
 
 
 def _pause(seconds: float, abort: threading.Event | None) -> None:

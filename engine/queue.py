@@ -23,7 +23,9 @@ from .manifest import Manifest, TrialSpec
 from .metering import Meter
 from .models import derivation, sha256_of
 from .runner import Engine, TrialFailed
+from .steady import SteadyGroup
 from .store import MODEL_SHAPE, Store
+from .telemetry.steady import SteadyEnergy
 
 _SPEC_FIELDS = [f.name for f in dataclasses.fields(TrialSpec)]
 _BOOL_FIELDS = {"chat", "ignore_eos"}
@@ -41,7 +43,8 @@ class ResumeAvailable(UserError):
 
 @dataclass
 class Event:
-    """Progress for a display: kind is trial_start, tokens, trial_end or cooldown."""
+    """Progress for a display: kind is trial_start, tokens, trial_end, cooldown or window (a steady window
+    closed after the trial named)."""
 
     kind: str
     index: int
@@ -51,6 +54,7 @@ class Event:
     tokens_per_s: float | None = None
     t_first_ns: int | None = None  # first token of the running trial (the prefill/decode boundary)
     live: LiveTrial | None = None  # the running trial at any moment, for a display that polls it
+    window: SteadyEnergy | None = None  # kind "window": a steady window closed, with its figures
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,9 @@ class LiveView:
 
 
 # loading: model, context and warm-up; idle: the idle window before prefill; prefill (with the 0.1 s busy
-# re-warm spell just before it); decode from the first token; idle after: the window after the last token
-PHASES = ("cooldown", "loading", "idle", "prefill", "decode", "idle after")
+# re-warm spell just before it); decode from the first token; idle after: the window after the last token;
+# extra requests: untimed requests that make a steady window long enough (engine/steady.py)
+PHASES = ("cooldown", "loading", "idle", "prefill", "decode", "idle after", "extra requests")
 
 
 class LiveTrial:
@@ -113,6 +118,11 @@ class LiveTrial:
             if self._state is not None:
                 self._state.update(trial=trial, phase=trial["status"])
 
+    @property
+    def phase(self) -> str | None:
+        with self._lock:
+            return self._state["phase"] if self._state is not None else None
+
     def view(self) -> LiveView | None:
         with self._lock:
             if self._state is None:
@@ -131,8 +141,8 @@ def _decode_rate(first: tuple[int, int] | None, last: tuple[int, int] | None) ->
 
 
 def spec_from_row(row: dict) -> TrialSpec:
-    values: dict[str, Any] = {k: bool(row[k]) if k in _BOOL_FIELDS else row[k] for k in _SPEC_FIELDS}
-    return TrialSpec(**values)
+    values: dict[str, Any] = {k: bool(row[k]) if k in _BOOL_FIELDS else row.get(k) for k in _SPEC_FIELDS}
+    return TrialSpec(**{**values, "window": values["window"] or "auto"})
 
 
 def register_models(store: Store, manifest: Manifest) -> None:
@@ -231,14 +241,24 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
                 time.sleep(float(row["cooldown_s"]))
             if aborted():
                 break
-        store.mark_running(row["id"])
-        live.begin(index, total, row, "loading")
-        emit(Event("trial_start", index, total, row, live=live))
-        _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, live, abort), abort, live)
-        previous_ran = True
-        finished = store.trial(row["id"])
-        live.end(finished)
-        emit(Event("trial_end", index, total, finished, live=live))
+        steady = meter is not None and meter.window_mode(row.get("window")) == "steady"
+        group = SteadyGroup(store, meter, run, row) if steady else None
+        try:
+            while True:
+                _run_listed(store, engine, meter, row, total, emit, abort, live, group)
+                previous_ran = True
+                if group is None or aborted() or (stop is not None and stop.is_set()):
+                    break
+                following = store.next_pending(run)
+                if following is None or not group.takes(following):
+                    break
+                row = following
+        except BaseException:
+            if group is not None:  # a signal or an error: the trials that ran keep what their window measured
+                group.close()
+            raise
+        if group is not None:
+            _close_group(group, engine, emit, total, abort, stop, live)
         if aborted():
             break
     else:
@@ -249,35 +269,89 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
     return "stopped"
 
 
+def _run_listed(store: Store, engine: Engine, meter: Meter | None, row: dict, total: int, emit,
+                abort: threading.Event | None, live: LiveTrial, group: SteadyGroup | None) -> None:
+    """One trial of the queue, told to the display as it starts and ends."""
+    index = row["seq"] + 1
+    store.mark_running(row["id"])
+    live.begin(index, total, row, "loading")
+    emit(Event("trial_start", index, total, row, live=live))
+    _run_one(store, engine, meter, row, _token_reporter(emit, index, total, row, live, abort), abort, live, group)
+    finished = store.trial(row["id"])
+    live.end(finished)
+    emit(Event("trial_end", index, total, finished, live=live))
+
+
+def _close_group(group: SteadyGroup, engine: Engine, emit, total: int, abort: threading.Event | None,
+                 stop: threading.Event | None, live: LiveTrial) -> None:
+    """Extra requests while the window is too short (unless the run is being stopped), then its figures."""
+    def check() -> None:
+        if abort is not None and abort.is_set():
+            raise TrialStopped
+
+    def keep_going() -> bool:
+        return not (abort is not None and abort.is_set()) and not (stop is not None and stop.is_set())
+
+    def extra(row: dict):
+        return engine.run(spec_from_row(row), lambda generated, t_ns: check(), checkpoint=check)
+
+    if group.started and group.busy_s() < group.length_s and keep_going():
+        live.enter("extra requests")
+        try:
+            group.fill(extra, keep_going)
+        except TrialStopped:
+            pass
+    energy = group.close()
+    if energy is not None and group.rows:
+        last = group.rows[-1]
+        emit(Event("window", last["seq"] + 1, total, last, window=energy))
+
+
 def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_token,
-             abort: threading.Event | None = None, live: LiveTrial | None = None) -> None:
+             abort: threading.Event | None = None, live: LiveTrial | None = None,
+             group: SteadyGroup | None = None) -> None:
+    """Run and store one trial: with its own idle windows, or (group) inside a steady window, whose first
+    trial holds the group's idle window and whose others follow straight on."""
     idle = {}
     live = live if live is not None else LiveTrial(None)
+    opens_window = group is None or not group.started
 
     def stop_if_aborted() -> None:
         if abort is not None and abort.is_set():
             raise TrialStopped
 
     def idle_window() -> None:
-        live.enter("idle")
-        if meter:
-            idle["start"] = meter.idle_before(abort)
+        if opens_window:
+            live.enter("idle")
+            if group is not None:
+                group.idle_window(abort)
+            elif meter:
+                idle["start"] = meter.idle_before(abort)
         live.enter("prefill")
         stop_if_aborted()
 
+    def kept_samples() -> list:  # a steady window keeps every sample until it closes
+        return [] if group is not None else _samples(meter, idle, None)[0]
+
     try:
-        measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window, checkpoint=stop_if_aborted)
-        live.enter("idle after")
-        samples, energy = _samples(meter, idle, measurement)
+        measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window, checkpoint=stop_if_aborted,
+                                 rewarm=opens_window)
+        samples: list = []
+        energy: dict = {}
+        if group is not None:
+            group.add(row, measurement)
+        else:
+            live.enter("idle after")
+            samples, energy = _samples(meter, idle, measurement)
     except TrialStopped:
         store.fail_trial(row["id"], "aborted", _reason(abort) if abort is not None else STOPPED_BY_USER,
-                         _samples(meter, idle, None)[0])
+                         kept_samples())
         return
     except (TrialFailed, UserError, RuntimeError) as exc:
-        store.fail_trial(row["id"], "failed", str(exc), _samples(meter, idle, None)[0])
+        store.fail_trial(row["id"], "failed", str(exc), kept_samples())
         return
     except BaseException as exc:  # a signal, a bug or a crash: the trial says which; run_queue ends the run
-        store.fail_trial(row["id"], "aborted", _how_it_ended(exc)[1], _samples(meter, idle, None)[0])
+        store.fail_trial(row["id"], "aborted", _how_it_ended(exc)[1], kept_samples())
         raise
     store.finish_trial(row["id"], {**measurement.metrics(), **energy}, measurement.steps, samples)
 

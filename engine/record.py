@@ -58,7 +58,7 @@ TRIAL_FIELDS: tuple[TrialField, ...] = (
     *_fields(SETTING, "model:s quant:s backend:s threads:i gpu_layers:i n_batch:i batch_size:i suite:s prompt_id:s"),
     *_fields(MEASURED, "prompt_tokens:i gen_tokens:i ttft_ms:f:ms prefill_tps:f:tok/s decode_tps:f:tok/s "
                        "decode_tps_per_seq:f:tok/s itl_p50_ms:f:ms itl_p95_ms:f:ms e2e_ms:f:ms"),
-    *_fields(SETTING, "n_ctx:i max_tokens:i ignore_eos:i temperature:f seed:i repetition:i"),
+    *_fields(SETTING, "n_ctx:i max_tokens:i ignore_eos:i temperature:f seed:i repetition:i window:s"),
     *_fields(JOINED, "bits_per_weight:f n_params:i"),
     *_fields(QUEUE, "host_id:s"),
     *_fields(JOINED, "build:s"),
@@ -66,7 +66,13 @@ TRIAL_FIELDS: tuple[TrialField, ...] = (
     *_fields(QUEUE, "started_at:s"),
     *_fields(ENERGY, "energy_j:f:J energy_net_j:f:J energy_cpu_j:f:J energy_gpu_j:f:J prefill_energy_j:f:J "
                      "decode_energy_j:f:J j_per_token:f:J/token avg_power_w:f:W peak_power_w:f:W idle_power_w:f:W "
-                     "edp_js:f:J·s energy_source:s energy_tag:s sample_hz:f:Hz energy_notes:s energy_method:s"),
+                     "edp_js:f:J·s energy_source:s energy_tag:s sample_hz:f:Hz energy_notes:s energy_method:s "
+                     "window_id:i"),
+    # The trial's steady window (engine/telemetry/steady.py): its configuration's figures, not the trial's.
+    *_fields(JOINED, "window_j_per_token:f:J/token window_energy_per_request_j:f:J window_busy_power_w:f:W "
+                     "window_idle_power_w:f:W window_energy_uncertainty_j:f:J window_net_j_per_token:f:J/token "
+                     "window_net_uncertainty_j:f:J window_s:f:s window_requests:i "
+                     "window_extra_requests:i window_tag:s"),
     *_fields(IMPORTED, "imported:i caveats:s"),
     *_fields(QUEUE, "error:s"),
     *_fields(MEASURED, "stop_reason:s"),

@@ -134,6 +134,36 @@ def config_labels(trials: list[dict]) -> dict[tuple, str]:
     return labels
 
 
+def steady_view(trial: dict) -> dict:
+    """A trial as its configuration's energy figures count it. In a steady window (engine/telemetry/steady.py)
+    its energy is its share by the tokens' clock: the window's busy power × the trial's own duration, tagged
+    with the window's source (none where the window has no figures); other trials are unchanged."""
+    if not trial.get("window_id"):
+        return trial
+    power, e2e_ms, tokens = trial.get("window_busy_power_w"), trial.get("e2e_ms"), trial.get("gen_tokens")
+    if power is None or e2e_ms is None:
+        return {**trial, **dict.fromkeys(("energy_j", "j_per_token", "avg_power_w", "edp_js", "energy_tag"))}
+    energy = power * e2e_ms / 1e3
+    return {**trial, "energy_j": energy, "j_per_token": energy / tokens if tokens else None, "avg_power_w": power,
+            "edp_js": energy * e2e_ms / 1e3, "energy_tag": trial.get("window_tag")}
+
+
+def window_uncertainty(trials: list[dict]) -> float | None:
+    """The largest relative uncertainty of the steady windows these trials' energy comes from."""
+    shares = [t["window_energy_uncertainty_j"] / (t["window_energy_per_request_j"] * t["window_requests"])
+              for t in trials if t.get("window_energy_uncertainty_j") is not None
+              and t.get("window_energy_per_request_j") and t.get("window_requests")]
+    return max(shares) if shares else None
+
+
+def steady_mark(row: dict) -> str:
+    """' (steady window ±1.2 %)' after a row's energy figures where they come from steady windows."""
+    if not row.get("steady_windows"):
+        return ""
+    share = row.get("window_uncertainty")
+    return " (steady window" + (f" ±{share:.1%})" if share is not None else ")")
+
+
 def summarise(trials: list[dict], by: str = "config") -> list[dict]:
     """One row per configuration (or backend, or host) with counts by status and mean ± stddev of done trials."""
     groups: dict[tuple, list[dict]] = {}
@@ -153,9 +183,12 @@ def summarise(trials: list[dict], by: str = "config") -> list[dict]:
                "prompt_tokens": stat(t["prompt_tokens"] for t in done),
                "gen_tokens": stat(t["gen_tokens"] for t in done)}
         row.update({key: stat(t[key] for t in done) for key, _ in SUMMARY_METRICS})
-        row.update({key: stat(t.get(key) for t in done) for key, _, _ in ENERGY_METRICS})
-        row["edp_of_means_js"] = edp_of_means(done)
-        row["energy_tag"] = weakest_source({t["energy_tag"] for t in done if t.get("energy_tag")})
+        counted = [steady_view(t) for t in done]
+        row.update({key: stat(t.get(key) for t in counted) for key, _, _ in ENERGY_METRICS})
+        row["edp_of_means_js"] = edp_of_means(counted)
+        row["energy_tag"] = weakest_source({t["energy_tag"] for t in counted if t.get("energy_tag")})
+        row["steady_windows"] = len({t["window_id"] for t in done if t.get("window_id")})
+        row["window_uncertainty"] = window_uncertainty(done)
         rows.append(row)
     return rows
 
@@ -164,7 +197,7 @@ def energy_cell(row: dict, key: str, digits: int) -> str:
     """An energy figure with its source tag beside it, e.g. '0.0123 ± 0.0004 ESTIMATED'."""
     if row[key].mean is None:
         return "–"
-    return f"{row[key].fmt(digits)} {TAG_LABELS.get(row['energy_tag'], row['energy_tag'])}"
+    return f"{row[key].fmt(digits)} {TAG_LABELS.get(row['energy_tag'], row['energy_tag'])}{steady_mark(row)}"
 
 
 def table_cells(rows: list[dict], compact: bool = False) -> tuple[list[str], list[list[str]], str | None]:
@@ -179,7 +212,8 @@ def table_cells(rows: list[dict], compact: bool = False) -> tuple[list[str], lis
                + energy_headers)
     body = [[r["label"], f"{r['done']}/{r['trials']}", r["prompt_tokens"].fmt(0), r["gen_tokens"].fmt(0)]
             + [r[key].fmt() for key, _ in SUMMARY_METRICS]
-            + [r[key].fmt(digits) if shared else energy_cell(r, key, digits) for key, _, digits in ENERGY_METRICS]
+            + [r[key].fmt(digits) + (steady_mark(r) if r[key].mean is not None else "") if shared
+               else energy_cell(r, key, digits) for key, _, digits in ENERGY_METRICS]
             + [_product_cell(r, tagged=not shared)] for r in rows]
     caption = (f"energy columns ({', '.join(energy_headers)}): {shared}; EDP = the mean of per-trial EDP, "
                "EDP of means = mean energy × mean latency") if shared else None
@@ -229,13 +263,20 @@ def _product_cell(row: dict, tagged: bool = True) -> str:
     value = row["edp_of_means_js"]
     if value is None:
         return "–"
-    return f"{value:.2f} {TAG_LABELS.get(row['energy_tag'], row['energy_tag'])}" if tagged else f"{value:.2f}"
+    tag = f" {TAG_LABELS.get(row['energy_tag'], row['energy_tag'])}" if tagged else ""
+    return f"{value:.2f}{tag}{steady_mark(row)}"
 
 
 def energy_legend(trials: list[dict]) -> list[str]:
     """How the energy figures were obtained, one line per distinct method."""
     methods = sorted({t["energy_method"] for t in trials if t.get("energy_method")})
     lines = [f"energy: {line}" for method in methods for line in method.splitlines()]
+    if any(t.get("window_id") for t in trials):
+        lines.append("energy marked (steady window): a power source updating slower than a trial lasts cannot "
+                     "measure one trial, so each configuration's requests ran back to back over a steady-state "
+                     "window after an idle window as long; a request's energy is the window's steady power × its "
+                     "own duration; ± is the window's uncertainty (its readings' spread and one update period "
+                     "of the busy-idle step over the window's length)")
     if any(t.get("energy_tag") == "estimated" for t in trials):
         lines.append("energy marked ESTIMATED comes from a model, not a meter: compare it between "
                      "configurations on this host, never with measured figures")
@@ -368,6 +409,8 @@ def records(rows: list[dict], by: str) -> list[dict]:
             record[f"{key}_mean"], record[f"{key}_stdev"] = r[key].mean, r[key].stdev
         record["edp_of_means_js"] = r["edp_of_means_js"]
         record["energy_tag"] = r["energy_tag"]
+        record["energy_window"] = "steady" if r.get("steady_windows") else "trial"
+        record["window_uncertainty"] = r.get("window_uncertainty")
         out.append(record)
     return out
 

@@ -120,11 +120,13 @@ class Engine:
         text = (spec.chat and model.chat_prompt(spec.prompt_text)) or spec.prompt_text
         return model.tokenize(text), text
 
-    def run(self, spec: TrialSpec, on_token=None, before_start=None, checkpoint=None) -> Measurement:
+    def run(self, spec: TrialSpec, on_token=None, before_start=None, checkpoint=None,
+            rewarm: bool = True) -> Measurement:
         """Run one trial; `on_token(generated_so_far, t_ns)` is called after each decode step.
 
         `before_start()` runs once everything is loaded, warm and tokenized, just before
-        the clock starts: the meter's idle window goes there, clear of load work.
+        the clock starts: the meter's idle window goes there, clear of load work; a busy spell
+        re-warms the CPU after it unless `rewarm` is False (a request straight after another).
         `checkpoint()` runs between the busy spell's decodes and just before prefill; like on_token it may
         raise to stop the trial (a stop then waits for one llama.cpp call at most, never the whole spell).
         """
@@ -139,7 +141,8 @@ class Engine:
         try:
             if before_start:
                 before_start()
-                self._rewarm(ctx, tokens, checkpoint)
+                if rewarm:
+                    self._rewarm(ctx, tokens, checkpoint)
             if checkpoint:
                 checkpoint()
             measurement = self._generate(ctx, tokens, max_tokens, sampler, spec.ignore_eos, on_token)

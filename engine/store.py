@@ -22,7 +22,7 @@ from urllib.parse import quote
 from .errors import UserError
 from .record import stored_row
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 if TYPE_CHECKING:
@@ -126,6 +126,33 @@ def _kernel_rates_v6(db: sqlite_utils.Database) -> None:
 def _run_endings_v7(db: sqlite_utils.Database) -> None:
     """How a run ended, in words (which signal stopped it, which error)."""
     db.table("runs").add_column("ended_by", str)
+
+
+@_migration
+def _steady_windows_v8(db: sqlite_utils.Database) -> None:
+    """Steady-state windows: a configuration's energy from back-to-back requests, for slow power sources
+    (engine/telemetry/steady.py); trials name theirs, and the window's raw samples are kept with it."""
+    db.table("steady_windows").create({
+        "id": int, "run": int, "run_id": str, "config_id": str, "host_id": str, "created_at": str,
+        "t_idle_start_ns": int, "t_idle_end_ns": int, "t_busy_start_ns": int, "t_busy_end_ns": int,
+        "requests": int, "extra_requests": int, "gen_tokens": int, "window_s": float, "busy_s": float,
+        "busy_power_w": float, "idle_power_w": float, "busy_uncertainty_w": float, "net_uncertainty_w": float,
+        "energy_j": float, "energy_net_j": float, "energy_uncertainty_j": float, "net_uncertainty_j": float,
+        "energy_per_request_j": float, "j_per_token": float, "net_j_per_token": float, "energy_tag": str,
+        "energy_notes": str, "energy_method": str, "devices": str,
+    }, pk="id", foreign_keys=[("run", "runs", "id"), ("host_id", "hosts", "id")])
+    db.table("trials").add_column("window", str)
+    db.table("trials").add_column("window_id", int)
+    db.table("samples").add_column("window_id", int)
+    db.table("samples").create_index(["window_id"])
+
+
+# A trial's steady window, as Store.trials joins it (engine/record.py declares these names).
+WINDOW_JOIN = {"window_j_per_token": "j_per_token", "window_energy_per_request_j": "energy_per_request_j",
+               "window_busy_power_w": "busy_power_w", "window_idle_power_w": "idle_power_w",
+               "window_energy_uncertainty_j": "energy_uncertainty_j", "window_s": "window_s",
+               "window_net_j_per_token": "net_j_per_token", "window_net_uncertainty_j": "net_uncertainty_j",
+               "window_requests": "requests", "window_extra_requests": "extra_requests", "window_tag": "energy_tag"}
 
 
 def now_iso() -> str:
@@ -293,11 +320,22 @@ class Store:
             self._insert_samples(trial_id, samples)
             self._update(trial_id, status=status, error=error, finished_at=now_iso())
 
-    def _insert_samples(self, trial_id: int, samples) -> None:
+    def save_window(self, run: int, window: dict, samples: Sequence, trial_energy: dict[int, dict]) -> int:
+        """A steady window's figures and raw samples, and its trials' energy columns (trial id -> columns)."""
+        with self._db.conn:
+            window_id = self._db.table("steady_windows").insert({**window, "run": run,
+                                                                 "created_at": now_iso()}).last_pk
+            self._insert_samples(None, samples, window_id)
+            for trial_id, columns in trial_energy.items():
+                self._update(trial_id, **columns, window_id=window_id)
+        return window_id
+
+    def _insert_samples(self, trial_id: int | None, samples, window_id: int | None = None) -> None:
         """Raw telemetry samples, kept so windows can be recomputed later."""
         self._db.table("samples").insert_all(
-            {"trial_id": trial_id, "t_ns": s.t_ns, "device": s.device, "source": s.source, "power_w": s.power_w,
-             "energy_j": s.energy_j, "extra": json.dumps(s.extra) if s.extra else None} for s in samples)
+            {"trial_id": trial_id, "window_id": window_id, "t_ns": s.t_ns, "device": s.device, "source": s.source,
+             "power_w": s.power_w, "energy_j": s.energy_j, "extra": json.dumps(s.extra) if s.extra else None}
+            for s in samples)
 
     def _update(self, trial_id: int, **values) -> None:
         with self._db.conn:
@@ -375,8 +413,9 @@ class Store:
         return self._rows(
             f"SELECT t.*, m.bits_per_weight, m.n_params, m.n_layers, m.size AS model_size, "
             f"{', '.join('m.' + c for c in MODEL_SHAPE)}, h.gpu_offload AS gpu_build, h.cores AS host_cores, "
-            f"h.ram_gb AS host_ram_gb FROM trials t "
+            f"h.ram_gb AS host_ram_gb, {', '.join(f'w.{c} AS {n}' for n, c in WINDOW_JOIN.items())} FROM trials t "
             f"LEFT JOIN models m ON m.path = t.model_path LEFT JOIN hosts h ON h.id = t.host_id "
+            f"LEFT JOIN steady_windows w ON w.id = t.window_id "
             f"WHERE {where or '1=1'} ORDER BY t.id", [value for _, value in filters])
 
     def run_numbers(self) -> list[int]:
@@ -492,9 +531,11 @@ class Store:
         return self._conn.execute("SELECT COUNT(*) FROM trials WHERE run = ?", [run]).fetchone()[0]
 
     def power_trace(self, trial_id: int) -> list[tuple[int, str, float | None]]:
-        """(t_ns, device, power_w) of the trial's raw samples, in time order."""
-        return self._conn.execute("SELECT t_ns, device, power_w FROM samples WHERE trial_id = ? ORDER BY t_ns",
-                                  [trial_id]).fetchall()
+        """(t_ns, device, power_w) of the trial's raw samples in time order; for a trial of a steady window,
+        the whole window's (its idle window and every request in it)."""
+        return self._conn.execute(
+            "SELECT t_ns, device, power_w FROM samples WHERE trial_id = ? OR window_id = "
+            "(SELECT window_id FROM trials WHERE id = ?) ORDER BY t_ns", [trial_id, trial_id]).fetchall()
 
     def running_trial(self) -> dict | None:
         """The newest trial marked running: by this process, another one (`energytui run`), or one that died."""

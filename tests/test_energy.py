@@ -117,7 +117,7 @@ def test_external_meter_is_total_power_and_short_windows_are_flagged_not_zero(ma
 
     command = f"{sys.executable} -c print(42.5)"
     code, out, err = run_cli(capsys, "run", manifest, "--db", tmp_path / "w.db", "--idle-s", "0.2",
-                             "--power-command", command)
+                             "--window", "trial", "--power-command", command)
     assert code == 0, err
     for t in _rows(tmp_path / "w.db", "SELECT * FROM trials"):
         assert "wall:integrated" in t["energy_source"]

@@ -213,11 +213,18 @@ def attribute(samples: Iterable[Sample], windows: TrialWindows, gen_tokens: int,
                                update_period_s.get(device, 0.0), idle_power_w.get(device))
         for device, device_samples in sorted(by_device.items())
     }
-    total_devices = (WALL_DEVICE,) if WALL_DEVICE in devices else tuple(devices)
+    total_devices = whole_machine_devices(devices)
     power_series = {d: _Series([(s.t_ns, s.power_w) for s in by_device[d] if s.power_w is not None])
                     for d in total_devices}
     total = _total_energy([devices[d] for d in total_devices], power_series, windows, gen_tokens, e2e_s)
     return TrialEnergy(windows, gen_tokens, e2e_s, devices, total, total_devices, total.source)
+
+
+def whole_machine_devices(devices: Iterable[str]) -> tuple[str, ...]:
+    """The devices whose sum is the machine's power: the wall meter alone where there is one (it already
+    includes every component), else all of them."""
+    devices = tuple(devices)
+    return (WALL_DEVICE,) if WALL_DEVICE in devices else devices
 
 
 def _device_energy(device: str, samples: list[Sample], windows: TrialWindows, gen_tokens: int, e2e_s: float,

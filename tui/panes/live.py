@@ -30,7 +30,8 @@ RECENT_ROWS = 12  # finished trials listed, newest first: the table never grows 
 FINISHED = ("done", "failed", "aborted")
 PHASE_WORDS = {"cooldown": "cooldown", "loading": "loading the model and warming up",
                "idle": "idle window (idle power)", "prefill": "prefill", "decode": "decode",
-               "idle after": "idle window after the last token"}
+               "idle after": "idle window after the last token",
+               "extra requests": "extra requests to fill the steady-state window"}
 
 
 class LivePane(Pane):
