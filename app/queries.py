@@ -55,7 +55,10 @@ def trace(store: Store, trial_id: int) -> Trace:
     trial = store.trial(trial_id)
     samples = store.power_trace(trial_id)
     marks = {"prefill": trial.get("t_start_ns"), "decode": trial.get("t_first_ns"), "end": trial.get("t_end_ns")}
-    tag = TAG_LABELS.get(trial.get("energy_tag") or "", "") if samples else missing_trace_reason(trial)
+    tag = TAG_LABELS.get(trial.get("energy_tag") or trial.get("window_tag") or "", "") if samples \
+        else missing_trace_reason(trial)
+    if samples and trial.get("window_id"):
+        tag += f", its steady-state window {trial['window_id']} (the idle window and every request in it)"
     return Trace(samples, marks, f"trial {trial_id} {tag}".strip())
 
 

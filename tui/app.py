@@ -25,7 +25,7 @@ from energytui.app import UserError
 from .commands import help_lines, palette
 from .dialogs import AddTrialScreen, HelpScreen, ManifestPicker, QuitScreen
 from .messages import RunEnded, TrialEvent, TrialsChanged
-from .pane import AppConfig, Pane
+from .pane import AppConfig, Pane, taken_down
 from .panes.advisor import AdvisorPane
 from .panes.host import HostPane
 from .panes.live import LivePane
@@ -239,7 +239,11 @@ class EnergyApp(App[str]):
             version = store.change_stamp()
         if version != self._db_version:
             self._db_version = version
-            self.call_from_thread(self.action_refresh)
+            self.call_from_thread(self._refresh_unless_closing)
+
+    def _refresh_unless_closing(self) -> None:
+        if not taken_down(self.screen):
+            self.action_refresh()
 
 
 def _spare_from_collection() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from textual.containers import Vertical
+from textual.widget import Widget
 
 if TYPE_CHECKING:
     from energytui.app.machine import MeterOptions
@@ -40,5 +41,19 @@ class Pane(Vertical):
 
     def tell(self, text: str, error: bool = False) -> None:
         """A notification from a worker thread."""
-        self.app.call_from_thread(self.app.notify, text, severity="error" if error else "information",
-                                  markup=False, timeout=10 if error else 5)
+        self.on_ui(self.app.notify, text, severity="error" if error else "information",
+                   markup=False, timeout=10 if error else 5)
+
+    def on_ui(self, callback: Callable[..., object], *args, **kwargs) -> None:
+        """Call `callback` on the UI thread from a worker, unless the pane is being taken down by then: a worker
+        (the database poll's reload) may finish after the app began closing, when the widgets are gone."""
+        def unless_closing() -> None:
+            if not taken_down(self):
+                callback(*args, **kwargs)
+
+        self.app.call_from_thread(unless_closing)
+
+
+def taken_down(node: Widget) -> bool:
+    """Whether the node or its app is closing (Textual's own test for a node that can still be shown)."""
+    return not node.is_attached or any(pump._closing or pump._closed for pump in (node, node.app)) or node._pruning

@@ -72,15 +72,14 @@ class AdvisorPane(Pane):
                 result = advise(fit, Request(tokens, prompt, budget, latency, objective), has_gpu_trials(store, host))
         except UserError as exc:
             self.tell(str(exc), error=True)
-            self.app.call_from_thread(text.update, f"Cannot advise: {exc}")
+            self.on_ui(text.update, f"Cannot advise: {exc}")
             return
         shown = [p for p in ([result.recommendation] if result.recommendation else []) + result.alternatives
                  + result.rejected if p.values]
-        self.app.call_from_thread(text.update, render(result))
-        self.app.call_from_thread(self.query_one(BarChart).show, [str(i + 1) for i in range(len(shown))],
-                                  [p.values["avg_power_w"] for p in shown],
-                                  "predicted average power (W) per candidate (1 = recommended) against the budget",
-                                  budget)
+        self.on_ui(text.update, render(result))
+        self.on_ui(lambda: self.query_one(BarChart).show(
+            [str(i + 1) for i in range(len(shown))], [p.values["avg_power_w"] for p in shown],
+            "predicted average power (W) per candidate (1 = recommended) against the budget", budget))
 
 
 class _Power(Validator):

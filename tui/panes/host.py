@@ -35,4 +35,4 @@ class HostPane(Pane):
         lines.append("")
         lines.append("Energy is measured." if report.real else
                      "No power counter can be read: energy figures are ESTIMATES.")
-        self.app.call_from_thread(self.query_one(Static).update, "\n".join(lines))
+        self.on_ui(lambda: self.query_one(Static).update("\n".join(lines)))

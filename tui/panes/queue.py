@@ -232,7 +232,7 @@ class QueuePane(Pane):
         self.post_message(TrialsChanged())
 
     def tell_warning(self, text: str) -> None:
-        self.app.call_from_thread(self.app.notify, text, severity="warning", markup=False)
+        self.on_ui(self.app.notify, text, severity="warning", markup=False)
 
     @work(thread=True, exclusive=True, group="runner")
     def run_trials(self, run: int) -> None:
@@ -257,7 +257,7 @@ class QueuePane(Pane):
             return
         with database(self.config.db_path, read_only=True) as store:
             runs = run_summaries(store)
-        self.app.call_from_thread(self._show_runs, runs)
+        self.on_ui(self._show_runs, runs)
 
     def _show_runs(self, runs: list[dict]) -> None:
         """The loaded run stays selected; with none loaded yet, the latest run with pending trials is loaded."""
@@ -277,7 +277,7 @@ class QueuePane(Pane):
     def load_queue(self, run: int) -> None:
         with self.database() as store:
             trials = sorted(store.trials(run=run), key=lambda t: t["seq"])  # run order, which moves change
-        self.app.call_from_thread(self._show_queue, run, trials)
+        self.on_ui(self._show_queue, run, trials)
 
     def _show_queue(self, run: int, trials: list[dict]) -> None:
         if run != self.run_number:  # a read that a choice of another run overtook

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from rich.text import Text
 from textual.widgets import Button, DataTable, Input, Static
 
-from energytui.app.views import config_key, config_labels, energy_cell, summarise
+from energytui.app.views import config_key, config_labels, energy_cell, steady_view, summarise
 
 from ..charts import BarChart, PowerChart, ScatterChart
 from ..pane import Pane
@@ -136,7 +136,7 @@ class ResultsPane(Pane):
         cells = [trial_cells(t, labels[config_key(t)]) for t in trials]
         search = [" ".join(map(str, row)).lower() for row in cells]
         rows = [tuple(Text(str(cell)) for cell in row) for row in cells]
-        self.app.call_from_thread(self._loaded, trials, rows, search, labels)
+        self.on_ui(self._loaded, trials, rows, search, labels)
 
     def _loaded(self, trials: list[dict], rows: list[tuple], search: list[str], labels: dict[tuple, str]) -> None:
         self._results, self._rows, self._search, self._labels = trials, rows, search, labels
@@ -148,8 +148,8 @@ class ResultsPane(Pane):
 
         with self.database() as store:
             shown = trace(store, trial_id)
-        self.app.call_from_thread(self.query_one("#trace-chart", PowerChart).show, shown.samples, shown.marks,
-                                  shown.label)
+        self.on_ui(lambda: self.query_one("#trace-chart", PowerChart).show(shown.samples, shown.marks,
+                                                                            shown.label))
 
     @work(thread=True, exclusive=True, group="export")
     def export(self, path: str) -> None:
@@ -207,9 +207,12 @@ class ResultsPane(Pane):
         self.query_one("#results-count", Static).update(f"{len(rows)} {what}{more}")
 
     def _show_charts(self, shown: list[dict]) -> None:
-        done = [t for t in shown if t["status"] == "done" and t.get("energy_j") is not None]
+        counted = [steady_view(t) for t in shown if t["status"] == "done"]  # a steady window's: its share
+        done = [t for t in counted if t.get("energy_j") is not None]
         tags = sorted({t["energy_tag"] for t in done if t.get("energy_tag")})
         tag = "ESTIMATED" if "estimated" in tags else "/".join(tags)  # an estimate never passes for a measurement
+        if any(t.get("window_id") for t in done):
+            tag += " (steady windows)"
         self.query_one(ScatterChart).show([(t["e2e_ms"] / 1e3, t["energy_j"]) for t in done], tag)
         per_config: dict[tuple, list[float]] = {}
         for t in done:
