@@ -6,6 +6,7 @@
     python bench/device_prep.py manifest SOURCE.yaml OUT.yaml [--model OLD=NEW] [--cpu-threads 8,16]
     python bench/device_prep.py bench-ratio DB LLAMA_BENCH.json --backend gpu
     python bench/device_prep.py held-out DB --backend gpu
+    python bench/device_prep.py source-hash REPO
     python bench/device_prep.py summary OUT_DIR
 
 trim-sdist   keeps of llama-cpp-python's source distribution what a CUDA (and CPU) build of the Python
@@ -28,6 +29,8 @@ bench-ratio  energytui's decode tokens/s (the backend's trials with 128-token pr
              llama-bench's tg at depth 128 (its JSON output): the ratio of the means.
 held-out     the advisor's error on each configuration of one backend when it is left out of the
              calibration (fitted on every other trial of this host), as bench/advisor.py judges it.
+source-hash  a digest of what energytui's wheel is built from, so the device check can tell a bundle whose
+             wheel is older than the working tree that travelled with it.
 summary      reads OUT_DIR (device-check.db and the steps' logs) and writes OUT_DIR/summary.md: the
              README's validation table filled from what was measured.
 """
@@ -288,6 +291,25 @@ def held_out(db: Path, backend: str) -> int:
     return 0
 
 
+# --- source-hash ---------------------------------------------------------------------------------
+
+PACKAGE_DIRS = ("cli", "engine", "advisor", "app", "tui", "config", "data")
+
+
+def source_hash(repo: Path) -> str:
+    """sha256 over energytui's packaged files (pyproject.toml's package-dir folders: code, YAML, prompts)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [repo / "pyproject.toml"] + sorted(
+        f for folder in PACKAGE_DIRS for f in (repo / folder).rglob("*")
+        if f.is_file() and f.suffix in (".py", ".yaml", ".jsonl") and "__pycache__" not in f.parts
+        and "models" not in f.relative_to(repo).parts[:2])
+    for f in files:
+        digest.update(f.relative_to(repo).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 # --- summary -------------------------------------------------------------------------------------
 
 BUDGETS = ("30W", "100W", "150W", "200W", "400W")
@@ -401,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("held-out")
     p.add_argument("db", type=Path)
     p.add_argument("--backend", default="gpu")
+    p = sub.add_parser("source-hash")
+    p.add_argument("repo", type=Path)
     p = sub.add_parser("summary")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--work", type=Path, help="the folder whose logs/ the steps wrote")
@@ -419,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         return bench_ratio(args.db, args.bench_json, args.backend)
     elif args.cmd == "held-out":
         return held_out(args.db, args.backend)
+    elif args.cmd == "source-hash":
+        print(source_hash(args.repo))
     else:
         print(summary(args.out_dir, args.work), end="")
     return 0
