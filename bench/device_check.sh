@@ -3,6 +3,8 @@
 # root, with the bundle of bench/device_bundle.sh carried in bench/.bundle:
 #   bash bench/device_check.sh            on the device: build llama-cpp-python with CUDA (sm_90), then measure
 #   bash bench/device_check.sh --dry-run  here, on the CPU, with the NVML stand-in (bench/dryrun/pynvml.py)
+#   bash bench/device_check.sh --continue on the same machine after a run that was cut short: keeps its build and
+#                                         database, resumes the unfinished energytui runs, skips the finished ones
 # Steps (each time-boxed; the whole run stops by DEVICE_CHECK_BUDGET_S, 470 s on the device):
 #   preflight   the machine, the GPU (nvidia-smi, read only), the bundle's checksums
 #   install     the bundle's wheels with --no-index into a fresh target (bench/.device/site)
@@ -22,8 +24,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-MODE=device
-[[ "${1:-}" == "--dry-run" ]] && MODE=dry-run
+MODE=device CONTINUE=0
+case "${1:-}" in
+  --dry-run) MODE=dry-run ;;
+  --continue) CONTINUE=1 ;;
+  "") ;;
+  *) echo "usage: bash bench/device_check.sh [--dry-run | --continue]" >&2; exit 2 ;;
+esac
 BUNDLE=$ROOT/bench/.bundle
 W=$ROOT/bench/.device
 LOGS=$W/logs
@@ -40,19 +47,21 @@ if [[ $MODE == device ]]; then
   PY=${DEVICE_PYTHON:-python3}
   PYPATH=$W/site:$W/llama
   SKIP_GPU=()
-  NGL=99 BENCH_BACKEND=gpu
+  NGL=99 BENCH_BACKEND=gpu REPS=()
 else
   BUDGET_S=${DEVICE_CHECK_BUDGET_S:-900}  # this 2-CPU machine is slower than the device's 16 cores
   PY=$W/dry-base/bin/python
   PYPATH=$ROOT/bench/dryrun:$W/site:$W/llama  # the NVML stand-in ahead of any real pynvml
   SKIP_GPU=(--skip-gpu)  # the CPU-only llama.cpp here runs no gpu or hybrid trial
   NGL=0 BENCH_BACKEND=cpu
+  REPS=(--repetitions 1)  # the calibration's trials once each: 24 trials instead of 48 on these 2 CPUs
 fi
 export PYTHONPATH=$PYPATH PYTHONUNBUFFERED=1 ENERGYTUI_HOME=$W/home PIP_DISABLE_PIP_VERSION_CHECK=1
 export ROOT BUNDLE W LOGS DB NPROC VERSION CMAKE_FLAGS MODE PY BUDGETS
 T0=$(date +%s)
 
-rm -rf "$LOGS" "$W/run" "$DB" "$DB-wal" "$DB-shm"
+rm -rf "$LOGS" "$W/run"
+(( CONTINUE )) || rm -f "$DB" "$DB-wal" "$DB-shm"
 mkdir -p "$LOGS" "$W/run" "$OUT"
 rm -f "$OUT/summary.md" "$OUT/device-check.db" "$OUT/device-check.db.gz" "$OUT/logs.tar.gz"
 exec > >(tee "$LOGS/console.log") 2>&1
@@ -98,6 +107,20 @@ step() {
   printf '%s\t%s\t%s\n' "$name" "$status" "$(( $(date +%s) - started ))" >> "$LOGS/steps.tsv"
   save
   return $rc
+}
+
+# run_step NAME CAP_S [MANIFEST]: `energytui run` of $W/run/MANIFEST.yaml (default NAME) into $DB; with --continue
+# a run finished in an earlier call is skipped and an unfinished one resumed.
+run_step() {
+  local manifest=$W/run/${3:-$1}.yaml state=none
+  (( CONTINUE )) && state=$("$PY" "$ROOT/bench/device_prep.py" run-state "$DB" "$manifest")
+  if [[ $state == done ]]; then
+    echo "=== [$(elapsed) s] $1: done in an earlier call (--continue)"
+    printf '%s\tdone earlier\t0\n' "$1" >> "$LOGS/steps.tsv"
+    return 0
+  fi
+  step "$1" "$2" "$PY" -m energytui run "$manifest" --db "$DB" "$([[ $state == unfinished ]] && echo --resume || echo --fresh)" \
+    --format md "${SKIP_GPU[@]}"
 }
 
 et() { "$PY" -m energytui "$@"; }
@@ -203,7 +226,7 @@ manifests() {
   "$PY" "$ROOT/bench/device_prep.py" manifest "$ROOT/config/manifests/gpu-check.yaml" "$W/run/gpu-check.yaml" \
     --model "smollm2-135m-q4_1=$name" &&
   "$PY" "$ROOT/bench/device_prep.py" manifest "$ROOT/config/manifests/gpu-calibrate.yaml" "$W/run/gpu-calibrate.yaml" \
-    --model "smollm2-135m-q4_1=$name" --cpu-threads "$(( NPROC / 2 > 0 ? NPROC / 2 : 1 )),$NPROC" &&
+    --model "smollm2-135m-q4_1=$name" --cpu-threads "$(( NPROC / 2 > 0 ? NPROC / 2 : 1 )),$NPROC" "$@" &&
   cat "$W/run/gpu-check.yaml" && grep -A3 "threads" "$W/run/gpu-calibrate.yaml" | head -8
 }
 export -f manifests
@@ -220,16 +243,19 @@ llama_bench() {
 }
 export -f llama_bench
 
-advise() {
-  local budget rc=0
+advise() {  # exit 4 from `energytui advise` means "no configuration fits": an answer, not a failure
+  local budget rc=0 code
   for budget in $BUDGETS; do
-    et advise --db "$DB" --tokens 128 --prompt-tokens 128 --budget "$budget" > "$LOGS/advise_$budget.txt" 2>&1 || rc=1
+    et advise --db "$DB" --tokens 128 --prompt-tokens 128 --budget "$budget" > "$LOGS/advise_$budget.txt" 2>&1
+    code=$?; (( code == 0 || code == 4 )) || rc=$code
     et advise --db "$DB" --tokens 128 --prompt-tokens 128 --budget "$budget" --json > "$LOGS/advise_$budget.json" \
-      2>> "$LOGS/advise_$budget.txt" || rc=1
-    echo "$budget: $(grep -m1 -iE "recommend|no configuration" "$LOGS/advise_$budget.txt")"
+      2>> "$LOGS/advise_$budget.txt"
+    code=$?; (( code == 0 || code == 4 )) || rc=$code
+    echo "$budget: $(grep -m1 -A1 -E "^Recommended|^No configuration" "$LOGS/advise_$budget.txt" | paste -sd' ')"
   done
-  et advise --db "$DB" --tokens 128 --prompt-tokens 128 --explain > "$LOGS/advise_explain.txt" 2>&1 || rc=1
-  grep -iE "held.out" "$LOGS/advise_explain.txt" | head -6
+  et advise --db "$DB" --tokens 128 --prompt-tokens 128 --explain > "$LOGS/advise_explain.txt" 2>&1
+  code=$?; (( code == 0 || code == 4 )) || rc=$code
+  grep -iE "held.out" "$LOGS/advise_explain.txt" | head -4
   return $rc
 }
 export -f advise
@@ -242,14 +268,12 @@ step install 90 bash -c install_bundle || { echo "the bundle did not install: st
 step build 360 bash -c build || { echo "llama-cpp-python did not build: stopping"; save; exit 1; }
 step deps 30 "$PY" "$ROOT/bench/device_prep.py" check-deps --target "$W/site"
 step model 60 bash -c model || { echo "no model: stopping"; save; exit 1; }
-step manifests 15 bash -c manifests || { save; exit 1; }
+step manifests 15 bash -c "manifests ${REPS[*]}" || { save; exit 1; }
 step doctor 40 "$PY" -m energytui doctor
-TAIL=14 RESERVE=120 step gpu-check 150 "$PY" -m energytui run "$W/run/gpu-check.yaml" --db "$DB" --fresh \
-  --format md "${SKIP_GPU[@]}"
+TAIL=14 RESERVE=120 run_step gpu-check 150
 step gpu-compare 30 "$PY" "$ROOT/bench/gpu_compare.py" "$DB"
 step llama-bench 60 bash -c "llama_bench $NGL $BENCH_BACKEND"
-TAIL=14 RESERVE=75 step calibrate 240 "$PY" -m energytui run "$W/run/gpu-calibrate.yaml" --db "$DB" --fresh \
-  --format md "${SKIP_GPU[@]}"
+TAIL=14 RESERVE=75 run_step calibrate 240 gpu-calibrate
 TAIL=12 RESERVE=15 step advise 60 bash -c advise
 step held-out 60 "$PY" "$ROOT/bench/device_prep.py" held-out "$DB" --backend "$BENCH_BACKEND"
 save

@@ -4,6 +4,7 @@
     python bench/device_prep.py derive-model SOURCE.gguf OUT.gguf --layers N
     python bench/device_prep.py check-deps [--target DIR]
     python bench/device_prep.py manifest SOURCE.yaml OUT.yaml [--model OLD=NEW] [--cpu-threads 8,16]
+    python bench/device_prep.py run-state DB MANIFEST
     python bench/device_prep.py bench-ratio DB LLAMA_BENCH.json --backend gpu
     python bench/device_prep.py held-out DB --backend gpu
     python bench/device_prep.py source-hash REPO
@@ -25,6 +26,7 @@ check-deps   says whether every distribution that energytui needs (its requireme
              machine's own packages). Exit 1 when one is missing.
 manifest     copies a manifest with its model names replaced (OLD=NEW also renames OLD's ladder rungs,
              OLD-q8_0 → NEW-q8_0) and the thread counts of its cpu runs set for this machine.
+run-state    none, done or unfinished: the latest run of a manifest in a database.
 bench-ratio  energytui's decode tokens/s (the backend's trials with 128-token prompts in DB) against
              llama-bench's tg at depth 128 (its JSON output): the ratio of the means.
 held-out     the advisor's error on each configuration of one backend when it is left out of the
@@ -200,8 +202,10 @@ def check_deps(target: Path | None) -> int:
 
 # --- manifest ------------------------------------------------------------------------------------
 
-def rewrite_manifest(source: Path, out: Path, models: dict[str, str], cpu_threads: list[int] | None) -> dict:
-    """SOURCE with its model names mapped (OLD and OLD-<rung> → NEW and NEW-<rung>) and cpu runs' threads set."""
+def rewrite_manifest(source: Path, out: Path, models: dict[str, str], cpu_threads: list[int] | None,
+                     repetitions: int | None = None) -> dict:
+    """SOURCE with its model names mapped (OLD and OLD-<rung> → NEW and NEW-<rung>), cpu runs' threads set and,
+    if given, the repetitions of every run."""
     import yaml
 
     doc = yaml.safe_load(source.read_text())
@@ -223,10 +227,29 @@ def rewrite_manifest(source: Path, out: Path, models: dict[str, str], cpu_thread
         for run in doc.get("runs", []):
             if run.get("backend", default_backend) == "cpu" and "threads" in run:
                 run["threads"] = list(cpu_threads) if isinstance(run["threads"], list) else cpu_threads[-1]
+    if repetitions:
+        doc.setdefault("defaults", {})["repetitions"] = repetitions
+        for run in doc.get("runs", []):
+            run.pop("repetitions", None)
     doc["description"] = f"{doc.get('description', source.stem)} (device check: from {source.name})"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(doc, sort_keys=False))
     return doc
+
+
+def run_state(db: Path, manifest: str) -> str:
+    """none | done | unfinished: the latest run of MANIFEST (its path) in DB, for device_check.sh --continue."""
+    if not db.is_file():
+        return "none"
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT id, status FROM runs WHERE manifest = ? ORDER BY id DESC LIMIT 1",
+                           [manifest]).fetchone()
+    except sqlite3.Error:
+        return "none"
+    finally:
+        conn.close()
+    return "none" if row is None else "done" if row[1] == "done" else "unfinished"
 
 
 # --- bench-ratio ---------------------------------------------------------------------------------
@@ -270,24 +293,29 @@ def held_out(db: Path, backend: str) -> int:
 
     trials, host, kernels = host_trials(db)
     data = usable_data(trials)
-    configs = sorted({t["config_id"] for t in data if t["backend"] == backend})
+
+    def identity(t: dict) -> tuple:  # the advisor's configuration: not the workload, not the run
+        return (t["model_path"], t["backend"], t["gpu_layers"], t["threads"], t["n_batch"], t["batch_size"])
+
+    configs = sorted({identity(t) for t in data if t["backend"] == backend}, key=str)
     if not configs:
         print(f"no usable {backend} trials in {db}")
         return 1
     latency, energy = [], []
     for config in configs:
-        test = [t for t in data if t["config_id"] == config]
-        train = [t for t in data if t["config_id"] != config]
+        test = [t for t in data if identity(t) == config]
+        train = [t for t in data if identity(t) != config]
         result = errors(fit(train, host, kernels=kernels), test)
         latency.append(result["latency_s"])
         energy.append(result["energy_j"])
-        t = test[0]
-        print(f"  {backend} {t['model'].rsplit('/', 1)[-1]} batch {t['batch_size']} threads {t['threads']}: "
-              f"latency error {result['latency_s']:.1%}, energy error {result['energy_j']:.1%} ({result['n']} trials)")
+        model, _, layers, threads, _, batch = config
+        print(f"  {backend} {Path(model).stem} gpu_layers {layers} threads {threads} batch {batch}: latency error "
+              f"{result['latency_s']:.1%}, energy error {result['energy_j']:.1%} ({result['n']} trials, "
+              f"{result['configs']} workloads)")
     worst = max(statistics.fmean(latency), statistics.fmean(energy))
-    print(f"held-out {backend} configurations ({len(configs)}, each fitted without it): latency MAPE "
-          f"{statistics.fmean(latency):.1%}, energy MAPE {statistics.fmean(energy):.1%} (target ≤ 10%) "
-          f"{'PASS' if worst <= 0.10 else 'FAIL'}")
+    print(f"held-out {backend} configurations ({len(configs)}, each fitted on every other trial of this host): "
+          f"latency MAPE {statistics.fmean(latency):.1%}, energy MAPE {statistics.fmean(energy):.1%} "
+          f"(target ≤ 10%) {'PASS' if worst <= 0.10 else 'FAIL'}")
     return 0
 
 
@@ -337,13 +365,17 @@ def summary(out_dir: Path, work_dir: Path | None = None) -> str:
         path = logs / name
         return path.read_text(errors="replace") if path.is_file() else ""
 
-    lines = [f"# energytui device check: {read('mode.txt').strip() or 'unknown mode'}", ""]
+    mode = read("mode.txt").strip()
+    lines = [f"# energytui device check: {mode or 'unknown mode'}", ""]
+    if "dry-run" in mode:
+        lines += ["DRY RUN: the CPU of this machine, its CPU-only llama.cpp and a replayed synthetic NVML trace "
+                  "(Stand-in GPU A/B): the figures prove the flow, not any hardware.", ""]
     steps = [row.split("\t") for row in read("steps.tsv").strip().splitlines() if row]
     if steps:
         lines += ["| step | status | seconds |", "|---|---|---|"] + [f"| {' | '.join(r)} |" for r in steps] + [""]
     table = [("GPU, driver, power limit, idle draw (nvidia-smi before any trial)", read("gpu.txt").strip() or "–"),
              ("model", read("model.txt").strip() or "–")]
-    compare = _line(read("gpu_compare.log"), r"^mean \|difference\|.*$")
+    compare = _line(read("gpu-compare.log"), r"^mean \|difference\|.*$")
     table.append(("NVML energy counter vs integrated NVML power, same windows (target ≤ 3%)", compare or "–"))
     db_path = out_dir / "device-check.db"
     if db_path.is_file():
@@ -373,9 +405,9 @@ def summary(out_dir: Path, work_dir: Path | None = None) -> str:
             if not any(t["backend"] == backend for t in trials):
                 table.append((f"{backend}: TTFT ms / decode tok/s / J/token", "– (not run)"))
     table.append(("decode tok/s, energytui / llama-bench, same build (target ≥ 0.95)",
-                  _line(read("llama_bench.log"), r"^decode ratio.*$") or "–"))
-    table.append(("advisor, held-out GPU configurations (target ≤ 10%)",
-                  _line(read("held_out.log"), r"^held-out .*$") or "–"))
+                  _line(read("llama-bench.log"), r"^decode ratio.*$") or "–"))
+    table.append(("advisor, each GPU configuration held out of the calibration (target ≤ 10%)",
+                  _line(read("held-out.log"), r"^held-out .*$") or "–"))
     for budget in BUDGETS:
         try:
             advice = json.loads(read(f"advise_{budget}.json") or "null")
@@ -416,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--model", action="append", default=[], help="OLD=NEW")
     p.add_argument("--cpu-threads", help="comma list, e.g. 8,16")
+    p.add_argument("--repetitions", type=int)
+    p = sub.add_parser("run-state")
+    p.add_argument("db", type=Path)
+    p.add_argument("manifest")
     p = sub.add_parser("bench-ratio")
     p.add_argument("db", type=Path)
     p.add_argument("bench_json", type=Path)
@@ -438,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "manifest":
         models = dict(pair.split("=", 1) for pair in args.model)
         threads = [int(t) for t in args.cpu_threads.split(",")] if args.cpu_threads else None
-        rewrite_manifest(args.source, args.out, models, threads)
+        rewrite_manifest(args.source, args.out, models, threads, args.repetitions)
+    elif args.cmd == "run-state":
+        print(run_state(args.db, args.manifest))
     elif args.cmd == "bench-ratio":
         return bench_ratio(args.db, args.bench_json, args.backend)
     elif args.cmd == "held-out":
