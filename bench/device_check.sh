@@ -39,8 +39,8 @@ DB=$W/device-check.db
 NPROC=$(nproc)
 VERSION=0.3.36
 CUDA_FA=${DEVICE_CHECK_CUDA_FA:-OFF}  # OFF: FlashAttention kernels not compiled (about a minute less of build)
-CMAKE_FLAGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=$CUDA_FA -DLLAVA_BUILD=OFF \
--DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF"
+CMAKE_FLAGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=$CUDA_FA -DGGML_CUDA_NCCL=OFF \
+-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF"
 BUDGETS="30W 100W 150W 200W 400W"
 if [[ $MODE == device ]]; then
   BUDGET_S=${DEVICE_CHECK_BUDGET_S:-470}
@@ -192,15 +192,30 @@ build() {
     return 0
   fi
   command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
-  rm -rf "$W/llama" "$W/build" "$W/src" && mkdir -p "$W/src"
-  tar -xJf "$BUNDLE"/src/*.tar.xz -C "$W/src" || return 1
-  echo "building llama-cpp-python $VERSION: CMAKE_ARGS=$CMAKE_FLAGS, $NPROC jobs"
-  CMAKE_ARGS="$CMAKE_FLAGS" CMAKE_BUILD_PARALLEL_LEVEL=$NPROC "$PY" -m pip install -v --no-index --no-deps \
+  # The source is unpacked once per bundle; its build folder stays, so a build stopped by its time limit goes on
+  # where it stopped at the next call on the same machine (ninja skips what is compiled).
+  local source_stamp
+  source_stamp="$W/src/.from-$(sha256sum "$BUNDLE"/src/*.tar.xz | cut -c1-16)"
+  if [[ ! -f $source_stamp ]]; then
+    rm -rf "$W/src" "$W/build" && mkdir -p "$W/src" && tar -xJf "$BUNDLE"/src/*.tar.xz -C "$W/src" && touch "$source_stamp" \
+      || return 1
+  fi
+  local hints extra libdirs
+  hints=$("$PY" "$ROOT/bench/device_prep.py" cuda-args)
+  extra=$(sed -n 's/^cmake: //p' <<< "$hints")
+  libdirs=$(sed -n 's/^libdirs: //p' <<< "$hints")
+  if [[ -n $libdirs ]]; then
+    export LIBRARY_PATH=$libdirs${LIBRARY_PATH:+:$LIBRARY_PATH} LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  fi
+  echo "building llama-cpp-python $VERSION: CMAKE_ARGS=$CMAKE_FLAGS $extra; $NPROC jobs; libraries: ${libdirs:-the toolkit}"
+  rm -rf "$W/llama"
+  CMAKE_ARGS="$CMAKE_FLAGS $extra" CMAKE_BUILD_PARALLEL_LEVEL=$NPROC "$PY" -m pip install -v --no-index --no-deps \
     --no-build-isolation --no-cache-dir --no-compile --target "$W/llama" --config-settings=build-dir="$W/build" \
     "$W/src/llama_cpp_python-$VERSION" > "$LOGS/build-verbose.log" 2>&1
   local rc=$?
   grep -E "^\[[0-9]+/[0-9]+\]" "$LOGS/build-verbose.log" | tail -1
   (( rc == 0 )) || { grep -iE "error|fatal" "$LOGS/build-verbose.log" | head -20; return $rc; }
+  echo "$libdirs" > "$W/llama/.libdirs"
   "$PY" -c "import llama_cpp as l; assert l.llama_supports_gpu_offload(), 'built without GPU offload'; \
 print('llama_cpp', l.__version__, 'GPU offload:', bool(l.llama_supports_gpu_offload()))" || return 1
   ls -la "$W/build/bin/llama-bench"
@@ -265,7 +280,10 @@ echo "energytui device check ($MODE): budget ${BUDGET_S} s, $NPROC CPUs; results
 [[ $MODE == dry-run ]] && { TAIL=3 step dry-base 600 bash -c dry_base || exit 1; }
 step preflight 30 bash -c preflight || { echo "no usable bundle: stopping"; save; exit 2; }
 step install 90 bash -c install_bundle || { echo "the bundle did not install: stopping"; save; exit 1; }
-step build 360 bash -c build || { echo "llama-cpp-python did not build: stopping"; save; exit 1; }
+step build 360 bash -c build || { echo "llama-cpp-python did not build: stopping (bash bench/device_check.sh \
+--continue on the same machine goes on with the build where it stopped)"; save; exit 1; }
+# cuBLAS from a pip wheel (see device_prep.py cuda-args): its folder for llama.cpp's libraries and llama-bench
+if [[ -s $W/llama/.libdirs ]]; then export LD_LIBRARY_PATH=$(cat "$W/llama/.libdirs")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; fi
 step deps 30 "$PY" "$ROOT/bench/device_prep.py" check-deps --target "$W/site"
 step model 60 bash -c model || { echo "no model: stopping"; save; exit 1; }
 step manifests 15 bash -c "manifests ${REPS[*]}" || { save; exit 1; }

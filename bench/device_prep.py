@@ -8,6 +8,7 @@
     python bench/device_prep.py bench-ratio DB LLAMA_BENCH.json --backend gpu
     python bench/device_prep.py held-out DB --backend gpu
     python bench/device_prep.py source-hash REPO
+    python bench/device_prep.py cuda-args
     python bench/device_prep.py summary OUT_DIR
 
 trim-sdist   keeps of llama-cpp-python's source distribution what a CUDA (and CPU) build of the Python
@@ -33,6 +34,10 @@ held-out     the advisor's error on each configuration of one backend when it is
              calibration (fitted on every other trial of this host), as bench/advisor.py judges it.
 source-hash  a digest of what energytui's wheel is built from, so the device check can tell a bundle whose
              wheel is older than the working tree that travelled with it.
+cuda-args    what CMake needs beyond nvcc's own toolkit folder, for an image whose CUDA libraries come as
+             pip wheels (nvidia-cublas: nvidia/cu13/include and lib): prints `cmake: ARGS` and `libdirs: DIRS`.
+             cuBLAS from the toolkit, else from a wheel on this interpreter's path; the driver library
+             (libcuda) from the usual folders, else GGML_CUDA_NO_VMM=ON (ggml then never links it).
 summary      reads OUT_DIR (device-check.db and the steps' logs) and writes OUT_DIR/summary.md: the
              README's validation table filled from what was measured.
 """
@@ -338,6 +343,41 @@ def source_hash(repo: Path) -> str:
     return digest.hexdigest()
 
 
+# --- cuda-args -----------------------------------------------------------------------------------
+
+DRIVER_DIRS = ("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64",
+               "/usr/lib/wsl/lib")
+
+
+def cuda_args(nvcc: str | None = None, search: list[str] | None = None,
+              driver_dirs: tuple[str, ...] = DRIVER_DIRS) -> tuple[list[str], list[str]]:
+    """Extra CMake arguments and library folders for cuBLAS and the driver library, found as described above."""
+    import shutil
+
+    nvcc = nvcc or shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    toolkit = Path(nvcc).resolve().parent.parent
+    args: list[str] = []
+    libdirs: list[str] = []
+    if not any((toolkit / d / "cublas_v2.h").is_file() for d in ("include", "targets/x86_64-linux/include")):
+        for entry in search if search is not None else sys.path:
+            headers = sorted(Path(entry).glob("nvidia/*/include/cublas_v2.h"))
+            if not headers:
+                continue
+            include = headers[-1].parent
+            lib = include.parent / "lib"
+            libraries = sorted(lib.glob("libcublas.so*"))
+            if libraries:
+                args += [f"-DCUDA_cublas_LIBRARY={libraries[0]}", f"-DCMAKE_CUDA_FLAGS=-I{include}"]
+                libdirs.append(str(lib))
+                break
+    stubs = [toolkit / "lib64" / "stubs", toolkit / "lib64", toolkit / "targets/x86_64-linux/lib/stubs"]
+    if not any((d / "libcuda.so").exists() for d in stubs):
+        found = [Path(d) / name for d in driver_dirs for name in ("libcuda.so", "libcuda.so.1")
+                 if (Path(d) / name).exists()]
+        args.append(f"-DCUDA_cuda_driver_LIBRARY={found[0]}" if found else "-DGGML_CUDA_NO_VMM=ON")
+    return args, libdirs
+
+
 # --- summary -------------------------------------------------------------------------------------
 
 BUDGETS = ("30W", "100W", "150W", "200W", "400W")
@@ -459,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("held-out")
     p.add_argument("db", type=Path)
     p.add_argument("--backend", default="gpu")
+    sub.add_parser("cuda-args")
     p = sub.add_parser("source-hash")
     p.add_argument("repo", type=Path)
     p = sub.add_parser("summary")
@@ -481,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         return bench_ratio(args.db, args.bench_json, args.backend)
     elif args.cmd == "held-out":
         return held_out(args.db, args.backend)
+    elif args.cmd == "cuda-args":
+        cmake, libdirs = cuda_args()
+        print("cmake: " + " ".join(cmake))
+        print("libdirs: " + ":".join(libdirs))
     elif args.cmd == "source-hash":
         print(source_hash(args.repo))
     else:

@@ -187,3 +187,24 @@ def test_every_requirement_of_energytui_is_importable_here():
     result = _prep("check-deps")
     assert result.returncode == 0, result.stdout
     assert "llama-cpp-python" in result.stdout and "textual" in result.stdout
+
+
+def test_cuda_args_find_cublas_in_a_pip_wheel_when_the_toolkit_lacks_it(tmp_path):
+    toolkit, site, driver = tmp_path / "cuda", tmp_path / "site", tmp_path / "driver"
+    (toolkit / "bin").mkdir(parents=True)
+    (toolkit / "include").mkdir()
+    (toolkit / "bin" / "nvcc").write_text("")
+    (site / "nvidia" / "cu13" / "include").mkdir(parents=True)
+    (site / "nvidia" / "cu13" / "lib").mkdir()
+    (site / "nvidia" / "cu13" / "include" / "cublas_v2.h").write_text("")
+    (site / "nvidia" / "cu13" / "lib" / "libcublas.so.13").write_text("")
+    args, libdirs = prep.cuda_args(str(toolkit / "bin" / "nvcc"), [str(site)], (str(driver),))
+    lib = site / "nvidia" / "cu13" / "lib"
+    assert args == [f"-DCUDA_cublas_LIBRARY={lib / 'libcublas.so.13'}",
+                    f"-DCMAKE_CUDA_FLAGS=-I{site / 'nvidia' / 'cu13' / 'include'}", "-DGGML_CUDA_NO_VMM=ON"]
+    assert libdirs == [str(lib)]
+    driver.mkdir()
+    (driver / "libcuda.so.1").write_text("")
+    (toolkit / "include" / "cublas_v2.h").write_text("")
+    args, libdirs = prep.cuda_args(str(toolkit / "bin" / "nvcc"), [str(site)], (str(driver),))
+    assert args == [f"-DCUDA_cuda_driver_LIBRARY={driver / 'libcuda.so.1'}"] and libdirs == []
