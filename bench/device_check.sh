@@ -5,7 +5,7 @@
 #   bash bench/device_check.sh --dry-run  here, on the CPU, with the NVML stand-in (bench/dryrun/pynvml.py)
 #   bash bench/device_check.sh --continue on the same machine after a run that was cut short: keeps its build and
 #                                         database, resumes the unfinished energytui runs, skips the finished ones
-# Steps (each time-boxed; the whole run stops by DEVICE_CHECK_BUDGET_S, 470 s on the device):
+# Steps (each time-boxed; the whole run stops by DEVICE_CHECK_BUDGET_S: 470 s on the device, 270 s with --continue):
 #   preflight   the machine, the GPU (nvidia-smi, read only), the bundle's checksums
 #   install     the bundle's wheels with --no-index into a fresh target (bench/.device/site)
 #   build       llama-cpp-python 0.3.36 with CUDA for sm_90 (and llama-bench) on every core, into
@@ -43,7 +43,7 @@ CMAKE_FLAGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=$CUDA_F
 -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF"
 BUDGETS="30W 100W 150W 200W 400W"
 if [[ $MODE == device ]]; then
-  BUDGET_S=${DEVICE_CHECK_BUDGET_S:-470}
+  BUDGET_S=${DEVICE_CHECK_BUDGET_S:-$(( CONTINUE ? 270 : 470 ))}  # a --continue call has what is left of 15 minutes
   PY=${DEVICE_PYTHON:-python3}
   PYPATH=$W/site:$W/llama
   SKIP_GPU=()
