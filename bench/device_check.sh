@@ -298,4 +298,4 @@ save
 echo "=== [$(elapsed) s] summary ($OUT/summary.md)"
 cat "$OUT/summary.md"
 ls -la "$OUT"
-if grep -qP '\t(FAILED|STOPPED)' "$LOGS/steps.tsv"; then exit 1; fi
+if grep -qE $'\t(FAILED|STOPPED)' "$LOGS/steps.tsv"; then exit 1; fi
