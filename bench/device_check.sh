@@ -47,7 +47,7 @@ if [[ $MODE == device ]]; then
   PY=${DEVICE_PYTHON:-python3}
   PYPATH=$W/site:$W/llama
   SKIP_GPU=()
-  NGL=99 BENCH_BACKEND=gpu REPS=()
+  NGL=99 BENCH_BACKEND=gpu REPS=() CAP_SCALE=1
 else
   BUDGET_S=${DEVICE_CHECK_BUDGET_S:-900}  # this 2-CPU machine is slower than the device's 16 cores
   PY=$W/dry-base/bin/python
@@ -55,6 +55,7 @@ else
   SKIP_GPU=(--skip-gpu)  # the CPU-only llama.cpp here runs no gpu or hybrid trial
   NGL=0 BENCH_BACKEND=cpu
   REPS=(--repetitions 1)  # the calibration's trials once each: 24 trials instead of 48 on these 2 CPUs
+  CAP_SCALE=2  # every step's limit doubled: 2 shared CPUs, not 16 (the whole run still stops by BUDGET_S)
 fi
 export PYTHONPATH=$PYPATH PYTHONUNBUFFERED=1 ENERGYTUI_HOME=$W/home PIP_DISABLE_PIP_VERSION_CHECK=1
 export ROOT BUNDLE W LOGS DB NPROC VERSION CMAKE_FLAGS MODE PY BUDGETS
@@ -83,7 +84,7 @@ save() {  # what $OUT returns (at most 8 files): refreshed after every step
 # step NAME CAP_S COMMAND...: runs COMMAND for at most CAP_S seconds (less when the whole run's budget, minus
 # RESERVE seconds kept for the steps after it, runs out first), its output in $LOGS/NAME.log.
 step() {
-  local name=$1 cap=$2 reserve=${RESERVE:-0}
+  local name=$1 cap=$(( $2 * CAP_SCALE )) reserve=${RESERVE:-0}
   shift 2
   local left=$(( BUDGET_S - $(elapsed) - reserve ))
   local limit=$(( cap < left ? cap : left ))
