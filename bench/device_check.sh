@@ -25,12 +25,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 MODE=device CONTINUE=0
-case "${1:-}" in
-  --dry-run) MODE=dry-run ;;
-  --continue) CONTINUE=1 ;;
-  "") ;;
-  *) echo "usage: bash bench/device_check.sh [--dry-run | --continue]" >&2; exit 2 ;;
-esac
+for arg in "$@"; do
+  case $arg in
+    --dry-run) MODE=dry-run ;;
+    --continue) CONTINUE=1 ;;
+    *) echo "usage: bash bench/device_check.sh [--dry-run] [--continue]" >&2; exit 2 ;;
+  esac
+done
 BUNDLE=$ROOT/bench/.bundle
 W=$ROOT/bench/.device
 LOGS=$W/logs
