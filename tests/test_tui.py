@@ -7,6 +7,7 @@ import time
 from textual.widgets import DataTable, Input, Static
 
 from energytui.tui.app import QUIT_REASON, HelpScreen, QuitScreen, create_app
+from energytui.tui.charts import ScatterChart
 from helpers import read_terminal, until
 
 MANIFEST = """defaults:
@@ -55,7 +56,10 @@ def test_load_run_and_see_results(write_manifest, model_path, tmp_path, quiet_me
             assert "energy source cpu:estimated" in _text(app, "#live-info")
             app.query_one("#results-filter", Input).value = "synthetic-24"
             await until(pilot, lambda: results.row_count == 1)
+            scatter = app.query_one(ScatterChart)  # the charts follow once typing pauses
+            await until(pilot, lambda: len(scatter.points) == 1)
             app.query_one("#results-filter", Input).value = ""
+            await until(pilot, lambda: len(scatter.points) == 2)
             results.focus()
             await pilot.press("c")  # configurations, mean ± stddev
             await until(pilot, lambda: len(results.columns) == 7 and results.row_count == 2)

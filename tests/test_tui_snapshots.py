@@ -42,8 +42,10 @@ async def _settle(pilot, predicate):
     when the app is next idle: a loaded machine can snapshot a table before that)."""
     from textual.widgets import DataTable
 
+    from energytui.tui.panes.results import ResultsPane
+
     for _ in range(300):
-        if predicate():
+        if predicate() and not any(pane.charts_pending for pane in pilot.app.query(ResultsPane)):
             await pilot.app.workers.wait_for_complete()
             for _ in range(50):
                 await pilot.pause(0.1)

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from rich.text import Text
+from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Static
 
 from energytui.app.views import config_key, config_labels, energy_cell, steady_view, summarise
@@ -27,6 +28,9 @@ CONFIG_COLUMNS = ("configuration", "done", "TTFT ms", "decode tok/s", "e2e ms", 
 CHARTS = ("scatter", "jpt-box", "trace-chart")  # in the order g shows them one at a time
 WIDE = 120  # columns from which the three charts fit side by side with their titles
 MAX_ROWS = 200  # rows in the table at once: filling 200 takes ~0.1 s on a laptop core (bench/tui.py)
+# The charts follow the filter once typing pauses this long: building their data from 10,000 trials would
+# compete with the table's redraw after every key (bench/tui.py's filter target).
+FILTER_CHARTS_DELAY_S = 0.3
 
 
 class ResultsPane(Pane):
@@ -50,6 +54,7 @@ class ResultsPane(Pane):
         self._by_config = False
         self._sorts: dict[bool, Sort | None] = {False: None, True: None}  # per view: trials, configurations
         self._chart = CHARTS[0]  # the one shown on a narrow screen
+        self._filter_charts: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -108,7 +113,20 @@ class ResultsPane(Pane):
 
     @on(Input.Changed, "#results-filter")
     def _filter_changed(self) -> None:
-        self.show_results()
+        """The table at once, the charts when typing pauses."""
+        self.show_results(charts=False)
+        if self._filter_charts is not None:
+            self._filter_charts.stop()
+        self._filter_charts = self.set_timer(FILTER_CHARTS_DELAY_S, self._charts_after_filter)
+
+    def _charts_after_filter(self) -> None:
+        self._filter_charts = None
+        self._show_charts([self._results[i] for i in self._kept()])
+
+    @property
+    def charts_pending(self) -> bool:
+        """Whether the charts still wait for typing in the filter to pause."""
+        return self._filter_charts is not None
 
     @on(DataTable.RowSelected, "#results-table")
     def _trial_selected(self, event: DataTable.RowSelected) -> None:
@@ -173,15 +191,21 @@ class ResultsPane(Pane):
     def show_results(self, charts: bool = True) -> None:
         """The trials (or configurations) the filter keeps, in the kept sort order, and (unless only the order
         changed) their charts."""
-        needle = self.query_one("#results-filter", Input).value.strip().lower()
-        kept = [i for i, text in enumerate(self._search) if needle in text] if needle else range(len(self._results))
+        kept = self._kept()
         shown = [self._results[i] for i in kept]
         if self._by_config:
             self._fill_configs(shown)
         else:
-            self._fill_trials(list(kept))
+            self._fill_trials(kept)
         if charts:
             self._show_charts(shown)
+
+    def _kept(self) -> list[int]:
+        """The positions of the trials the filter keeps."""
+        needle = self.query_one("#results-filter", Input).value.strip().lower()
+        if not needle:
+            return list(range(len(self._results)))
+        return [i for i, text in enumerate(self._search) if needle in text]
 
     def _fill_trials(self, kept: list[int]) -> None:
         rows = [self._rows[i] for i in kept]
