@@ -113,12 +113,13 @@ def no_terminal_width(monkeypatch):
 
 @pytest.fixture
 def quiet_meter(tmp_path):
-    """The meter as the app's tests use it: a short idle window, and no powercap tree (so the CPU estimate)."""
+    """The meter as the app's tests use it: a short idle window, and no powercap tree and no battery (so the CPU
+    estimate, on a laptop too)."""
     from energytui.engine.metering import MeterOptions
 
     empty = tmp_path / "no-powercap"
     empty.mkdir()
-    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
+    return MeterOptions(idle_s=0.1, powercap_root=str(empty), power_supply_root=str(empty))
 
 
 @pytest.fixture

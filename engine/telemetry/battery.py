@@ -103,13 +103,18 @@ def read_state(paths: list[Path]) -> BatteryState:
 
 
 def _reading(path: Path) -> BatteryReading:
-    status = _text(path / "status", "Unknown")
+    power_w, how = _rate(path)
+    # The status after the rate: a rate read across a switch to mains power is then dropped with it.
+    return BatteryReading(path.name, _text(path / "status", "Unknown"), power_w, how)
+
+
+def _rate(path: Path) -> tuple[float | None, str]:
     if (path / "power_now").exists():
-        return BatteryReading(path.name, status, abs(int(_text(path / "power_now"))) / 1e6, "power_now")
+        return abs(int(_text(path / "power_now"))) / 1e6, "power_now"
     if (path / "current_now").exists() and (path / "voltage_now").exists():
         microamps, microvolts = int(_text(path / "current_now")), int(_text(path / "voltage_now"))
-        return BatteryReading(path.name, status, abs(microamps) * abs(microvolts) / 1e12, "current_now × voltage_now")
-    return BatteryReading(path.name, status, None, "nothing")
+        return abs(microamps) * abs(microvolts) / 1e12, "current_now × voltage_now"
+    return None, "nothing"
 
 
 def _text(path: Path, default: str | None = None) -> str:

@@ -37,6 +37,7 @@ class FakePowerSupply:
         return folder
 
     def set(self, name: str, status: str | None = None, watts: float | None = None) -> None:
+        """The status first, then the rate, as a charger that takes over and then changes the current."""
         folder = self.root / name
         if status is not None:
             _write(folder / "status", status)
