@@ -132,3 +132,12 @@ def test_discover_adds_a_discharging_battery_and_says_why_one_on_mains_is_not(tm
     assert [s.name for s in sources] == ["cpu-estimate"]
     (battery,) = [u for u in unavailable if u.name == "battery"]
     assert battery.reason == "on mains power (BAT0 Full)" and "unplug" in battery.remedy
+
+
+def test_a_value_that_is_not_a_number_names_the_file(tmp_path):
+    FakePowerSupply(tmp_path).add_battery("BAT0", "Discharging", watts=10.0)
+    (tmp_path / "BAT0" / "power_now").write_text("n/a\n")
+    refused = BatterySource.probe(tmp_path)
+    assert isinstance(refused, Unavailable)
+    assert refused.reason == f"cannot read the batteries under {tmp_path}: {tmp_path}/BAT0/power_now holds 'n/a', " \
+                             "not a whole number"

@@ -110,11 +110,19 @@ def _reading(path: Path) -> BatteryReading:
 
 def _rate(path: Path) -> tuple[float | None, str]:
     if (path / "power_now").exists():
-        return abs(int(_text(path / "power_now"))) / 1e6, "power_now"
+        return abs(_micro(path / "power_now")) / 1e6, "power_now"
     if (path / "current_now").exists() and (path / "voltage_now").exists():
-        microamps, microvolts = int(_text(path / "current_now")), int(_text(path / "voltage_now"))
-        return abs(microamps) * abs(microvolts) / 1e12, "current_now × voltage_now"
+        return abs(_micro(path / "current_now")) * abs(_micro(path / "voltage_now")) / 1e12, "current_now × voltage_now"
     return None, "nothing"
+
+
+def _micro(path: Path) -> int:
+    """A value in µW, µA or µV."""
+    text = _text(path)
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{path} holds {text!r}, not a whole number") from None
 
 
 def _text(path: Path, default: str | None = None) -> str:
