@@ -70,7 +70,8 @@ def test_estimated_energy_is_labelled_everywhere(manifest, tmp_path, capsys, no_
         assert t["energy_j"] == pytest.approx(t["prefill_energy_j"] + t["decode_energy_j"], rel=1e-6)
         assert t["energy_cpu_j"] == pytest.approx(t["energy_j"]) and t["energy_gpu_j"] is None
         assert t["edp_js"] == pytest.approx(t["energy_j"] * t["e2e_ms"] / 1e3, rel=1e-6)
-        assert t["peak_power_w"] >= t["avg_power_w"] > 0 and t["idle_power_w"] >= 0
+        # both vCPUs busy throughout: peak 10 W and an average of 10.000000000000002 W (float rounding) are equal
+        assert t["peak_power_w"] >= t["avg_power_w"] * (1 - 1e-9) and t["avg_power_w"] > 0 and t["idle_power_w"] >= 0
         assert t["sample_hz"] > 80  # 100 Hz requested; this machine is shared and noisy
     samples = _rows(db, "SELECT trial_id, MIN(t_ns) AS first, MAX(t_ns) AS last, COUNT(*) AS n, "
                         "GROUP_CONCAT(DISTINCT source) AS sources FROM samples GROUP BY trial_id")

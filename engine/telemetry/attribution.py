@@ -24,15 +24,15 @@ Decisions:
     decode_j_per_token = decode energy / (tokens - 1), since the first token ends prefill.
   - edp_js = gross energy x end-to-end seconds (t_last_token - t_start).
   - peak power is the highest power sample (for RAPL: a per-read interval average)
-    within the trial, including the interpolated values at its edges.
+    within the trial, including the interpolated values at its edges; None where the
+    trial window is unresolved (shorter than the update period, or not covered by
+    samples): a slow source's reading is no peak of the trial.
   - total: a whole-machine device alone if one is present (the "wall" meter, else the
     "battery"; each already includes every component), else the sum of all devices. A
     total window is None if any part is. Its source tag is the weakest of the devices in
     it (estimated < integrated < counter). Devices a source declares but that gave no
     sample (a battery put on mains power) stay in: their windows are None with a reason,
     so the total never silently becomes the sum of the remaining parts.
-  - peak power is None where the trial window is unresolved (shorter than the update
-    period, or not covered by samples): a slow source's reading is no peak of the trial.
 """
 
 from __future__ import annotations
