@@ -182,7 +182,14 @@ class Meter:
         return self._take()
 
     def steady(self, samples: list[Sample], idle_span: tuple[int, int], requests: list[Request]) -> SteadyEnergy:
-        energy = steady_energy(samples, idle_span, requests, update_period_s=self.periods)
+        """A steady window's energy. A source that stopped by the window's end (a battery put on mains power)
+        gives it nothing: a slow source's mean over part of the window is not the window's power."""
+        end = max((r.t_end for r in requests), default=idle_span[1])
+        stopped = [s for s in self.sources if isinstance(s, StoppingSource) and s.stop_note(idle_span[0], end)]
+        gone = {device for source in stopped for device in source.devices}
+        energy = steady_energy([s for s in samples if s.device not in gone], idle_span, requests,
+                               update_period_s=self.periods, expected_devices=self.periods.keys())
+        energy.notes[:0] = self.stop_notes(idle_span[0], end)
         if energy.idle_power_w is not None:
             self._last_idle_w = energy.idle_power_w
         return energy

@@ -105,6 +105,13 @@ def namespace_tree(tmp_path) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def no_battery(monkeypatch):
+    """No laptop battery unless a test brings its fake one (tests/fakes/power_supply.py): on a laptop running
+    on battery, a test means what it means here."""
+    monkeypatch.setenv("ENERGYTUI_POWER_SUPPLY_ROOT", "/nonexistent/energytui-tests-have-no-battery")
+
+
+@pytest.fixture(autouse=True)
 def no_terminal_width(monkeypatch):
     """Output is fitted to $COLUMNS when set: the caller's shell must not decide what a test sees."""
     monkeypatch.delenv("COLUMNS", raising=False)

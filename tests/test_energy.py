@@ -182,11 +182,11 @@ def battery(tmp_path, monkeypatch, no_rapl):
 
 
 def test_a_battery_too_slow_for_a_trial_is_named_by_no_output_for_it(manifest, tmp_path, capsys, battery):
-    """Its value is taken to change every 5 s: a trial shorter than that gets no energy, and no output tags it
-    as measured; the CPU estimate is named for the CPU's figure alone. A trial that a loaded machine stretched
-    past 5 s gets the battery's energy, and every output says so."""
+    """Measured per trial (--window trial): its value is taken to change every 5 s, so a trial shorter than that
+    gets no energy, and no output tags it as measured; the CPU estimate is named for the CPU's figure alone. A
+    trial that a loaded machine stretched past 5 s gets the battery's energy, and every output says so."""
     db = tmp_path / "b.db"
-    code, out, err = run_cli(capsys, "run", manifest, "--db", db, "--idle-s", "0.2")
+    code, out, err = run_cli(capsys, "run", manifest, "--db", db, "--idle-s", "0.2", "--window", "trial")
     assert code == 0, err
     assert "energy: battery: integrated: battery discharge rate under" in out and "ESTIMATE" not in out
     trials = _rows(db, "SELECT * FROM trials")
@@ -250,13 +250,13 @@ def test_a_battery_plugged_in_during_a_run_stops_with_a_note(write_manifest, mod
 
     watcher = threading.Thread(target=plug_in_after_the_first_trial, daemon=True)
     watcher.start()
-    code, _, err = run_cli(capsys, "run", path, "--db", db, "--idle-s", "0.3")
+    code, _, err = run_cli(capsys, "run", path, "--db", db, "--idle-s", "0.3", "--window", "trial")
     watcher.join(timeout=5)
     assert code == 0, err
     first, *_, last = _rows(db, "SELECT * FROM trials ORDER BY seq")
     assert "readings stopped" not in (first["energy_notes"] or "")
-    assert last["energy_notes"].startswith("battery: readings stopped ")  # before it, or during it on a loaded machine
-    assert "this trial: on mains power (BAT0 Charging); no battery figures from then on" in last["energy_notes"]
+    assert last["energy_notes"].startswith(
+        "battery: readings stopped: on mains power (BAT0 Charging); no battery figures from then on")
     assert "battery" not in (last["energy_source"] or "") and last["energy_tag"] is None
     charging = _rows(db, "SELECT COUNT(*) AS n FROM samples WHERE device = 'battery' AND power_w > 20")
     assert charging == [{"n": 0}]  # never the charging rate
@@ -268,3 +268,21 @@ def test_a_battery_on_mains_power_is_refused_with_the_fix(capsys, battery):
     code, out, _ = run_cli(capsys, "doctor")
     assert code == 3 and "missing   battery: on mains power (BAT0 Not charging)" in out
     assert "fix: unplug the charger before the run and keep it unplugged until the run ends" in out
+
+
+def test_by_default_a_battery_gives_each_configuration_its_energy_over_a_steady_window(write_manifest, model_path,
+                                                                                      tmp_path, capsys, battery):
+    """window auto: the battery is slow, so the configuration runs back to back over a steady window (11 s: its
+    readings count from two 5 s periods after the window opens)."""
+    path = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 2\n  n_ctx: 128\nruns:\n"
+                          "  - id: steady\n    prompt_tokens: 16\n    max_tokens: 8\n    repetitions: 2\n")
+    db = tmp_path / "s.db"
+    code, out, err = run_cli(capsys, "run", path, "--db", db, "--min-window", "11s")
+    assert code == 0, err
+    (window,) = _rows(db, "SELECT * FROM steady_windows")
+    assert window["energy_tag"] == "integrated" and window["busy_power_w"] == pytest.approx(17.0)
+    assert window["idle_power_w"] == pytest.approx(17.0) and window["window_s"] >= 11
+    assert "battery" in window["devices"] and "cpu" in window["devices"]
+    assert "measured (integrated power)" in out and "(steady window ±" in out
+    code, exported, _ = run_cli(capsys, "export", "--db", db)
+    assert {r["window_tag"] for r in csv.DictReader(io.StringIO(exported))} == {"integrated"}

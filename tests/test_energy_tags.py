@@ -1,5 +1,6 @@
 """A trial's energy tags name only the sources whose samples made a stored figure, and a battery put on mains
-power mid-run stops with a note on the trials it leaves without figures (the meter, without llama.cpp)."""
+power mid-run stops with a note on the trials and steady windows it leaves without figures (the meter, without
+llama.cpp)."""
 
 import threading
 import time
@@ -11,6 +12,7 @@ from energytui.engine.metering import Meter, MeterOptions, energy_columns
 from energytui.engine.telemetry import (
     COUNTER, ESTIMATED, INTEGRATED, BatterySource, CpuEstimateSource, Sample, TrialWindows, Unavailable, attribute,
 )
+from energytui.engine.telemetry.steady import Request
 
 from fakes.power_supply import BatteryDriver, FakePowerSupply
 
@@ -103,4 +105,41 @@ def test_a_battery_plugged_in_mid_run_stops_with_a_note_and_no_trial_claims_it_a
     assert on_mains["energy_tag"] is None and on_mains["energy_source"] == "cpu:estimated"
     assert on_mains["energy_cpu_j"] > 0
     assert on_mains["energy_notes"].startswith(
-        "battery: readings stopped before this trial: on mains power (BAT0 Charging)")
+        "battery: readings stopped: on mains power (BAT0 Charging); no battery figures from then on")
+
+
+def test_a_battery_plugged_in_during_a_steady_window_gives_the_window_no_power(tmp_path):
+    """A slow source's mean over part of a window is not the window's power: the window gets none, and says why,
+    instead of the CPU estimate passing for the whole machine."""
+    fake = FakePowerSupply(tmp_path)
+    fake.add_battery("BAT0", "Discharging", watts=16.0)
+    plugged = threading.Event()
+    driver = BatteryDriver(fake, watts_at=lambda t: 16.0,
+                           status_at=lambda t: "Charging" if plugged.is_set() else "Discharging").start()
+    battery = BatterySource.probe(tmp_path, update_period_s=0.05)
+    estimate = CpuEstimateSource.probe(cpu_tdp_w=10.0)
+    assert not isinstance(battery, Unavailable) and not isinstance(estimate, Unavailable)
+    meter = Meter([estimate, battery], [], MeterOptions())
+    meter.start()
+
+    def window(plug: bool):
+        start = meter.idle_before(seconds=0.6)
+        idle_span = (start, meter.idle_end)
+        begin = time.monotonic_ns()
+        time.sleep(0.3)
+        if plug:
+            plugged.set()
+        time.sleep(0.6)
+        requests = [Request(begin, time.monotonic_ns(), 20, None)]
+        return meter.steady(meter.take_after(requests[-1].t_end), idle_span, requests)
+
+    try:
+        on_battery = window(plug=False)
+        plugged_in = window(plug=True)
+    finally:
+        meter.close()
+        driver.stop()
+    assert on_battery.total_devices == ("battery",) and on_battery.busy_power_w == pytest.approx(16.0)
+    assert plugged_in.total_devices == ("battery",) and plugged_in.busy_power_w is None
+    assert plugged_in.columns()["energy_tag"] is None
+    assert plugged_in.notes[0].startswith("battery: readings stopped: on mains power (BAT0 Charging)")

@@ -92,10 +92,9 @@ def test_a_switch_to_mains_power_stops_the_readings_for_good_and_says_so(tmp_pat
     assert source.stop_note(started, max(s.t_ns for s in samples)) is None  # it stopped after its last sample
     fake.set("BAT0", "Discharging", 15.0)
     assert source.read(time.monotonic_ns()) == []  # and does not resume when unplugged again
-    during = source.stop_note(started, time.monotonic_ns())
-    assert during.startswith("battery: readings stopped during this trial: on mains power (BAT0 Charging)")
-    assert "unplug the charger" in during
-    assert "before this trial" in source.stop_note(time.monotonic_ns(), time.monotonic_ns())
+    note = source.stop_note(started, time.monotonic_ns())
+    assert note.startswith("battery: readings stopped: on mains power (BAT0 Charging); no battery figures from then")
+    assert "unplug the charger" in note and source.stop_note(time.monotonic_ns(), time.monotonic_ns()) == note
     assert source.state.startswith("stopped: on mains power")
 
 

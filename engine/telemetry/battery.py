@@ -186,13 +186,13 @@ class BatterySource:
         return [Sample(t_ns, BATTERY_DEVICE, INTEGRATED, state.power_w, None)]
 
     def stop_note(self, start_ns: int, end_ns: int) -> str | None:
-        """Why there are no battery readings from some point of [start_ns, end_ns] on; None if it had not stopped."""
+        """Why there are no battery readings from some point of [start_ns, end_ns] (a trial's or a steady
+        window's) on; None if it had not stopped by end_ns."""
         with self._lock:
             stopped = self._stopped
         if stopped is None or stopped[0] > end_ns:
             return None
-        when = "before this trial" if stopped[0] <= start_ns else "during this trial"
-        return (f"battery: readings stopped {when}: {stopped[1]}; no battery figures from then on "
+        return (f"battery: readings stopped: {stopped[1]}; no battery figures from then on "
                 f"(to measure from the battery, {UNPLUG} and run it again)")
 
     def close(self) -> None:
