@@ -30,8 +30,10 @@ class HostPane(Pane):
         for s in report.sources:
             slow = " (slow: its energy comes from steady-state windows)" if s.get("slow") else ""
             state = f" — state: {s['state']}" if s.get("state") else ""
+            ms = s["update_period_ms"]
+            period = f"{ms:.3g} ms" if ms < 1000 else f"{ms / 1e3:.3g} s"  # a battery's 5 s, not "5e+03 ms"
             lines.append(f"  ok  {', '.join(s['devices'])}: {s['tag']}, {s['achieved_hz']:.0f} Hz, "
-                         f"updates every {s['update_period_ms']:.3g} ms{slow} — {s['method']}{state}")
+                         f"updates every {period}{slow} — {s['method']}{state}")
         for u in report.unavailable:
             lines.append(f"  missing  {u.name}: {u.reason}" + (f" — fix: {u.remedy}" if u.remedy else ""))
         lines.append("")
