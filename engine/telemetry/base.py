@@ -102,7 +102,7 @@ class TelemetrySource(Protocol):
 
 
 @runtime_checkable
-class StoppingSource(Protocol):
+class StoppingSource(TelemetrySource, Protocol):
     """A source that stops giving samples for good once its readings would be wrong (a battery put on mains
     power), and says so: the note lands on every trial whose span reaches past the stop, never a silent gap."""
 
