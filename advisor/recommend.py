@@ -7,7 +7,7 @@ Every prediction names its basis: measured here, calibrated here, or spec prior 
 
 The power budget is compared with the predicted average power of the request, which is
 the sum over the devices the trials measured (CPU packages and DRAM, or the CPU
-estimate, plus GPUs; or the wall meter alone when one was used).
+estimate, plus GPUs; or the wall meter or the battery alone when one was used).
 """
 
 from __future__ import annotations

@@ -416,6 +416,10 @@ def _cmd_advise(args) -> int:
     return 0 if result.recommendation else 4
 
 
+def _period_text(ms: float) -> str:
+    return f"{ms:.3g} ms" if ms < 1000 else f"{ms / 1e3:.3g} s"
+
+
 def _cmd_doctor(args) -> int:
     from energytui.app import machine
 
@@ -431,10 +435,16 @@ def _cmd_doctor(args) -> int:
     print("power sources (sampled for 1 s at 100 Hz):")
     for source in report.sources:
         print(f"  ok        {', '.join(source['devices'])}: {source['tag']}, {source['achieved_hz']:.0f} Hz achieved, "
-              f"value updates every {source['update_period_ms']:.3g} ms")
+              f"value updates every {_period_text(source['update_period_ms'])} "
+              f"({'slow' if source['slow'] else 'fast enough for single trials'})")
         print(f"            {source['method']}")
         if source.get("assumption"):
             print(f"            assumption: {source['assumption']}")
+        if source.get("state"):
+            print(f"            state: {source['state']}")
+        if source["slow"]:
+            print("            slow: one update lasts longer than a trial's prefill or decode, so its energy comes "
+                  "from steady-state windows over back-to-back requests of a configuration")
     for missing in report.unavailable:
         print(f"  missing   {missing.name}: {missing.reason}")
         if missing.remedy:

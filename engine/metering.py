@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import UserError
 from .telemetry import Sampler, TrialEnergy, TrialWindows, attribute, discover, update_periods
 from .telemetry.attribution import whole_machine_devices
-from .telemetry.base import COUNTER, INTEGRATED, Sample, is_slow
+from .telemetry.base import COUNTER, INTEGRATED, Sample, StoppingSource, is_slow
+from .telemetry.battery import DEFAULT_POWER_SUPPLY_ROOT
 from .telemetry.steady import WINDOW_MODES, Request, SteadyEnergy, steady_energy, window_length
 from .telemetry.rapl import DEFAULT_POWERCAP_ROOT
 
@@ -38,6 +39,9 @@ class MeterOptions:
     power_command: str | None = None
     # $ENERGYTUI_POWERCAP_ROOT: a powercap tree elsewhere (a container's bind mount, or a test's fake tree)
     powercap_root: str = field(default_factory=lambda: os.environ.get("ENERGYTUI_POWERCAP_ROOT", DEFAULT_POWERCAP_ROOT))
+    # $ENERGYTUI_POWER_SUPPLY_ROOT: the batteries' power_supply tree elsewhere (a test's fake battery)
+    power_supply_root: str = field(
+        default_factory=lambda: os.environ.get("ENERGYTUI_POWER_SUPPLY_ROOT", DEFAULT_POWER_SUPPLY_ROOT))
     nvml: Any = None  # a pynvml-like module; tests inject a stand-in
     window: str | None = None  # --window: overrides every trial's manifest `window` (None: as the manifest says)
     min_window_s: float | None = None  # --min-window: a steady window's length (None: 5 update periods)
@@ -73,7 +77,8 @@ class Meter:
     def open(cls, options: MeterOptions) -> "Meter":
         options.check()
         sources, unavailable = discover(powercap_root=options.powercap_root, nvml=options.nvml,
-                                        cpu_tdp_w=options.cpu_tdp_w, power_command=options.power_command)
+                                        cpu_tdp_w=options.cpu_tdp_w, power_command=options.power_command,
+                                        power_supply_root=options.power_supply_root)
         named = next((u for u in unavailable if u.name == "external"), None) if options.power_command else None
         if named is not None:  # a meter the user named never falls back silently to an estimate
             raise UserError(f"--power-command {options.power_command!r}: cannot be read ({named.reason}"
@@ -148,9 +153,15 @@ class Meter:
         windows = TrialWindows(t_idle_start, measurement.t_start_ns, t_first, measurement.t_end_ns, t_idle_end,
                                t_idle_before_end=min(t_idle_before_end or measurement.t_start_ns,
                                                      measurement.t_start_ns))
-        energy = attribute(samples, windows, measurement.gen_tokens, update_period_s=self.periods)
+        energy = attribute(samples, windows, measurement.gen_tokens, update_period_s=self.periods,
+                           expected_devices=self.periods.keys())
         self._last_idle_w = energy.total.idle_power_w
-        return {**energy_columns(energy, samples), "energy_method": self.method}
+        return {**energy_columns(energy, samples, self.stop_notes(t_idle_start, t_idle_end)),
+                "energy_method": self.method}
+
+    def stop_notes(self, start_ns: int, end_ns: int) -> list[str]:
+        """Why a source that stopped for good (a battery put on mains power) gives no samples in this span."""
+        return [note for s in self.sources if isinstance(s, StoppingSource) if (note := s.stop_note(start_ns, end_ns))]
 
     @property
     def idle_end(self) -> int | None:
@@ -171,7 +182,14 @@ class Meter:
         return self._take()
 
     def steady(self, samples: list[Sample], idle_span: tuple[int, int], requests: list[Request]) -> SteadyEnergy:
-        energy = steady_energy(samples, idle_span, requests, update_period_s=self.periods)
+        """A steady window's energy. A source that stopped by the window's end (a battery put on mains power)
+        gives it nothing: a slow source's mean over part of the window is not the window's power."""
+        end = max((r.t_end for r in requests), default=idle_span[1])
+        stopped = [s for s in self.sources if isinstance(s, StoppingSource) and s.stop_note(idle_span[0], end)]
+        gone = {device for source in stopped for device in source.devices}
+        energy = steady_energy([s for s in samples if s.device not in gone], idle_span, requests,
+                               update_period_s=self.periods, expected_devices=self.periods.keys())
+        energy.notes[:0] = self.stop_notes(idle_span[0], end)
         if energy.idle_power_w is not None:
             self._last_idle_w = energy.idle_power_w
         return energy
@@ -264,10 +282,12 @@ def _sum_of(energy: TrialEnergy, prefix: tuple[str, ...]) -> float | None:
     return sum(known) if known and len(known) == len(parts) else None
 
 
-def energy_columns(energy: TrialEnergy, samples: list[Sample]) -> dict:
-    """The energy figures stored on a trial row, with their source tags and flags."""
+def energy_columns(energy: TrialEnergy, samples: list[Sample], source_notes: list[str] | None = None) -> dict:
+    """The energy figures stored on a trial row, with their source tags and flags. The tags name only the devices
+    whose samples made a stored figure: a trial without energy claims no source. source_notes come first."""
     total = energy.total
-    notes = [f"{device} {name}: {window.reason}" for device, dev in energy.devices.items()
+    notes = list(source_notes or [])
+    notes += [f"{device} {name}: {window.reason}" for device, dev in energy.devices.items()
              for name, window in dev.windows.items()
              if window.energy_j is None and name in ("prefill", "decode", "trial")]
     notes += [f"{device}: {note}" for device, dev in energy.devices.items() for note in dev.notes]
@@ -276,7 +296,7 @@ def energy_columns(energy: TrialEnergy, samples: list[Sample]) -> dict:
     for sample in samples:
         if energy.windows.t_idle_start <= sample.t_ns <= energy.windows.t_idle_end:
             counts[sample.device] = counts.get(sample.device, 0) + 1
-    return {
+    columns = {
         "energy_j": total.gross_j,
         "energy_net_j": total.net_j,
         "energy_cpu_j": _sum_of(energy, ("cpu",)),
@@ -293,6 +313,27 @@ def energy_columns(energy: TrialEnergy, samples: list[Sample]) -> dict:
         "sample_hz": min(counts.values()) / span_s if counts and span_s > 0 else None,
         "energy_notes": "; ".join(notes) or None,
     }
+    return {**columns, **_claimed_sources(energy, columns)}
+
+
+# Which devices each stored figure comes from: the whole-trial figures from the total's devices, the per-part sums
+# from the devices they add up.
+_TOTAL_COLUMNS = ("energy_j", "energy_net_j", "prefill_energy_j", "decode_energy_j", "j_per_token", "avg_power_w",
+                  "peak_power_w", "idle_power_w", "edp_js")
+_PART_COLUMNS = {"energy_cpu_j": "cpu", "energy_gpu_j": "gpu"}
+
+
+def _claimed_sources(energy: TrialEnergy, columns: dict) -> dict:
+    """energy_source and energy_tag naming only the devices that produced a stored figure: a trial without
+    energy claims no source (its notes say why). The tag is the whole-trial figures' (the total's)."""
+    has_total = any(columns[name] is not None for name in _TOTAL_COLUMNS)
+    producers = set(energy.total_devices) if has_total else set()
+    for name, prefix in _PART_COLUMNS.items():
+        if columns[name] is not None:
+            producers.update(device for device in energy.devices if device.startswith(prefix))
+    return {"energy_source": ";".join(f"{device}:{dev.source}" for device, dev in energy.devices.items()
+                                      if device in producers) or None,
+            "energy_tag": energy.source if has_total else None}
 
 
 @dataclass
@@ -306,7 +347,8 @@ def probe_sources(options: MeterOptions, seconds: float = 1.0) -> ProbeReport:
     """Open every source, sample them briefly, and say what each achieved (for `energytui doctor`)."""
     options.check()
     sources, unavailable = discover(powercap_root=options.powercap_root, nvml=options.nvml,
-                                    cpu_tdp_w=options.cpu_tdp_w, power_command=options.power_command)
+                                    cpu_tdp_w=options.cpu_tdp_w, power_command=options.power_command,
+                                    power_supply_root=options.power_supply_root)
     try:
         sampler = Sampler(sources, rate_hz=options.rate_hz)
         with sampler:
@@ -314,6 +356,7 @@ def probe_sources(options: MeterOptions, seconds: float = 1.0) -> ProbeReport:
         stats = sampler.stats()
         rows = [{"name": s.name, "devices": s.devices, "tag": s.source, "method": s.method,
                  "assumption": getattr(s, "assumption", None), "update_period_ms": s.update_period_s * 1e3,
+                 "slow": is_slow(s.update_period_s), "state": getattr(s, "state", None),
                  "achieved_hz": stats[s.name].achieved_hz, "errors": stats[s.name].errors} for s in sources]
     finally:
         for source in sources:

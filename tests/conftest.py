@@ -105,6 +105,13 @@ def namespace_tree(tmp_path) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def no_battery(monkeypatch):
+    """No laptop battery unless a test brings its fake one (tests/fakes/power_supply.py): on a laptop running
+    on battery, a test means what it means here."""
+    monkeypatch.setenv("ENERGYTUI_POWER_SUPPLY_ROOT", "/nonexistent/energytui-tests-have-no-battery")
+
+
+@pytest.fixture(autouse=True)
 def no_terminal_width(monkeypatch):
     """Output is fitted to $COLUMNS when set: the caller's shell must not decide what a test sees."""
     monkeypatch.delenv("COLUMNS", raising=False)
@@ -113,12 +120,13 @@ def no_terminal_width(monkeypatch):
 
 @pytest.fixture
 def quiet_meter(tmp_path):
-    """The meter as the app's tests use it: a short idle window, and no powercap tree (so the CPU estimate)."""
+    """The meter as the app's tests use it: a short idle window, and no powercap tree and no battery (so the CPU
+    estimate, on a laptop too)."""
     from energytui.engine.metering import MeterOptions
 
     empty = tmp_path / "no-powercap"
     empty.mkdir()
-    return MeterOptions(idle_s=0.1, powercap_root=str(empty))
+    return MeterOptions(idle_s=0.1, powercap_root=str(empty), power_supply_root=str(empty))
 
 
 @pytest.fixture

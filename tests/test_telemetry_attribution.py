@@ -154,6 +154,35 @@ def test_wall_meter_is_the_total_and_components_are_not_added():
     assert result.source == INTEGRATED
 
 
+def test_a_battery_is_the_total_like_the_wall_meter_which_comes_first_when_both_are_there():
+    battery = power_stream("battery", INTEGRATED, lambda t: 14.0, step_s=0.25)
+    parts = counter_stream("cpu-pkg0", 30.0) + power_stream("cpu", ESTIMATED, lambda t: 20.0)
+    result = attribute(battery + parts, WINDOWS, gen_tokens=5)
+    assert result.total_devices == ("battery",) and result.source == INTEGRATED
+    assert result.total.gross_j == pytest.approx(14.0 * result.e2e_s)  # never 14 + 30 + 20 W
+    assert result.total.idle_power_w == pytest.approx(14.0)
+    wall = power_stream("wall", INTEGRATED, lambda t: 120.0, step_s=0.1)
+    assert attribute(battery + parts + wall, WINDOWS, gen_tokens=5).total_devices == ("wall",)
+
+
+def test_a_source_that_gave_no_sample_leaves_the_total_unresolved_instead_of_summing_the_rest():
+    """A battery put on mains power stops; the CPU estimate alone must not pass for the whole machine."""
+    cpu = power_stream("cpu", ESTIMATED, lambda t: 20.0)
+    result = attribute(cpu, WINDOWS, gen_tokens=5, expected_devices=("cpu", "battery"))
+    assert result.total_devices == ("battery",) and result.source is None
+    assert result.total.gross_j is None and result.total.idle_power_w is None and result.total.peak_power_w is None
+    assert "battery: no sample at or before the window start" in result.total.windows["trial"].reason
+    assert result.devices["cpu"].gross_j == pytest.approx(20.0 * result.e2e_s)
+
+
+def test_a_source_too_slow_for_the_trial_gives_no_peak_power_either():
+    samples = power_stream("wall", INTEGRATED, lambda t: 42.0, step_s=1.0)
+    slow = attribute(samples, WINDOWS, gen_tokens=5, update_period_s={"wall": 5.0})  # the trial lasts 2 s
+    assert slow.total.gross_j is None and slow.total.peak_power_w is None and slow.devices["wall"].peak_power_w is None
+    fast_enough = attribute(samples, WINDOWS, gen_tokens=5, update_period_s={"wall": 1.0})
+    assert fast_enough.total.peak_power_w == pytest.approx(42.0)
+
+
 def test_counter_going_backwards_gives_no_energy():
     samples = counter_stream("cpu-pkg0", 30.0)
     reset = [Sample(s.t_ns, s.device, s.source, s.power_w, s.energy_j - 60.0) for s in samples if s.t_ns > 2 * S]

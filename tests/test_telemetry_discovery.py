@@ -18,10 +18,11 @@ def close_all(sources):
 
 
 def test_this_vm_gets_the_labelled_cpu_estimate_and_says_why_the_rest_is_missing(tmp_path):
-    sources, unavailable = discover(powercap_root=tmp_path / "no-powercap", nvml=NvmlReplay(driver_loaded=False))
+    sources, unavailable = discover(powercap_root=tmp_path / "no-powercap", nvml=NvmlReplay(driver_loaded=False),
+                                    power_supply_root=tmp_path / "no-battery")
     assert [type(s) for s in sources] == [CpuEstimateSource]
     missing = {u.name: u for u in unavailable}
-    assert missing["rapl"].remedy and missing["nvml"].remedy
+    assert missing["rapl"].remedy and missing["nvml"].remedy and "no battery" in missing["battery"].reason
     assert sources[0].source == ESTIMATED and "W /" in sources[0].method
     close_all(sources)
 
@@ -29,17 +30,19 @@ def test_this_vm_gets_the_labelled_cpu_estimate_and_says_why_the_rest_is_missing
 def test_rapl_replaces_the_estimate_and_gpus_and_wall_meter_are_added(tmp_path):
     FakePowercap.two_packages(tmp_path, 10**9)
     meter = f"{shlex.quote(sys.executable)} -c 'print(55)'"
-    sources, unavailable = discover(powercap_root=tmp_path, nvml=NvmlReplay(), power_command=meter)
+    sources, unavailable = discover(powercap_root=tmp_path, nvml=NvmlReplay(), power_command=meter,
+                                    power_supply_root=tmp_path / "no-battery")
     assert [s.name for s in sources] == ["rapl", "nvml-gpu0", "nvml-gpu1", "external"]
     assert any(u.name == "cpu-estimate" and "RAPL" in u.reason for u in unavailable)
-    forced, _ = discover(powercap_root=tmp_path, use_nvml=False, cpu_estimate=True)
+    forced, _ = discover(powercap_root=tmp_path, use_nvml=False, cpu_estimate=True,
+                         power_supply_root=tmp_path / "no-battery")
     assert [s.name for s in forced] == ["rapl", "cpu-estimate"]
     close_all(sources + forced)
 
 
 def test_sampler_and_attribution_end_to_end_on_fake_counters(tmp_path):
     fake = FakePowercap.two_packages(tmp_path, 10**12)
-    sources, _ = discover(powercap_root=tmp_path, use_nvml=False)
+    sources, _ = discover(powercap_root=tmp_path, use_nvml=False, power_supply_root=tmp_path / "no-battery")
     (rapl,) = sources
     assert isinstance(rapl, RaplSource)
     sampler = Sampler(sources, rate_hz=100)

@@ -1,4 +1,4 @@
-"""Power telemetry: RAPL, NVML, a declared CPU estimate and external meters, on one clock.
+"""Power telemetry: RAPL, NVML, a declared CPU estimate, external meters and batteries, on one clock.
 
 Every timestamp is time.monotonic_ns() (int ns), the clock of the token timestamps.
 
@@ -6,16 +6,19 @@ Public API
 ----------
 Samples and sources
     Sample(t_ns, device, source, power_w, energy_j, extra=None)
-        device: "cpu-pkg0", "dram0", "gpu0", "cpu", "wall"; source: "counter" |
+        device: "cpu-pkg0", "dram0", "gpu0", "cpu", "wall", "battery"; source: "counter" |
         "integrated" | "estimated"; energy_j: cumulative since the source opened
         (counter sources only); power_w: instantaneous or last-interval watts.
     Unavailable(name, reason, remedy)         a source that cannot be opened, and the fix
     TelemetrySource                           protocol: name, devices, source, method,
                                               update_period_s, poll_interval_s, read(t_ns), close()
     weakest_source(tags)                      estimated < integrated < counter
+    is_slow(update_period_s)                  updates less often than SLOW_UPDATE_PERIOD_S (0.1 s)
+    StoppingSource                            protocol: stop_note(start_ns, end_ns), a source that stops for good
+                                              when its readings would be wrong (a battery put on mains power)
     discover(powercap_root="/sys/class/powercap", nvml=None, use_nvml=True, cpu_estimate=None,
              cpu_tdp_w=None, cpu_threads=None, cpu_poll_interval_s=0.0, tdp_table=None, power_command=None,
-             power_command_interval_s=1.0) -> (sources, unavailable)
+             power_command_interval_s=1.0, power_supply_root="/sys/class/power_supply") -> (sources, unavailable)
         cpu_estimate=None opens the estimate only when RAPL is unavailable (no double count).
 
 Sources (each has a classmethod probe(...) -> source | Unavailable)
@@ -25,6 +28,8 @@ Sources (each has a classmethod probe(...) -> source | Unavailable)
     CpuEstimateSource.probe(cpu_tdp_w=None, cpu_threads=None, tdp_table=None, poll_interval_s=0.0)
                                               utilisation x TDP/threads; see .method, .assumption
     ExternalMeterSource.probe(command, interval_s=1.0)   a command printing watts; device "wall"
+    BatterySource.probe(root="/sys/class/power_supply")  the batteries' discharge rate, only while they
+                                              discharge; device "battery", updates assumed every 5 s
 
 Sampling
     Sampler(sources, rate_hz=100, on_batch=None, flush_interval_s=1.0)
@@ -33,13 +38,15 @@ Sampling
 
 Attribution (pure)
     TrialWindows(t_idle_start, t_start, t_first_token, t_last_token, t_idle_end)
-    attribute(samples, windows, gen_tokens, update_period_s=None, idle_power_w=None) -> TrialEnergy
+    attribute(samples, windows, gen_tokens, update_period_s=None, idle_power_w=None, expected_devices=())
+        -> TrialEnergy
         TrialEnergy.devices[device] / .total: DeviceEnergy with windows (idle_before,
         prefill, decode, idle_after, trial -> WindowEnergy(energy_j, avg_power_w,
         short_window, reason, samples_inside)), idle_power_w, gross_j, net_j, net_below_zero,
         prefill_j, decode_j, j_per_token, net_j_per_token, decode_j_per_token,
         avg_power_w, peak_power_w, edp_js, source, notes; .source is the weakest tag.
-        total = the "wall" device if present, else the sum of all devices; net is not clamped.
+        total = a whole-machine device ("wall", else "battery") if present, else the sum of all devices;
+        net is not clamped.
     update_periods(sources) -> {device: seconds}   feed to attribute()
 
 Typical use
@@ -61,7 +68,11 @@ from .attribution import (
     update_periods,
     window_energy,
 )
-from .base import COUNTER, ESTIMATED, INTEGRATED, SOURCE_TAGS, Sample, TelemetrySource, Unavailable, weakest_source
+from .base import (
+    COUNTER, ESTIMATED, INTEGRATED, SOURCE_TAGS, Sample, StoppingSource, TelemetrySource, Unavailable, is_slow,
+    weakest_source,
+)
+from .battery import BatterySource
 from .cpu_estimate import CpuEstimateSource, CpuPowerModel, load_tdp_table
 from .discovery import discover
 from .external import ExternalMeterError, ExternalMeterSource
@@ -71,10 +82,10 @@ from .sampler import Sampler, SourceStats
 
 __all__ = [
     "COUNTER", "ESTIMATED", "INTEGRATED", "SOURCE_TAGS",
-    "Sample", "Unavailable", "TelemetrySource", "weakest_source", "discover",
+    "Sample", "Unavailable", "TelemetrySource", "StoppingSource", "weakest_source", "is_slow", "discover",
     "RaplSource", "permission_remedy", "unwrap_delta",
     "NvmlSource", "CpuEstimateSource", "CpuPowerModel", "load_tdp_table",
-    "ExternalMeterSource", "ExternalMeterError",
+    "ExternalMeterSource", "ExternalMeterError", "BatterySource",
     "Sampler", "SourceStats",
     "TrialWindows", "WindowEnergy", "DeviceEnergy", "TrialEnergy", "attribute", "update_periods", "window_energy",
 ]

@@ -24,24 +24,27 @@ Decisions:
     decode_j_per_token = decode energy / (tokens - 1), since the first token ends prefill.
   - edp_js = gross energy x end-to-end seconds (t_last_token - t_start).
   - peak power is the highest power sample (for RAPL: a per-read interval average)
-    within the trial, including the interpolated values at its edges.
-  - total: the "wall" device alone if present (it already includes every component),
-    else the sum of all devices. A total window is None if any part is. Its source
-    tag is the weakest of the devices in it (estimated < integrated < counter).
+    within the trial, including the interpolated values at its edges; None where the
+    trial window is unresolved (shorter than the update period, or not covered by
+    samples): a slow source's reading is no peak of the trial.
+  - total: a whole-machine device alone if one is present (the "wall" meter, else the
+    "battery"; each already includes every component), else the sum of all devices. A
+    total window is None if any part is. Its source tag is the weakest of the devices in
+    it (estimated < integrated < counter). Devices a source declares but that gave no
+    sample (a battery put on mains power) stay in: their windows are None with a reason,
+    so the total never silently becomes the sum of the remaining parts.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from .base import COUNTER, Sample, weakest_source
+from .base import COUNTER, WHOLE_MACHINE_DEVICES, Sample, weakest_source
 
 WINDOW_NAMES = ("idle_before", "prefill", "decode", "idle_after", "trial")
-WALL_DEVICE = "wall"
 
 
 @dataclass(frozen=True)
@@ -196,17 +199,19 @@ def update_periods(sources: Iterable) -> dict[str, float]:
 
 def attribute(samples: Iterable[Sample], windows: TrialWindows, gen_tokens: int, *,
               update_period_s: Mapping[str, float] | None = None,
-              idle_power_w: Mapping[str, float] | None = None) -> TrialEnergy:
+              idle_power_w: Mapping[str, float] | None = None,
+              expected_devices: Iterable[str] = ()) -> TrialEnergy:
     """Per-device and total energy of one trial; see the module docstring for the rules.
 
     update_period_s: device -> seconds (see update_periods()); missing devices use 0.
     idle_power_w: device -> watts, overriding the idle_before measurement.
+    expected_devices: the devices of the opened sources, attributed even without a sample.
     """
     update_period_s = update_period_s or {}
     idle_power_w = idle_power_w or {}
-    by_device: dict[str, list[Sample]] = defaultdict(list)
+    by_device: dict[str, list[Sample]] = {device: [] for device in expected_devices}
     for sample in samples:
-        by_device[sample.device].append(sample)
+        by_device.setdefault(sample.device, []).append(sample)
     e2e_s = (windows.t_last_token - windows.t_start) / 1e9
     devices = {
         device: _device_energy(device, device_samples, windows, gen_tokens, e2e_s,
@@ -221,10 +226,11 @@ def attribute(samples: Iterable[Sample], windows: TrialWindows, gen_tokens: int,
 
 
 def whole_machine_devices(devices: Iterable[str]) -> tuple[str, ...]:
-    """The devices whose sum is the machine's power: the wall meter alone where there is one (it already
-    includes every component), else all of them."""
+    """The devices whose sum is the machine's power: a whole-machine device alone where there is one (the wall
+    meter, else the battery: each already includes every component), else all of them."""
     devices = tuple(devices)
-    return (WALL_DEVICE,) if WALL_DEVICE in devices else devices
+    whole_machine = [device for device in WHOLE_MACHINE_DEVICES if device in devices]
+    return tuple(whole_machine[:1]) or devices
 
 
 def _device_energy(device: str, samples: list[Sample], windows: TrialWindows, gen_tokens: int, e2e_s: float,
@@ -242,7 +248,8 @@ def _device_energy(device: str, samples: list[Sample], windows: TrialWindows, ge
     if len({s.source for s in samples}) > 1:
         result.notes.append("samples carry several source tags; the weakest is reported")
     power = series if not is_counter else _Series([(s.t_ns, s.power_w) for s in samples if s.power_w is not None])
-    result.peak_power_w = _peak(power, *spans["trial"])
+    if not result.windows["trial"].short_window:
+        result.peak_power_w = _peak(power, *spans["trial"])
     _derive(result, supplied_idle_w, gen_tokens, e2e_s)
     return result
 
@@ -302,7 +309,8 @@ def _total_energy(parts: list[DeviceEnergy], power_series: dict[str, _Series], w
     _derive(total, supplied_idle, gen_tokens, e2e_s)
     if supplied_idle is not None:
         total.idle_power_origin = "sum of devices"
-    total.peak_power_w = _summed_peak(list(power_series.values()), *windows.spans()["trial"])
+    if not total.windows["trial"].short_window:
+        total.peak_power_w = _summed_peak(list(power_series.values()), *windows.spans()["trial"])
     return total
 
 

@@ -13,6 +13,13 @@ ESTIMATED = "estimated"  # a declared model, e.g. CPU utilisation x TDP
 # (0.1-0.4 s each): its energy comes from steady-state windows over back-to-back requests (engine/steady.py).
 SLOW_UPDATE_PERIOD_S = 0.1
 
+# Devices that measure the whole machine, so each already includes every component: a trial's total is one of
+# them alone (the first present, in this order: a meter the user named before the battery), never a sum with the
+# CPU or GPU devices.
+WALL_DEVICE = "wall"  # an external meter command (external.py)
+BATTERY_DEVICE = "battery"  # a laptop's batteries while they discharge (battery.py)
+WHOLE_MACHINE_DEVICES = (WALL_DEVICE, BATTERY_DEVICE)
+
 UNKNOWN = "unknown"  # imported energy whose method the log's map declared unknown (never a live source)
 
 # Weakest first: a total is only as trustworthy as its weakest part.
@@ -92,3 +99,11 @@ class TelemetrySource(Protocol):
     def read(self, t_ns: int) -> list[Sample]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class StoppingSource(TelemetrySource, Protocol):
+    """A source that stops giving samples for good once its readings would be wrong (a battery put on mains
+    power), and says so: the note lands on every trial whose span reaches past the stop, never a silent gap."""
+
+    def stop_note(self, start_ns: int, end_ns: int) -> str | None: ...  # None: it had not stopped by end_ns

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .base import TelemetrySource, Unavailable
+from .battery import DEFAULT_POWER_SUPPLY_ROOT, BatterySource
 from .cpu_estimate import DEFAULT_CPUINFO, DEFAULT_PROC_STAT, CpuEstimateSource
 from .external import DEFAULT_INTERVAL_S, ExternalMeterSource
 from .nvml import NvmlSource
@@ -26,14 +27,17 @@ def discover(
     cpuinfo: str = DEFAULT_CPUINFO,
     power_command: str | None = None,
     power_command_interval_s: float = DEFAULT_INTERVAL_S,
+    power_supply_root: str | Path = DEFAULT_POWER_SUPPLY_ROOT,
 ) -> tuple[list[TelemetrySource], list[Unavailable]]:
-    """(opened sources, Unavailable records) for RAPL, NVML GPUs, the CPU estimate and an external meter.
+    """(opened sources, Unavailable records) for RAPL, NVML GPUs, the CPU estimate, an external meter and a
+    laptop's batteries.
 
     cpu_estimate: None (default) opens the estimate only when RAPL is unavailable,
     because both describe the CPU and would be double counted; True/False force it.
     cpu_poll_interval_s: read /proc/stat at most this often (0: every sampler tick).
     nvml: an injected pynvml-like module (tests); use_nvml=False skips GPUs.
     power_command: an external meter command printing watts (device "wall").
+    power_supply_root: where the batteries are (device "battery", opened only while they discharge).
     The caller owns the sources and must close() them.
     """
     sources: list[TelemetrySource] = []
@@ -64,6 +68,7 @@ def discover(
     if power_command:
         keep(_guarded("external", lambda: ExternalMeterSource.probe(
             power_command, interval_s=power_command_interval_s)))
+    keep(_guarded("battery", lambda: BatterySource.probe(power_supply_root)))
     return sources, unavailable
 
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 
 from ..errors import UserError
-from .base import INTEGRATED, Sample, Unavailable
+from .base import INTEGRATED, WALL_DEVICE, Sample, Unavailable
 
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_TIMEOUT_S = 5.0
@@ -56,7 +56,7 @@ class ExternalMeterSource:
     """Whole-machine power from a user command (device "wall", source "integrated")."""
 
     name = "external"
-    devices = ("wall",)
+    devices = (WALL_DEVICE,)
     source = INTEGRATED
 
     def __init__(self, command: str, interval_s: float = DEFAULT_INTERVAL_S, timeout_s: float = DEFAULT_TIMEOUT_S):
@@ -84,7 +84,7 @@ class ExternalMeterSource:
         watts = run_meter(self.command, self._argv, self.timeout_s)
         # The meter measured somewhere during the run: take the midpoint.
         midpoint_ns = (t_ns + time.monotonic_ns()) // 2
-        return [Sample(midpoint_ns, "wall", INTEGRATED, watts, None)]
+        return [Sample(midpoint_ns, WALL_DEVICE, INTEGRATED, watts, None)]
 
     def close(self) -> None:
         pass

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -154,12 +153,15 @@ def _times(watts: float | None, seconds: float) -> float | None:
 
 
 def steady_energy(samples: Iterable[Sample], idle_span: tuple[int, int], requests: list[Request], *,
-                  update_period_s: Mapping[str, float] | None = None) -> SteadyEnergy:
-    """The steady window's power and energy; see the module docstring for the rules."""
+                  update_period_s: Mapping[str, float] | None = None,
+                  expected_devices: Iterable[str] = ()) -> SteadyEnergy:
+    """The steady window's power and energy; see the module docstring for the rules. expected_devices: the
+    devices of the opened sources, kept without a sample (a battery put on mains power), so that the total
+    never becomes the sum of the rest."""
     periods = update_period_s or {}
-    by_device: dict[str, list[Sample]] = defaultdict(list)
+    by_device: dict[str, list[Sample]] = {device: [] for device in expected_devices}
     for sample in samples:
-        by_device[sample.device].append(sample)
+        by_device.setdefault(sample.device, []).append(sample)
     busy_span = (min(r.t_start for r in requests), max(r.t_end for r in requests)) if requests else idle_span
     devices = {device: _device_steady(device, rows, idle_span, busy_span, periods.get(device, 0.0))
                for device, rows in sorted(by_device.items())}

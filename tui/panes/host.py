@@ -28,8 +28,12 @@ class HostPane(Pane):
                  f"GPU: {host['gpu'] or 'none visible through NVML'}; llama-cpp-python {host['llama_cpp']}, "
                  f"GPU offload {'yes' if host['gpu_offload'] else 'no'}", "", "Power sources:"]
         for s in report.sources:
+            slow = " (slow: its energy comes from steady-state windows)" if s.get("slow") else ""
+            state = f" — state: {s['state']}" if s.get("state") else ""
+            ms = s["update_period_ms"]
+            period = f"{ms:.3g} ms" if ms < 1000 else f"{ms / 1e3:.3g} s"  # a battery's 5 s, not "5e+03 ms"
             lines.append(f"  ok  {', '.join(s['devices'])}: {s['tag']}, {s['achieved_hz']:.0f} Hz, "
-                         f"updates every {s['update_period_ms']:.3g} ms — {s['method']}")
+                         f"updates every {period}{slow} — {s['method']}{state}")
         for u in report.unavailable:
             lines.append(f"  missing  {u.name}: {u.reason}" + (f" — fix: {u.remedy}" if u.remedy else ""))
         lines.append("")
