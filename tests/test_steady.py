@@ -10,6 +10,7 @@ import io
 import os
 import random
 import sqlite3
+import time
 
 import pytest
 
@@ -166,7 +167,8 @@ def test_a_constant_1hz_meter_gives_each_configuration_its_energy_over_a_steady_
 
 def test_a_meter_following_cpu_time_gives_each_configuration_its_true_joules_per_token(manifest, tmp_path, capsys):
     db = tmp_path / "f.db"
-    with BusyFollowingMeter(tmp_path / "watts", static_w=30.0, per_cpu_w=15.0) as meter:
+    # the watts follow this process's CPU time (the run is in-process): other work on the machine cannot move them
+    with BusyFollowingMeter(tmp_path / "watts", static_w=30.0, per_cpu_w=15.0, cpu_seconds=time.process_time) as meter:
         code, _, err = run_cli(capsys, "run", manifest, "--db", db, "--power-command", f"cat {tmp_path / 'watts'}")
     assert code == 0, err
     trials = _rows(db, "SELECT t.*, w.busy_power_w FROM trials t JOIN steady_windows w ON w.id = t.window_id")
@@ -213,7 +215,6 @@ def test_sigterm_in_the_middle_of_a_window_keeps_what_it_measured(write_manifest
     import signal
     import subprocess
     import sys
-    import time
 
     from helpers import default_signals
 

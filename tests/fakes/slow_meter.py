@@ -1,8 +1,9 @@
 """A fake slow wall meter, a stand-in for a smart plug this machine lacks: a thread writes the watts it
 "measures" into a file once per period, and `energytui run --power-command "cat FILE"` reads them.
 
-Its watts follow the machine's CPU busy time (static + per busy CPU, from /proc/stat), averaged over each
-period as a real meter's display is. It also keeps the truth at a fine step, so a test can integrate the
+Its watts follow CPU busy time (static + per busy CPU), averaged over each period as a real meter's display
+is: the whole machine's (/proc/stat), or one process's (a test's own, so that other work on a shared
+machine does not move it). It also keeps the truth at a fine step, so a test can integrate the
 exact power over any span of the monotonic clock (the tokens' clock, shared by every process).
 """
 
@@ -13,24 +14,23 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 
-def _cpu_times() -> tuple[int, int]:
+def machine_cpu_seconds() -> float:
+    """Busy CPU-seconds of the whole machine so far (/proc/stat's aggregate line)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    user, nice, system, idle, iowait, irq, softirq = (int(v) for v in fields[1:8])
-    steal = int(fields[8]) if len(fields) > 8 else 0
-    busy = user + nice + system + irq + softirq
-    return busy, busy + idle + iowait + steal
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 class BusyFollowingMeter:
     """watts = static_w + per_cpu_w × busy CPUs, shown as its mean over the last `period_s`."""
 
     def __init__(self, path: Path, static_w: float, per_cpu_w: float, period_s: float = 1.0,
-                 step_s: float = 0.02):
+                 step_s: float = 0.02, cpu_seconds: Callable[[], float] = machine_cpu_seconds):
         self.path, self.static_w, self.per_cpu_w = path, static_w, per_cpu_w
-        self.period_s, self.step_s = period_s, step_s
-        self.cpus = os.cpu_count() or 1
+        self.period_s, self.step_s, self.cpu_seconds = period_s, step_s, cpu_seconds
         self.times: list[int] = []  # the end of each fine step
         self.watts: list[float] = []  # the true power over the step ending there
         self._stop = threading.Event()
@@ -46,14 +46,13 @@ class BusyFollowingMeter:
         self._thread.join()
 
     def _loop(self) -> None:
-        busy0, total0 = _cpu_times()
-        shown_at = time.monotonic_ns()
+        busy0, t0 = self.cpu_seconds(), time.monotonic_ns()
+        shown_at = t0
         while not self._stop.wait(self.step_s):
-            busy, total = _cpu_times()
-            if total > total0:
-                self.times.append(time.monotonic_ns())
-                self.watts.append(self.static_w + self.per_cpu_w * self.cpus * (busy - busy0) / (total - total0))
-                busy0, total0 = busy, total
+            busy, now = self.cpu_seconds(), time.monotonic_ns()
+            self.times.append(now)
+            self.watts.append(self.static_w + self.per_cpu_w * (busy - busy0) / ((now - t0) / 1e9))
+            busy0, t0 = busy, now
             if self.times and self.times[-1] - shown_at >= self.period_s * 1e9:
                 self._show(self.energy(shown_at, self.times[-1]) / ((self.times[-1] - shown_at) / 1e9))
                 shown_at = self.times[-1]
