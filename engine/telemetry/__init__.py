@@ -14,7 +14,8 @@ Samples and sources
                                               update_period_s, poll_interval_s, read(t_ns), close()
     weakest_source(tags)                      estimated < integrated < counter
     discover(powercap_root="/sys/class/powercap", nvml=None, use_nvml=True, cpu_estimate=None,
-             cpu_tdp_w=None, cpu_threads=None, cpu_poll_interval_s=0.0, tdp_table=None, power_command=None,
+             cpu_tdp_w=None, cpu_threads=None, cpu_static_share=None, cpu_poll_interval_s=0.0, tdp_table=None,
+             power_command=None,
              power_command_interval_s=1.0) -> (sources, unavailable)
         cpu_estimate=None opens the estimate only when RAPL is unavailable (no double count).
 
@@ -22,8 +23,11 @@ Sources (each has a classmethod probe(...) -> source | Unavailable)
     RaplSource.probe(root="/sys/class/powercap")   package + dram of every package, wrap-corrected
     NvmlSource.probe(index, nvml=None) / NvmlSource.probe_all(nvml=None)
                                               per GPU: energy counter, else integrated power
-    CpuEstimateSource.probe(cpu_tdp_w=None, cpu_threads=None, tdp_table=None, poll_interval_s=0.0)
-                                              utilisation x TDP/threads; see .method, .assumption
+    CpuEstimateSource.probe(cpu_tdp_w=None, cpu_threads=None, tdp_table=None, cpu_static_share=None,
+                            poll_interval_s=0.0)
+                                              static + busy threads x dynamic per thread, from TDP and a
+                                              static share; see .method, .assumption (parse_method reads
+                                              .method back)
     ExternalMeterSource.probe(command, interval_s=1.0)   a command printing watts; device "wall"
 
 Sampling
