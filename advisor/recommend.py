@@ -412,6 +412,11 @@ def _notes(fit: Fit, gpu_trials: bool, predictions: list[Prediction], req: Reque
                      "tokens estimated from characters, energy as the other machine recorded it")
     for reason, count in fit.excluded.items():
         notes.append(f"{count} trials left out of the calibration: {reason}")
+    shares = fit.cpu_estimate.get("shares", [])
+    if len(shares) > 1 and not req.hardware:
+        notes.append("the trials' CPU estimates assumed different static shares ("
+                     + ", ".join(f"{share:.0%}" for share in shares) + "): the calibration blends them, and the "
+                     f"static power check starts from their mean, {fit.cpu_estimate['static_share']:.0%}")
     return notes
 
 

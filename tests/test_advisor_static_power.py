@@ -172,6 +172,19 @@ def test_measured_energy_needs_no_check(estimated_fit):
     assert spec.static_power is None  # a spec prior's power is the device's own, not the estimate's
 
 
+def test_trials_estimated_with_different_shares_are_blended_and_said_so():
+    trials = synthetic_trials(backends=("cpu",), quants=("Q4_0",), threads=(1, 2, 4))
+    for i, t in enumerate(trials):
+        share = (0.0, 0.25)[i % 2]
+        model = CpuPowerModel(VISIBLE * WATTS_PER_THREAD, VISIBLE, "test part", share, "test class", "a test")
+        t.update(energy_tag="estimated", energy_method=describe_method(model, VISIBLE))
+    blended = fit(trials, "blended-host")
+    assert blended.cpu_estimate["shares"] == [0.0, 0.25] and blended.cpu_estimate["static_share"] == 0.125
+    advice = advise(blended, Request(gen_tokens=32, prompt_tokens=64, batch=1), False)
+    assert any("assumed different static shares (0%, 25%)" in note and "their mean, 12%" in note
+               for note in advice.notes)
+
+
 def test_estimated_energy_without_the_estimates_numbers_says_it_cannot_be_checked():
     trials = synthetic_trials(backends=("cpu",), quants=("Q4_0",))
     for t in trials:
@@ -242,3 +255,6 @@ def test_advise_on_real_estimated_trials_says_whether_it_holds(threads_db, capsy
     code, out, _ = run_cli(capsys, "advise", "--db", threads_db, "--tokens", "64", "--prompt-tokens", "32",
                            "--batch", "1")
     assert f"Static power of the CPU estimate: {check['sentence']}." in out
+    code, out, _ = run_cli(capsys, "advise", "--db", threads_db, "--explain")
+    assert f"static share {estimate.static_share:.0%} of TDP, {estimate.watts_per_thread:.3g} W per hardware " \
+           "thread at TDP" in out
