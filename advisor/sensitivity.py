@@ -71,7 +71,7 @@ def winner_segments(lines: list[ShareLine], low: float, high: float,
         if segments and segments[-1].winner == winner:
             segments[-1] = Segment(segments[-1].low, end, winner)
         else:
-            segments.append(Segment(start, end, winner))
+            segments.append(Segment(segments[-1].high if segments else start, end, winner))
     return segments or [Segment(low, high, _best(lines, low, budget_w))]
 
 
