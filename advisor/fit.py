@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from energytui.engine.errors import UserError
 from energytui.engine.record import check_names
+from energytui.engine.telemetry.cpu_estimate import parse_method
 
 from . import portable
 from .features import (COLUMNS, TILED_KERNELS, Config, Parts, Workload, config_of, decode_work, derive, power_load,
@@ -40,8 +41,8 @@ RESIDUAL_MIN_POINTS = 0.005  # ... and by at least half a percentage point
 # The trial fields a fit learns from, per mode (besides the configuration features.config_of reads).
 NEEDED = {"phases": ("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j"), "request": ("e2e_ms", "energy_j")}
 check_names({name for names in NEEDED.values() for name in names} | {"status", "gen_tokens", "batch_size",
-            "bits_per_weight", "n_params", "prompt_tokens", "idle_power_w", "energy_tag", "model", "imported"},
-            "advisor/fit.py")
+            "bits_per_weight", "n_params", "prompt_tokens", "idle_power_w", "energy_tag", "energy_method", "model",
+            "imported"}, "advisor/fit.py")
 
 
 class NotEnoughData(UserError):
@@ -73,6 +74,8 @@ class Fit:
     quants: list[str] = field(default_factory=list)
     host: dict = field(default_factory=dict)
     kernels: dict = field(default_factory=dict)  # the host's kernel probe: quant -> rows -> threads -> s/FLOP
+    # The CPU estimate the trials' energy came from (cpu_estimate_of), for the advisor's static power check.
+    cpu_estimate: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -86,7 +89,7 @@ class Fit:
 
 
 
-FIT_VERSION = "physical-6"  # part of the data hash: a new model never reuses an older model's cached fit
+FIT_VERSION = "physical-7"  # part of the data hash: a new model never reuses an older model's cached fit
 
 
 def data_hash(trials: list[dict], kernels: dict | None = None) -> str:
@@ -307,7 +310,23 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels:
         steady_trials=sum(bool(t.get("window_id")) for t in data),
         excluded=excluded, quants=quants,
         host={k: data[0].get(k) for k in ("gpu_build", "host_cores", "host_ram_gb")}, kernels=kernels or {},
+        cpu_estimate=cpu_estimate_of(data),
     )
+
+
+def cpu_estimate_of(data: list[dict]) -> dict:
+    """The CPU estimate behind the trials' energy, read back from their methods: static share (the mean where
+    runs used several), watts per hardware thread, visible CPUs; {} when no trial's energy was estimated so."""
+    found = [(parse_method(t.get("energy_method")), t) for t in data if t.get("energy_tag") == "estimated"]
+    known = [(p, t) for p, t in found if p is not None]
+    if not known:
+        return {}
+    visible = [p.visible_cpus or t.get("host_cores") for p, t in known]
+    return {"static_share": sum(p.static_share for p, _ in known) / len(known),
+            "shares": sorted({round(p.static_share, 4) for p, _ in known}),
+            "watts_per_thread": sum(p.watts_per_thread for p, _ in known) / len(known),
+            "visible_cpus": max((v for v in visible if v), default=None),
+            "trials": len(known), "estimated_trials": len(found)}
 
 
 def _usable_rows(trials: list[dict], mode: str) -> tuple[list[dict], dict[str, int]]:

@@ -19,7 +19,7 @@ from typing import Literal, Sequence
 
 from energytui.engine.errors import UserError
 
-from . import hardware
+from . import hardware, sensitivity
 from .features import QUANT_BITS, Config, ModelShape, Workload
 from .fit import Fit
 from .predict import CALIBRATED, MEASURED, SPEC, Basis, NotCalibrated, host_basis, kernel_spread, predict
@@ -101,6 +101,7 @@ class Advice:
     changes: list[str]  # what would change the answer
     notes: list[str]
     model: dict  # what the calibration learned from and its held-out errors
+    static_power: dict | None = None  # on ESTIMATED energy: does the answer hold across the static share?
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -238,6 +239,7 @@ def advise(fit: Fit, req: Request, gpu_trials: bool, what_if_models: Sequence[Mo
                       key=lambda p: (not p.values, p.values.get(key, math.inf)))
     ranked = [p for p in rejected if p.values and not _cannot_run(p)]
     closest, needs = (None, None) if feasible or not ranked else _closest(ranked, req)
+    static_power = _static_power_check(fit, req, pool, predictions, feasible[0] if feasible else None)
     return Advice(
         request=asdict(req), recommendation=feasible[0] if feasible else None, alternatives=feasible[1:4],
         rejected=rejected, closest=closest, needs=needs, changes=changes(fit, req, pool, feasible, rejected),
@@ -247,7 +249,23 @@ def advise(fit: Fit, req: Request, gpu_trials: bool, what_if_models: Sequence[Mo
                "residual_models": sorted(fit.residuals), "energy_tags": fit.energy_tags,
                "fitted_at": fit.created_at, "host_id": fit.host_id, "excluded": fit.excluded,
                "kernel_probe": sorted(fit.kernels)},
+        static_power=static_power,
     )
+
+
+def _static_power_check(fit: Fit, req: Request, pool: list[tuple[Config, Basis]], predictions: list[Prediction],
+                        best: Prediction | None) -> dict | None:
+    """On ESTIMATED energy, whether the recommendation holds across the plausible static power
+    (advisor/sensitivity.py); None for measured energy, a spec prior, or no recommendation."""
+    if best is None or req.hardware or "estimated" not in fit.energy_tags:
+        return None
+    from energytui.engine.telemetry.cpu_estimate import load_static_power
+
+    table = load_static_power()
+    contenders = [(p.label, p.values, config, basis) for (config, basis), p in zip(pool, predictions)
+                  if p.values and all(r.startswith("over budget") for r in p.rejected)]
+    return sensitivity.check(fit.cpu_estimate, (table.low, table.high, table.range_source), best.label, contenders,
+                             Workload(req.prompt_tokens, req.gen_tokens), OBJECTIVES[req.objective], req.budget_w)
 
 
 def _predict(fit: Fit, config: Config, basis: Basis, req: Request) -> Prediction:
@@ -377,8 +395,8 @@ def _crossover(fit: Fit, req: Request, pool: list[tuple[Config, Basis]], field_n
 def _notes(fit: Fit, gpu_trials: bool, predictions: list[Prediction], req: Request) -> list[str]:
     notes = []
     if "estimated" in fit.energy_tags and not req.hardware:
-        notes.append("energy and power figures rest on ESTIMATED CPU power (utilisation × TDP model, "
-                     "see `energytui doctor`), not on a meter")
+        notes.append("energy and power figures rest on ESTIMATED CPU power (static + busy threads × dynamic power "
+                     "from TDP, see `energytui doctor`), not on a meter")
     if req.hardware:
         notes.append(f"what-if on {req.hardware}: spec prior only (config/hardware.yaml and stated assumptions), "
                      f"nothing measured; intervals ±{hardware.SPEC_PRIOR_FACTOR - 1:.0%} or wider; power is the "
@@ -397,6 +415,11 @@ def _notes(fit: Fit, gpu_trials: bool, predictions: list[Prediction], req: Reque
                      "slower than a trial): each its share of its window's energy, with no prefill/decode split")
     for reason, count in fit.excluded.items():
         notes.append(f"{count} trials left out of the calibration: {reason}")
+    shares = fit.cpu_estimate.get("shares", [])
+    if len(shares) > 1 and not req.hardware:
+        notes.append("the trials' CPU estimates assumed different static shares ("
+                     + ", ".join(f"{share:.0%}" for share in shares) + "): the calibration blends them, and the "
+                     f"static power check starts from their mean, {fit.cpu_estimate['static_share']:.0%}")
     return notes
 
 
@@ -425,6 +448,8 @@ def render(advice: Advice) -> str:
         lines += ["", "Next best:"] + [line for p in advice.alternatives for line in _describe(p, tag, brief=True)]
     if advice.rejected:
         lines += ["", "Rejected:"] + [f"  {p.label}: {'; '.join(p.rejected)}" for p in advice.rejected]
+    if advice.static_power:
+        lines += ["", f"Static power of the CPU estimate: {advice.static_power['sentence']}."]
     if advice.changes:
         lines += ["", "What would change the answer:"] + [f"  {line}" for line in advice.changes]
     m, e = advice.model, advice.model["held_out_mape"]

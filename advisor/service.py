@@ -70,7 +70,7 @@ def explain(fit: Fit) -> str:
              f"Models: {', '.join(fit.models_seen)}; "
              f"prompt tokens {fit.ranges['prompt'][0]}–{fit.ranges['prompt'][1]}, "
              f"generated tokens per sequence {fit.ranges['gen'][0]}–{fit.ranges['gen'][1]}; energy sources: "
-             f"{', '.join(fit.energy_tags) or 'none'}.", "",
+             f"{', '.join(fit.energy_tags) or 'none'}.", *_estimate_line(fit), "",
              "Held-out mean absolute % error (grouped cross-validation: whole configurations left out):",
              f"  {'part':22s}{'physical':>10s}{'+residual':>11s}   used"]
     for part, scores in fit.residual_cv.items():
@@ -104,6 +104,16 @@ def explain(fit: Fit) -> str:
     for part, coefficients in fit.coefficients.items():
         lines.append(f"  {part}: " + ", ".join(f"{c} {v:.3g}" for c, v in coefficients.items() if v))
     return "\n".join(lines)
+
+
+def _estimate_line(fit: Fit) -> list[str]:
+    """The CPU estimate the trials' energy came from, as their stored method states it."""
+    estimate = fit.cpu_estimate
+    if not estimate:
+        return []
+    return [f"CPU estimate (read from {estimate['trials']} trials' energy method): static share "
+            f"{estimate['static_share']:.0%} of TDP, {estimate['watts_per_thread']:.3g} W per hardware thread at "
+            f"TDP, {estimate['visible_cpus']} visible CPUs."]
 
 
 def host_kernels(store: Store, host_id: str) -> tuple[dict, str]:

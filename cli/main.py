@@ -170,8 +170,22 @@ def _check_columns_format(args) -> None:
 def _add_meter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-tdp", type=float, default=None, metavar="W",
                         help="your CPU's TDP in watts, for the CPU estimate where no RAPL counter can be read")
+    parser.add_argument("--cpu-static-share", type=_share, default=None, metavar="SHARE",
+                        help="the CPU estimate's static power (uncore, leakage: drawn whatever the load, so its idle "
+                             "power) as a share of TDP, e.g. 0.3 or 30%% (default: config/cpu_tdp.yaml's for this CPU "
+                             "or its class)")
     parser.add_argument("--power-command", default=None, metavar="CMD",
                         help="a command that prints the whole system's watts (smart plug, wall meter)")
+
+
+def _share(text: str) -> float:
+    """--cpu-static-share: '0.3' or '30%' → 0.3 (its range is checked with the other meter options)."""
+    number = text.strip().removesuffix("%")
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share; write e.g. 0.3 or 30%") from None
+    return value / 100 if text.strip().endswith("%") else value
 
 
 def _meter_options(args):
@@ -179,8 +193,8 @@ def _meter_options(args):
 
     window = getattr(args, "min_window", None)
     return MeterOptions(rate_hz=getattr(args, "sample_hz", 100.0), idle_s=getattr(args, "idle_s", 0.5),
-                        cpu_tdp_w=args.cpu_tdp, power_command=args.power_command,
-                        window=getattr(args, "window", None),
+                        cpu_tdp_w=args.cpu_tdp, cpu_static_share=args.cpu_static_share,
+                        power_command=args.power_command, window=getattr(args, "window", None),
                         min_window_s=parse_seconds("--min-window", window) if window is not None else None)
 
 

@@ -36,6 +36,7 @@ class MeterOptions:
     idle_s: float = 0.5  # idle window measured right before each trial's prefill
     idle_after_s: float = 0.25
     cpu_tdp_w: float | None = None
+    cpu_static_share: float | None = None  # the CPU estimate's static share of TDP (None: config/cpu_tdp.yaml's)
     power_command: str | None = None
     # $ENERGYTUI_POWERCAP_ROOT: a powercap tree elsewhere (a container's bind mount, or a test's fake tree)
     powercap_root: str = field(default_factory=lambda: os.environ.get("ENERGYTUI_POWERCAP_ROOT", DEFAULT_POWERCAP_ROOT))
@@ -57,6 +58,9 @@ class MeterOptions:
             raise UserError(f"--idle-s {self.idle_s:g}: the idle window needs at least 0.05 s to measure idle power")
         if self.cpu_tdp_w is not None and self.cpu_tdp_w <= 0:
             raise UserError(f"--cpu-tdp {self.cpu_tdp_w:g}: give the CPU's TDP in watts, a positive number")
+        if self.cpu_static_share is not None and not 0 <= self.cpu_static_share < 1:
+            raise UserError(f"--cpu-static-share {self.cpu_static_share:g}: give the share of TDP the CPU draws "
+                            "whatever the load, from 0 to below 1 (e.g. 0.3 or 30%)")
 
 
 class Meter:
@@ -77,7 +81,8 @@ class Meter:
     def open(cls, options: MeterOptions) -> "Meter":
         options.check()
         sources, unavailable = discover(powercap_root=options.powercap_root, nvml=options.nvml,
-                                        cpu_tdp_w=options.cpu_tdp_w, power_command=options.power_command,
+                                        cpu_tdp_w=options.cpu_tdp_w, cpu_static_share=options.cpu_static_share,
+                                        power_command=options.power_command,
                                         power_supply_root=options.power_supply_root)
         named = next((u for u in unavailable if u.name == "external"), None) if options.power_command else None
         if named is not None:  # a meter the user named never falls back silently to an estimate
@@ -347,8 +352,8 @@ def probe_sources(options: MeterOptions, seconds: float = 1.0) -> ProbeReport:
     """Open every source, sample them briefly, and say what each achieved (for `energytui doctor`)."""
     options.check()
     sources, unavailable = discover(powercap_root=options.powercap_root, nvml=options.nvml,
-                                    cpu_tdp_w=options.cpu_tdp_w, power_command=options.power_command,
-                                    power_supply_root=options.power_supply_root)
+                                    cpu_tdp_w=options.cpu_tdp_w, cpu_static_share=options.cpu_static_share,
+                                    power_command=options.power_command, power_supply_root=options.power_supply_root)
     try:
         sampler = Sampler(sources, rate_hz=options.rate_hz)
         with sampler:

@@ -12,6 +12,7 @@ from pathlib import Path
 from .record import EXPORTED
 from .record import unit as unit_of
 from .telemetry.base import weakest_source
+from .telemetry.cpu_estimate import parse_method
 
 EXPORT_FIELDS = tuple(field.export for field in EXPORTED if field.export)
 # How each source tag reads next to a number, so an estimate never passes for a measurement.
@@ -280,7 +281,15 @@ def energy_legend(trials: list[dict]) -> list[str]:
     if any(t.get("energy_tag") == "estimated" for t in trials):
         lines.append("energy marked ESTIMATED comes from a model, not a meter: compare it between "
                      "configurations on this host, never with measured figures")
+    if any(_has_static_power(method) for method in methods):
+        lines.append("the CPU estimate's static power is drawn whatever runs, so it is also its idle power: gross "
+                     "energy (energy_j) includes it, net energy leaves out the estimate's static part")
     return lines or ["energy: not measured for these trials"]
+
+
+def _has_static_power(method: str) -> bool:
+    estimate = parse_method(method)
+    return estimate is not None and estimate.static_share > 0
 
 
 def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", rows: list[dict] | None = None,

@@ -48,6 +48,7 @@ def test_advise_on_real_trials(measured_db, capsys):
     assert code == 0, err
     assert "Recommended:" in out and "CPU" in out and "ESTIMATED" in out
     assert "no GPU trials on this host" in out and "held-out error" in out
+    assert "Static power of the CPU estimate: " in out and "of TDP (the estimate assumed " in out
 
 
 def test_advise_json_has_the_same_content(measured_db, capsys):
@@ -55,7 +56,7 @@ def test_advise_json_has_the_same_content(measured_db, capsys):
                            "--latency", "5s", "--json")
     data = json.loads(out)
     assert code == 0 and set(data) == {"request", "recommendation", "alternatives", "rejected", "closest", "needs",
-                                       "changes", "notes", "model"}
+                                       "changes", "notes", "model", "static_power"}
     best = data["recommendation"]
     assert set(best["values"]) == {"latency_s", "energy_j", "j_per_token", "avg_power_w", "edp_js"}
     assert best["config"]["backend"] == "cpu" and data["request"]["budget_w"] == 50.0
@@ -66,6 +67,8 @@ def test_advise_json_has_the_same_content(measured_db, capsys):
     assert all(low > 0 for low, _high in best["intervals"].values())
     assert data["model"]["kind"] == "physical" and isinstance(data["changes"], list)
     assert data["model"]["energy_tags"] == ["estimated"]
+    check = data["static_power"]  # estimated energy: does the answer hold across the estimate's static power?
+    assert check["applies"] and check["range"] == [0.1, 0.5] and check["sentence"]
     assert {"Q4_1", "Q8_0", "F16"} <= set(data["model"]["kernel_probe"])  # timed once for this host, stored
 
 

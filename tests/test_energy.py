@@ -8,6 +8,7 @@ stand-in for /sys/class/power_supply) the battery's.
 
 import csv
 import io
+import json
 import sqlite3
 import threading
 import time
@@ -65,7 +66,7 @@ def test_estimated_energy_is_labelled_everywhere(manifest, tmp_path, capsys, no_
     assert len(trials) == 2
     for t in trials:
         assert t["energy_tag"] == "estimated" and t["energy_source"] == "cpu:estimated"
-        assert t["energy_method"].startswith("cpu: estimated: CPU utilisation")
+        assert t["energy_method"].startswith("cpu: estimated: ") and " W static (" in t["energy_method"]
         assert t["energy_j"] > 0 and t["j_per_token"] == pytest.approx(t["energy_j"] / 24)
         assert t["energy_j"] == pytest.approx(t["prefill_energy_j"] + t["decode_energy_j"], rel=1e-6)
         assert t["energy_cpu_j"] == pytest.approx(t["energy_j"]) and t["energy_gpu_j"] is None
@@ -114,8 +115,10 @@ def test_rapl_counters_give_measured_energy_with_known_watts(manifest, tmp_path,
 
 
 def test_doctor_exits_3_when_only_estimates_are_possible(capsys, no_rapl):
-    code, out, _ = run_cli(capsys, "doctor")
+    code, out, _ = run_cli(capsys, "doctor", "--cpu-static-share", "0.2")
     assert code == 3 and "ESTIMATES" in out and "fix:" in out and "estimated" in out
+    assert "W static (20% of" in out and "static share: user-given --cpu-static-share" in out
+    assert "so idle power is" in out  # the assumption says what the static part means
 
 
 def test_external_meter_is_total_power_and_short_windows_are_flagged_not_zero(manifest, tmp_path, capsys, no_rapl):
@@ -147,17 +150,35 @@ def test_external_meter_is_total_power_and_short_windows_are_flagged_not_zero(ma
     (("--sample-hz", "0"), "--sample-hz 0: choose a rate between 1 and 1000 Hz"),
     (("--idle-s", "0"), "--idle-s 0: the idle window needs at least 0.05 s"),
     (("--cpu-tdp", "-5"), "--cpu-tdp -5: give the CPU's TDP in watts"),
+    (("--cpu-static-share", "1.5"), "--cpu-static-share 1.5: give the share of TDP the CPU draws whatever the load"),
+    (("--cpu-static-share", "120%"), "--cpu-static-share 1.2: give the share of TDP"),
+    (("--cpu-static-share", "-0.1"), "--cpu-static-share -0.1: give the share of TDP"),
 ])
 def test_bad_meter_options_are_one_line_errors(manifest, tmp_path, capsys, args, message):
     code, _, err = run_cli(capsys, "run", manifest, "--db", tmp_path / "b.db", *args)
     assert code == 2 and message in err and err.count("\n") == 1
 
 
-def test_user_tdp_scales_the_estimate(manifest, tmp_path, capsys, no_rapl):
-    code, out, _ = run_cli(capsys, "run", manifest, "--db", tmp_path / "t.db", "--idle-s", "0.2", "--cpu-tdp", "30")
-    assert code == 0 and "30 W / 2 threads (user-given --cpu-tdp" in out
-    for t in _rows(tmp_path / "t.db", "SELECT avg_power_w FROM trials"):
-        assert 15 < t["avg_power_w"] <= 31  # both vCPUs busy decoding: about 30 W by this model
+def test_user_tdp_and_static_share_set_the_estimate(manifest, tmp_path, capsys, no_rapl):
+    """--cpu-tdp 30 --cpu-static-share 40%: 12 W static on this 2-CPU machine, 9 W per busy thread, 30 W with both
+    busy; the static power is the idle power, so net energy leaves it out."""
+    code, out, err = run_cli(capsys, "run", manifest, "--db", tmp_path / "t.db", "--idle-s", "0.2", "--cpu-tdp", "30",
+                             "--cpu-static-share", "40%")
+    assert code == 0, err
+    assert "12 W static (40% of 30 W TDP) + CPU utilisation × 9 W per busy thread (the other 60% / 2 threads); " \
+           "TDP: user-given --cpu-tdp" in out and "static share: user-given --cpu-static-share" in out
+    for t in _rows(tmp_path / "t.db", "SELECT * FROM trials"):
+        assert 15 < t["avg_power_w"] <= 30.01  # both vCPUs busy decoding: about 30 W by this model
+        assert 12 - 1e-6 <= t["idle_power_w"] <= 30.01  # the static 12 W, plus whatever else ran (a shared machine)
+        e2e_s = t["e2e_ms"] / 1e3
+        assert t["energy_net_j"] == pytest.approx(t["energy_j"] - t["idle_power_w"] * e2e_s)
+        assert t["energy_net_j"] < t["energy_j"] - 12 * e2e_s * 0.99  # no longer equal to gross
+    code, out, _ = run_cli(capsys, "export", "--db", tmp_path / "t.db", "--format", "json")
+    record = json.loads(out)[0]
+    assert record["idle_power_w"] >= 12 - 1e-6 and record["energy_net_j"] < record["energy_j"]
+    assert "12 W static (40% of 30 W TDP)" in record["energy_method"]
+    code, out, _ = run_cli(capsys, "report", "--db", tmp_path / "t.db")
+    assert "12 W static (40% of 30 W TDP)" in out and "net energy leaves out the estimate's static" in out
 
 
 def test_auto_cooldown_runs_between_trials(write_manifest, model_path, tmp_path, capsys, no_rapl):

@@ -23,7 +23,13 @@ def test_this_vm_gets_the_labelled_cpu_estimate_and_says_why_the_rest_is_missing
     assert [type(s) for s in sources] == [CpuEstimateSource]
     missing = {u.name: u for u in unavailable}
     assert missing["rapl"].remedy and missing["nvml"].remedy and "no battery" in missing["battery"].reason
-    assert sources[0].source == ESTIMATED and "W /" in sources[0].method
+    assert sources[0].source == ESTIMATED and " W static (" in sources[0].method and " W TDP" in sources[0].method
+    close_all(sources)
+
+
+def test_the_static_share_reaches_the_estimate(tmp_path):
+    sources, _ = discover(powercap_root=tmp_path / "no-powercap", use_nvml=False, cpu_static_share=0.4)
+    assert sources[0].model.static_share == 0.4 and "static share: user-given --cpu-static-share" in sources[0].method
     close_all(sources)
 
 

@@ -236,6 +236,7 @@ def test_advisor_form_at_80x24_marks_a_bad_field_and_enter_advises(measured_db, 
             text = lambda: str(app.query_one("#advice-text", Static).render())  # noqa: E731
             await until(pilot, lambda: "Recommended:" in text())
             assert "ESTIMATED energy" in text()
+            assert "Static power of the CPU estimate: " in text() and "% of TDP" in text()  # holds, or where not
             assert not [f for f in pane.query(Field) if f.error]
 
     asyncio.run(scenario())

@@ -17,16 +17,20 @@ Samples and sources
     StoppingSource                            protocol: stop_note(start_ns, end_ns), a source that stops for good
                                               when its readings would be wrong (a battery put on mains power)
     discover(powercap_root="/sys/class/powercap", nvml=None, use_nvml=True, cpu_estimate=None,
-             cpu_tdp_w=None, cpu_threads=None, cpu_poll_interval_s=0.0, tdp_table=None, power_command=None,
-             power_command_interval_s=1.0, power_supply_root="/sys/class/power_supply") -> (sources, unavailable)
+             cpu_tdp_w=None, cpu_threads=None, cpu_static_share=None, cpu_poll_interval_s=0.0, tdp_table=None,
+             power_command=None, power_command_interval_s=1.0, power_supply_root="/sys/class/power_supply")
+             -> (sources, unavailable)
         cpu_estimate=None opens the estimate only when RAPL is unavailable (no double count).
 
 Sources (each has a classmethod probe(...) -> source | Unavailable)
     RaplSource.probe(root="/sys/class/powercap")   package + dram of every package, wrap-corrected
     NvmlSource.probe(index, nvml=None) / NvmlSource.probe_all(nvml=None)
                                               per GPU: energy counter, else integrated power
-    CpuEstimateSource.probe(cpu_tdp_w=None, cpu_threads=None, tdp_table=None, poll_interval_s=0.0)
-                                              utilisation x TDP/threads; see .method, .assumption
+    CpuEstimateSource.probe(cpu_tdp_w=None, cpu_threads=None, tdp_table=None, cpu_static_share=None,
+                            poll_interval_s=0.0)
+                                              static + busy threads x dynamic per thread, from TDP and a
+                                              static share; see .method, .assumption (parse_method reads
+                                              .method back)
     ExternalMeterSource.probe(command, interval_s=1.0)   a command printing watts; device "wall"
     BatterySource.probe(root="/sys/class/power_supply")  the batteries' discharge rate, only while they
                                               discharge; device "battery", updates assumed every 5 s

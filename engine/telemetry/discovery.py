@@ -21,6 +21,7 @@ def discover(
     cpu_estimate: bool | None = None,
     cpu_tdp_w: float | None = None,
     cpu_threads: int | None = None,
+    cpu_static_share: float | None = None,
     cpu_poll_interval_s: float = 0.0,
     tdp_table: str | Path | None = None,
     proc_stat: str = DEFAULT_PROC_STAT,
@@ -34,6 +35,7 @@ def discover(
 
     cpu_estimate: None (default) opens the estimate only when RAPL is unavailable,
     because both describe the CPU and would be double counted; True/False force it.
+    cpu_static_share: the estimate's static share of TDP (None: config/cpu_tdp.yaml's).
     cpu_poll_interval_s: read /proc/stat at most this often (0: every sampler tick).
     nvml: an injected pynvml-like module (tests); use_nvml=False skips GPUs.
     power_command: an external meter command printing watts (device "wall").
@@ -62,7 +64,7 @@ def discover(
     if want_estimate:
         keep(_guarded("cpu-estimate", lambda: CpuEstimateSource.probe(
             proc_stat=proc_stat, cpuinfo=cpuinfo, cpu_tdp_w=cpu_tdp_w, cpu_threads=cpu_threads,
-            tdp_table=tdp_table, poll_interval_s=cpu_poll_interval_s)))
+            tdp_table=tdp_table, cpu_static_share=cpu_static_share, poll_interval_s=cpu_poll_interval_s)))
     else:
         unavailable.append(Unavailable("cpu-estimate", "not used: RAPL counters measure the CPU packages"))
     if power_command:
