@@ -216,9 +216,10 @@ class Meter:
         if self._last_idle_w is None or not self._pending:
             return True
         recent_from = self._pending[-1].t_ns - _AUTO_COOLDOWN_WINDOW_NS
+        total = set(whole_machine_devices(self.periods))  # as the idle power was summed: a wall meter alone
         by_device: dict[str, list[float]] = {}
         for sample in self._pending:
-            if sample.t_ns >= recent_from and sample.power_w is not None:
+            if sample.device in total and sample.t_ns >= recent_from and sample.power_w is not None:
                 by_device.setdefault(sample.device, []).append(sample.power_w)
         recent_w = sum(sum(values) / len(values) for values in by_device.values())
         return recent_w <= self._last_idle_w * 1.1 + 0.5

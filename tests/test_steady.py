@@ -247,3 +247,20 @@ def _rows_or_none(db) -> list[dict]:
         return _rows(db, "SELECT status FROM trials ORDER BY seq")
     except sqlite3.Error:
         return []
+
+
+def test_auto_cooldown_compares_the_machines_total_with_its_idle_power():
+    """With a wall meter and the CPU estimate, idle power is the wall's alone: so is the power it is compared
+    with (summing the CPU in would never look idle and wait the whole bound)."""
+    from types import SimpleNamespace
+
+    from energytui.engine.metering import Meter, MeterOptions
+
+    sources = [SimpleNamespace(devices=("wall",), update_period_s=1.0),
+               SimpleNamespace(devices=("cpu",), update_period_s=0.01)]
+    meter = Meter(sources, [], MeterOptions())
+    meter._last_idle_w = 42.0
+    meter._pending = [Sample(S, "wall", "integrated", 42.0, None), Sample(S, "cpu", "estimated", 9.0, None)]
+    assert meter._near_idle()
+    meter._pending.append(Sample(S, "wall", "integrated", 60.0, None))
+    assert not meter._near_idle()
