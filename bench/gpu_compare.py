@@ -13,7 +13,7 @@ import sqlite3
 import statistics
 import sys
 
-from energytui.engine.telemetry.attribution import _Series, window_energy
+from energytui.engine.telemetry.attribution import Series, window_energy
 
 TARGET = 0.03
 
@@ -28,8 +28,8 @@ def main(db: str) -> int:
                             "ORDER BY t_ns", [trial_id]).fetchall()
         for device in sorted({r[0] for r in rows}):
             points = [r for r in rows if r[0] == device]
-            counter = window_energy(_Series([(t, e) for _, t, _, e in points]), start, end, True)
-            integrated = window_energy(_Series([(t, p) for _, t, p, _ in points]), start, end, False)
+            counter = window_energy(Series([(t, e) for _, t, _, e in points]), start, end, True)
+            integrated = window_energy(Series([(t, p) for _, t, p, _ in points]), start, end, False)
             if counter.energy_j is None or integrated.energy_j is None or counter.energy_j <= 0:
                 print(f"trial {trial_id} {run_id} {device}: unresolved ({counter.reason or integrated.reason})")
                 continue

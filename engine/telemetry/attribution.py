@@ -128,7 +128,7 @@ class TrialEnergy:
         return dataclasses.asdict(self)
 
 
-class _Series:
+class Series:
     """Sorted (time, value) pairs of one device with linear interpolation."""
 
     def __init__(self, points: list[tuple[int, float]]):
@@ -170,7 +170,7 @@ class _Series:
         return any(b < a for a, b in zip(window, window[1:]))
 
 
-def window_energy(series: _Series, start_ns: int, end_ns: int, is_counter: bool,
+def window_energy(series: Series, start_ns: int, end_ns: int, is_counter: bool,
                   update_period_s: float = 0.0) -> WindowEnergy:
     """Energy of one device over [start_ns, end_ns]; None with a reason when unresolvable."""
     duration_s = (end_ns - start_ns) / 1e9
@@ -219,7 +219,7 @@ def attribute(samples: Iterable[Sample], windows: TrialWindows, gen_tokens: int,
         for device, device_samples in sorted(by_device.items())
     }
     total_devices = whole_machine_devices(devices)
-    power_series = {d: _Series([(s.t_ns, s.power_w) for s in by_device[d] if s.power_w is not None])
+    power_series = {d: Series([(s.t_ns, s.power_w) for s in by_device[d] if s.power_w is not None])
                     for d in total_devices}
     total = _total_energy([devices[d] for d in total_devices], power_series, windows, gen_tokens, e2e_s)
     return TrialEnergy(windows, gen_tokens, e2e_s, devices, total, total_devices, total.source)
@@ -238,16 +238,16 @@ def _device_energy(device: str, samples: list[Sample], windows: TrialWindows, ge
     source = weakest_source({s.source for s in samples})
     is_counter = source == COUNTER
     if is_counter:
-        series = _Series([(s.t_ns, s.energy_j) for s in samples if s.energy_j is not None])
+        series = Series([(s.t_ns, s.energy_j) for s in samples if s.energy_j is not None])
     else:
-        series = _Series([(s.t_ns, s.power_w) for s in samples if s.power_w is not None])
+        series = Series([(s.t_ns, s.power_w) for s in samples if s.power_w is not None])
     spans = windows.spans()
     result = DeviceEnergy(device, source, {
         name: window_energy(series, start, end, is_counter, update_period_s) for name, (start, end) in spans.items()
     })
     if len({s.source for s in samples}) > 1:
         result.notes.append("samples carry several source tags; the weakest is reported")
-    power = series if not is_counter else _Series([(s.t_ns, s.power_w) for s in samples if s.power_w is not None])
+    power = series if not is_counter else Series([(s.t_ns, s.power_w) for s in samples if s.power_w is not None])
     if not result.windows["trial"].short_window:
         result.peak_power_w = _peak(power, *spans["trial"])
     _derive(result, supplied_idle_w, gen_tokens, e2e_s)
@@ -283,7 +283,7 @@ def _derive(result: DeviceEnergy, supplied_idle_w: float | None, gen_tokens: int
         result.decode_j_per_token = result.decode_j / (gen_tokens - 1)
 
 
-def _peak(power: _Series, start_ns: int, end_ns: int) -> float | None:
+def _peak(power: Series, start_ns: int, end_ns: int) -> float | None:
     first, last = power.inside(start_ns, end_ns)
     candidates = power.values[first:last]
     if power.missing_cover(start_ns, end_ns) is None:
@@ -291,7 +291,7 @@ def _peak(power: _Series, start_ns: int, end_ns: int) -> float | None:
     return max(candidates) if candidates else None
 
 
-def _total_energy(parts: list[DeviceEnergy], power_series: dict[str, _Series], windows: TrialWindows,
+def _total_energy(parts: list[DeviceEnergy], power_series: dict[str, Series], windows: TrialWindows,
                   gen_tokens: int, e2e_s: float) -> DeviceEnergy:
     total = DeviceEnergy("total", weakest_source(p.source for p in parts if p.source), {})
     for name, (start, end) in windows.spans().items():
@@ -314,7 +314,7 @@ def _total_energy(parts: list[DeviceEnergy], power_series: dict[str, _Series], w
     return total
 
 
-def _summed_peak(series: list[_Series], start_ns: int, end_ns: int) -> float | None:
+def _summed_peak(series: list[Series], start_ns: int, end_ns: int) -> float | None:
     """Peak of the summed power, evaluated at every device's sample times (interpolating the others)."""
     if not series or any(s.missing_cover(start_ns, end_ns) for s in series):
         return None

@@ -28,7 +28,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from .attribution import _Series, whole_machine_devices, window_energy
+from .attribution import Series, whole_machine_devices, window_energy
 from .base import COUNTER, Sample, is_slow, weakest_source
 
 # How a trial's energy is measured: over its own windows (trial), over a steady-state window of its
@@ -245,7 +245,7 @@ def _integrated_power(samples: list[Sample], span: tuple[int, int], period_s: fl
     """A fast source: its energy over the window ÷ its length; the spread of its power readings gives the
     uncertainty."""
     points = [(s.t_ns, s.energy_j if is_counter else s.power_w) for s in samples]
-    series = _Series([(t, v) for t, v in points if v is not None])
+    series = Series([(t, v) for t, v in points if v is not None])
     window = window_energy(series, span[0], span[1], is_counter, period_s)
     if window.avg_power_w is None:
         return WindowPower(None, reason=window.reason)
