@@ -22,10 +22,11 @@ def local_host_id(store: Store) -> str:
     return host
 
 
-def check_host(store: Store, host_id: str) -> str:
-    known = store.host_ids()
-    if host_id not in known:
-        raise UserError(f"--host {host_id}: unknown host id; known: {', '.join(known) or 'none'}")
+def check_host(store: Store, ref: str) -> str:
+    """The id of the host `--host` names, by id or by readable name (a fleet worker's)."""
+    host_id = store.host_id_of(ref)
+    if host_id is None:
+        raise UserError(f"--host {ref}: unknown host; known: {', '.join(store.host_refs()) or 'none'}")
     return host_id
 
 

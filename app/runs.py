@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from energytui.engine import interrupts, limits
+from energytui.engine.host import describe_host
 from energytui.engine.manifest import Manifest, load_manifest, parse_manifest
 from energytui.engine.metering import Meter, MeterOptions
 from energytui.engine.queue import (Event, LiveTrial, LiveView, ResumeAvailable, add_to_run, queue_manifest,
@@ -44,7 +45,7 @@ class Live:
         return queue_manifest(self.store, manifest, resume)
 
     def can_resume(self, manifest: Manifest) -> bool:
-        return self.store.unfinished_run(manifest.sha256) is not None
+        return self.store.unfinished_run(manifest.sha256, describe_host()["id"]) is not None
 
     def run(self, run: int, on_event: Callable[[Event], object] | None = None,
             stop: threading.Event | None = None, abort: threading.Event | None = None) -> str:

@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"queue a run of more than {1000} trials without asking (needed without a terminal)")
     run.add_argument("--skip-gpu", action="store_true", help="leave out gpu and hybrid runs (for a CPU-only llama.cpp)")
     _add_meter_options(run)
+    run.add_argument("--cluster", metavar="ADDRESS", default=None,
+                     help="run on a fleet: the address (IP:PORT) of a Ray cluster's head started with `energytui "
+                          "worker --head`; every selected host runs the manifest, the results come to --db here")
+    run.add_argument("--hosts", default="all", metavar="all|NAME,...",
+                     help="with --cluster: which hosts run the manifest (default: every worker that joined)")
     run.add_argument("--sample-hz", type=float, default=100.0, help="power sampling rate (default: %(default)g)")
     run.add_argument("--idle-s", type=float, default=0.5,
                      help="idle window measured before each trial, for idle power (default: %(default)g)")
@@ -138,6 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("--fit", action="store_true", help="refit even if the data did not change")
     advise.add_argument("--explain", action="store_true", help="held-out error per target and the data learned from")
     advise.set_defaults(handler=_cmd_advise)
+
+    worker = sub.add_parser("worker", help="make this machine a fleet host (a Ray node) for `run --cluster`; "
+                                           "runs until Ctrl-C")
+    role = worker.add_mutually_exclusive_group(required=True)
+    role.add_argument("--head", action="store_true", help="start the fleet's head here (and run trials here too, "
+                                                          "unless --no-trials)")
+    role.add_argument("--join", metavar="ADDRESS", help="join the fleet whose head is at ADDRESS (IP:PORT)")
+    worker.add_argument("--bind", required=True, metavar="IP",
+                        help="this machine's private (LAN) or loopback address, where Ray listens; never a public "
+                             "one: Ray's ports are unauthenticated")
+    worker.add_argument("--port", type=int, default=6379, help="with --head: the cluster's port (default: "
+                                                               "%(default)s)")
+    worker.add_argument("--name", default=None, help="this host's readable name in results (default: its hostname)")
+    worker.add_argument("--no-trials", action="store_true", help="with --head: coordinate only, run no trials here")
+    _add_meter_options(worker)
+    worker.set_defaults(handler=_cmd_worker)
 
     doctor = sub.add_parser("doctor", help="what this machine and its llama.cpp can run and measure")
     _add_meter_options(doctor)
@@ -241,6 +262,10 @@ def _cmd_run(args) -> int:
         raise UserError(f"{args.manifest}: no trials to run after --skip-gpu; add cpu runs")
     path = _db_path(args, for_writing=True)
     _check_limits(args, runs.plan(manifest, path, options.idle_s))
+    if args.cluster is not None:
+        return _run_fleet(args, manifest, path, options)
+    if args.hosts != "all":
+        raise UserError("--hosts chooses among a fleet's hosts; add --cluster ADDRESS")
     with runs.running(path, options) as live:
         if live.stale_aborted:
             print(f"marked {live.stale_aborted} trial(s) left running by a stopped process as aborted")
@@ -275,6 +300,99 @@ def _cmd_run(args) -> int:
     if failed:
         print(f"{failed} trial(s) failed; `energytui report` lists why", file=sys.stderr)
     return 1 if failed == len(trials) else 0
+
+
+def _run_fleet(args, manifest, path: Path, options) -> int:
+    """`run --cluster`: every selected host runs the manifest with its own meter; this process's database
+    keeps everything (app/fleet.py)."""
+    from energytui.app import fleet
+    from energytui.app.queries import database
+
+    from .progress import fleet_progress
+    from .tables import wrap
+
+    machine = [flag for flag, value in (("--cpu-tdp", args.cpu_tdp), ("--cpu-static-share", args.cpu_static_share),
+                                        ("--power-command", args.power_command)) if value is not None]
+    if machine:
+        raise UserError(f"{machine[0]} describes one machine: give it to `energytui worker` on that host, not to "
+                        "a fleet's run")
+    with database(path):  # created and checked here, before any host starts
+        pass
+    wanted = None if args.hosts == "all" else [name.strip() for name in args.hosts.split(",") if name.strip()]
+    run_options = {"rate_hz": options.rate_hz, "idle_s": options.idle_s, "window": options.window,
+                   "min_window_s": options.min_window_s}
+    cluster = fleet.connect(args.cluster, path, run_options, wanted)
+    try:
+        if cluster.stale_aborted:
+            print(f"marked {cluster.stale_aborted} trial(s) left running by a stopped process as aborted")
+        for line in cluster.check(manifest):
+            print(f"energytui: warning: {line}", file=sys.stderr)
+        resume = _fleet_resume(args, cluster, manifest)
+        cluster.send_models(manifest, print)
+        hosts = cluster.queue(manifest, resume)
+        for host in cluster.hosts:
+            if host not in hosts:
+                print(wrap(f"host {host.name}: nothing to resume (its run of this manifest is finished)"))
+        for host in hosts:
+            print(wrap(f"host {host.name}: run {host.run}: {len(manifest.trials)} trials from {args.manifest} → "
+                       f"{path}"))
+            print(wrap(f"host {host.name}: energy: {host.method.splitlines()[0]}" +
+                       (" (every energy figure from this host is an ESTIMATE)" if host.only_estimates else "")))
+        progress = fleet_progress(sys.stderr, [host.name for host in hosts])
+        try:
+            cluster.run(hosts, progress.on_event)
+        finally:
+            progress.close()
+            trials = cluster.trials(hosts)
+            _print_summary(args.format, trials, cluster.stored_hosts(), args.columns)
+    finally:
+        cluster.close()
+    for host in hosts:
+        if host.status == "lost":
+            print(f"host {host.name}: its worker was lost mid-run; its running trial is aborted, the rest wait: "
+                  f"`energytui run {args.manifest} --cluster {args.cluster} --resume` finishes them", file=sys.stderr)
+    failed = sum(t["status"] == "failed" for t in trials)
+    if failed:
+        print(f"{failed} trial(s) failed; `energytui report` lists why", file=sys.stderr)
+    lost = any(host.status == "lost" for host in hosts)
+    return 1 if lost or (trials and failed == len(trials)) else 0
+
+
+def _fleet_resume(args, cluster, manifest) -> bool:
+    """--resume, --fresh, or (neither) a question on a terminal when hosts have unfinished runs."""
+    if args.fresh:
+        return False
+    unfinished = cluster.unfinished(manifest)
+    listed = ", ".join(f"{name} (run {p['id']}: {p['done']} of {p['total']} done)" for name, p in unfinished.items())
+    if args.resume:
+        if not unfinished:
+            raise UserError(f"{args.manifest}: nothing to resume (no host has an unfinished run of this manifest); "
+                            "drop --resume to start a new run", 1)
+        return True
+    if not unfinished:
+        return False
+    if not sys.stdin.isatty():
+        raise UserError(f"{args.manifest}: earlier runs of this manifest are unfinished on {listed}; add --resume "
+                        "to finish them or --fresh to start over", 2)
+    answer = input(f"unfinished on {listed}. Resume? [Y]es / [f]resh runs / [q]uit: ").strip().lower()
+    if answer in ("", "y", "yes"):
+        return True
+    if answer in ("f", "fresh"):
+        return False
+    raise UserError("nothing run; add --resume or --fresh next time to choose without being asked", 1)
+
+
+def _cmd_worker(args) -> int:
+    from energytui.app import fleet
+
+    if args.no_trials and not args.head:
+        raise UserError("--no-trials is for a head that only coordinates; a joining host is there to run trials")
+    options = _meter_options(args)
+    options.check()
+    machine = {"cpu_tdp_w": options.cpu_tdp_w, "cpu_static_share": options.cpu_static_share,
+               "power_command": options.power_command}
+    name = None if args.no_trials else (args.name or fleet.default_name())
+    return fleet.start_node(args.bind, args.port if args.head else None, args.join, name, machine)
 
 
 def _print_summary(fmt: str, trials: list[dict], hosts: list[dict], columns: list[int] | None = None) -> None:

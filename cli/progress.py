@@ -76,18 +76,39 @@ class LineProgress:
         self.columns = columns or terminal_width()
 
     def on_event(self, event: Event) -> None:
-        if event.kind == "trial_end":
-            filled = _BAR * (event.index - 1) // max(event.total, 1)
-            line = f"[{'#' * filled}{'.' * (_BAR - filled)}] {trial_title(event)}  {trial_outcome(event)}"
-        elif event.kind == "window":
-            line = window_outcome(event)
-        else:
-            return
-        self.stream.write(wrap(line, self.columns, "    ") + "\n")
-        self.stream.flush()
+        line = _finished_line(event)
+        if line is not None:
+            self.stream.write(wrap(line, self.columns, "    ") + "\n")
+            self.stream.flush()
 
     def close(self) -> None:
         pass
+
+
+def _finished_line(event: Event) -> str | None:
+    """A finished trial with the run's bar so far, or a closed steady window; None for other events."""
+    if event.kind == "trial_end":
+        filled = _BAR * (event.index - 1) // max(event.total, 1)
+        return f"[{'#' * filled}{'.' * (_BAR - filled)}] {trial_title(event)}  {trial_outcome(event)}"
+    if event.kind == "window":
+        return window_outcome(event)
+    return None
+
+
+def fleet_progress(stream, hosts: list[str], columns: int | None = None):
+    """A fleet's progress (`run --cluster`): a bar per host on a terminal, else one line per finished trial
+    with its host's name. Its on_event(host, event, phase) takes the events the hosts send to the head."""
+    if stream.isatty() and os.environ.get("TERM") != "dumb":
+        return FleetBarProgress(stream, hosts, columns)
+    return FleetLineProgress(stream, columns)
+
+
+class FleetLineProgress(LineProgress):
+    def on_event(self, host: str, event: Event, phase: str | None = None) -> None:  # type: ignore[override]
+        line = _finished_line(event)
+        if line is not None:
+            self.stream.write(wrap(f"{host}: {line}", self.columns, "    ") + "\n")
+            self.stream.flush()
 
 
 class BarProgress:
@@ -126,11 +147,49 @@ class BarProgress:
             pass
 
 
-def _live_figures(event: Event) -> str:
+class FleetBarProgress:
+    """On a terminal: a bar per host (trials done/total, time elapsed and left), each host's running trial
+    beneath them, and each finished trial's line printed above with its host's name."""
+
+    def __init__(self, stream, hosts: list[str], columns: int | None = None, clock=None):
+        self.console = console(stream, columns, terminal=True)
+        self.bar = _TrialBar(
+            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+            TextColumn("{task.completed}/{task.total} trials", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=20), TimeElapsedColumn(), _TimeLeft(),
+            console=self.console, refresh_per_second=REFRESH_HZ, redirect_stdout=False, get_time=clock)
+        self.running: dict[str, tuple[str, str]] = {host: ("", "") for host in hosts}
+        self.bar.hosts = self.running  # the bar draws what on_event writes here
+        self.tasks: dict[str, TaskID] = {}
+
+    def on_event(self, host: str, event: Event, phase: str | None = None) -> None:
+        if event.kind == "window":
+            self.console.print(Text(wrap(f"{host}: {window_outcome(event)}", self.console.width, "    ")))
+            return
+        finished = event.kind == "trial_end"
+        self.running[host] = ("", "") if finished else (f"{host}: {trial_title(event)}",
+                                                          _live_figures(event, phase))
+        if host not in self.tasks:
+            self.tasks[host] = self.bar.add_task(host, total=event.total, completed=event.index - 1,
+                                                 done_before=event.index - 1)
+            if len(self.tasks) == 1:
+                self.bar.start()
+        if finished:
+            self.bar.update(self.tasks[host], completed=event.index, refresh=True)
+            line = wrap(f"{host}: {trial_title(event)}  {trial_outcome(event)}", self.console.width, "    ")
+            self.console.print(Text(line))
+
+    def close(self) -> None:
+        BarProgress.close(self)  # type: ignore[arg-type]
+
+
+def _live_figures(event: Event, phase: str | None = None) -> str:
+    """The running trial's figures; `phase`: its phase where the event carries no LiveTrial (a fleet's)."""
     if event.kind == "cooldown":
         return f"cooldown {event.trial['cooldown_s']:g} s"
-    if event.live is not None and event.live.phase in ("idle", "extra requests"):
-        return f"{event.live.phase}…"
+    phase = phase or (event.live.phase if event.live is not None else None)
+    if phase in ("idle", "extra requests"):
+        return f"{phase}…"
     if event.kind == "tokens":
         rate = f"{event.tokens_per_s:.1f}" if event.tokens_per_s else "…"
         return f"{event.tokens} tok  {rate} tok/s"
@@ -141,10 +200,12 @@ class _TrialBar(Progress):
     """rich's progress row, and beneath it the running trial: (title, figures)."""
 
     running: tuple[str, str] = ("", "")
+    hosts: dict[str, tuple[str, str]] | None = None  # a fleet's: each host's running trial
 
     def get_renderables(self):
         yield self.make_tasks_table(self.tasks)
-        yield _RunningTrial(*self.running)
+        for running in self.hosts.values() if self.hosts is not None else [self.running]:
+            yield _RunningTrial(*running)
 
 
 class _RunningTrial:

@@ -20,14 +20,16 @@ def select(store: Store, ref: str) -> tuple[str, list[dict]]:
     runs = store.run_numbers()
     if ref.isdigit() and int(ref) in runs:
         return f"run {ref}", store.trials(run=int(ref), done=True)
-    if ref in store.host_ids():
-        return f"host {ref}", store.trials(host_id=ref, done=True)
+    host = store.host_id_of(ref)
+    if host is not None:
+        named = f" ({ref})" if ref != host else ""
+        return f"host {host}{named}", store.trials(host_id=host, done=True)
     trials = store.trials(run_id=ref, done=True)
     if trials:
         return f"run id {ref}", trials
     run_ids = store.run_ids()
     raise UserError(f"compare: {ref!r} is neither a run number ({', '.join(map(str, runs)) or 'none'}), a host id "
-                    f"({', '.join(store.host_ids()) or 'none'}) nor a run id with done trials "
+                    f"or name ({', '.join(store.host_refs()) or 'none'}) nor a run id with done trials "
                     f"({', '.join(run_ids[:12]) or 'none'}); `energytui report` lists them")
 
 

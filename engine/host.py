@@ -43,8 +43,9 @@ def available_ram_bytes() -> int | None:
     return None
 
 
-def describe_host() -> dict:
-    """Host facts; `id` is stable for the same hostname, CPU, RAM, GPUs and llama.cpp build."""
+def describe_host(name: str | None = None) -> dict:
+    """Host facts; `id` is stable for the same hostname, CPU, RAM, GPUs and llama.cpp build, and `name` (a
+    fleet worker's readable name: two workers on one machine are two hosts)."""
     gpu, driver = describe_gpus()
     facts = {
         "hostname": socket.gethostname(),
@@ -57,7 +58,9 @@ def describe_host() -> dict:
         "llama_cpp": llama_backend.version(),
         "gpu_offload": int(llama_backend.supports_gpu_offload()),
         "python": platform.python_version(),
+        "name": name,
     }
     identity = "|".join(str(facts[k])
                         for k in ("hostname", "cpu", "cores", "ram_gb", "gpu", "llama_cpp", "gpu_offload"))
+    identity += f"|name={name}" if name else ""  # unnamed: the id it always had
     return {"id": hashlib.sha256(identity.encode()).hexdigest()[:12], **facts}

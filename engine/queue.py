@@ -24,7 +24,7 @@ from .metering import Meter
 from .models import derivation, sha256_of
 from .runner import Engine, TrialFailed
 from .steady import SteadyGroup
-from .store import MODEL_SHAPE, Store
+from .store import MODEL_SHAPE, RunnerStore, Store
 from .telemetry.steady import SteadyEnergy
 
 _SPEC_FIELDS = [f.name for f in dataclasses.fields(TrialSpec)]
@@ -158,18 +158,20 @@ def register_models(store: Store, manifest: Manifest) -> None:
         })
 
 
-def queue_manifest(store: Store, manifest: Manifest, resume: bool | None) -> int:
-    """Create a run of pending trials, or reopen the unfinished one (resume=True).
+def queue_manifest(store: Store, manifest: Manifest, resume: bool | None, host: dict | None = None) -> int:
+    """Create a run of pending trials, or reopen this host's unfinished one (resume=True). `host`: the facts
+    of the host that will run it (a fleet worker's); default this machine.
 
     resume=None means "not decided": an unfinished earlier run raises ResumeAvailable.
     """
-    previous = store.unfinished_run(manifest.sha256)
+    host = host or describe_host()
+    previous = store.unfinished_run(manifest.sha256, host["id"])
     if previous and resume:
         store.requeue(previous["id"])
         return previous["id"]
     if previous and resume is None:
         raise ResumeAvailable(manifest.path, previous)
-    host_id = store.upsert_host(describe_host())
+    host_id = store.upsert_host(host)
     register_models(store, manifest)
     rows = [spec.as_row() for spec in manifest.trials]
     return store.create_run(str(manifest.path.resolve()), manifest.sha256, host_id, rows)
@@ -192,7 +194,7 @@ def _reason(abort: threading.Event) -> str:
     return abort.reason if isinstance(abort, Abort) else STOPPED_BY_USER
 
 
-def run_queue(store: Store, run: int, engine: Engine, on_event=None, stop: threading.Event | None = None,
+def run_queue(store: RunnerStore, run: int, engine: Engine, on_event=None, stop: threading.Event | None = None,
               meter: Meter | None = None, abort: threading.Event | None = None) -> str:
     """Run the run's pending trials in order; returns the run's final status.
 
@@ -218,7 +220,7 @@ def _how_it_ended(exc: BaseException) -> tuple[str, str]:
     return "failed", f"energytui stopped: {exc!r}"
 
 
-def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abort) -> str:
+def _run_pending(store: RunnerStore, run: int, engine: Engine, emit, stop, meter, abort) -> str:
     total = store.trial_count(run)
     previous_ran = False
     aborted = (lambda: abort.is_set()) if abort is not None else (lambda: False)
@@ -269,7 +271,7 @@ def _run_pending(store: Store, run: int, engine: Engine, emit, stop, meter, abor
     return "stopped"
 
 
-def _run_listed(store: Store, engine: Engine, meter: Meter | None, row: dict, total: int, emit,
+def _run_listed(store: RunnerStore, engine: Engine, meter: Meter | None, row: dict, total: int, emit,
                 abort: threading.Event | None, live: LiveTrial, group: SteadyGroup | None) -> None:
     """One trial of the queue, told to the display as it starts and ends."""
     index = row["seq"] + 1
@@ -307,7 +309,7 @@ def _close_group(group: SteadyGroup, engine: Engine, emit, total: int, abort: th
         emit(Event("window", last["seq"] + 1, total, last, window=energy))
 
 
-def _run_one(store: Store, engine: Engine, meter: Meter | None, row: dict, on_token,
+def _run_one(store: RunnerStore, engine: Engine, meter: Meter | None, row: dict, on_token,
              abort: threading.Event | None = None, live: LiveTrial | None = None,
              group: SteadyGroup | None = None) -> None:
     """Run and store one trial: with its own idle windows, or (group) inside a steady window, whose first

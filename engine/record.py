@@ -61,6 +61,7 @@ TRIAL_FIELDS: tuple[TrialField, ...] = (
     *_fields(SETTING, "n_ctx:i max_tokens:i ignore_eos:i temperature:f seed:i repetition:i window:s"),
     *_fields(JOINED, "bits_per_weight:f n_params:i"),
     *_fields(QUEUE, "host_id:s"),
+    *_fields(JOINED, "host_name:s"),  # the host's readable name (a fleet worker's), read from its row
     *_fields(JOINED, "build:s"),
     *_fields(SETTING, "model_path:s"),
     *_fields(QUEUE, "started_at:s"),

@@ -104,7 +104,7 @@ DISTINGUISHING = (("model", lambda t: Path(t.get("model_path") or "").name.remov
                   ("chat", lambda t: None if t.get("chat") is None else ("on" if t["chat"] else "off")),
                   ("eos", lambda t: None if t.get("ignore_eos") is None else
                    ("ignored" if t["ignore_eos"] else "stops")),
-                  ("host", lambda t: t.get("host_id")))
+                  ("host", lambda t: t.get("host_name") or t.get("host_id")))
 
 
 def config_key(trial: dict) -> tuple:
@@ -343,7 +343,8 @@ def _host_line(host: dict) -> str:
         return "unknown" if host.get(key) in (None, "") else f"{host[key]}{unit}"
 
     origin = " (imported from logs)" if host.get("imported") else ""
-    return (f"Host `{host['id']}`{origin}: {known('cpu')}, {known('cores')} CPUs, {known('ram_gb', ' GiB')} RAM, "
+    name = f" ({host['name']})" if host.get("name") else ""
+    return (f"Host `{host['id']}`{name}{origin}: {known('cpu')}, {known('cores')} CPUs, {known('ram_gb', ' GiB')} RAM, "
             f"GPU {host.get('gpu') or 'none recorded'}, llama-cpp-python {known('llama_cpp')}, OS {known('os')}.")
 
 
@@ -377,7 +378,8 @@ def _group_of(trial: dict, by: str) -> tuple:
 def _group_label(trial: dict, by: str) -> str:
     """A backend's or a host's label (configurations: config_labels)."""
     origin = " (imported)" if trial.get("imported") else ""
-    return f"host {trial.get('host_id')}{origin}" + (f": {trial['backend']}" if by == "backend" else "")
+    name = f" ({trial['host_name']})" if trial.get("host_name") else ""
+    return f"host {trial.get('host_id')}{name}{origin}" + (f": {trial['backend']}" if by == "backend" else "")
 
 
 def edp_of_means(done: list[dict]) -> float | None:

@@ -16,12 +16,12 @@ from typing import Callable
 
 from .metering import Meter
 from .runner import Measurement, TrialFailed
-from .store import Store
+from .store import RunnerStore
 from .telemetry.steady import Request, SteadyEnergy
 
 
 class SteadyGroup:
-    def __init__(self, store: Store, meter: Meter, run: int, first: dict):
+    def __init__(self, store: RunnerStore, meter: Meter, run: int, first: dict):
         self.store, self.meter, self.run = store, meter, run
         self.key = (first["run_id"], first["config_id"])
         self.host_id = first.get("host_id")

@@ -16,13 +16,13 @@ import threading
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Sequence
+from typing import IO, TYPE_CHECKING, Protocol, Sequence
 from urllib.parse import quote
 
 from .errors import UserError
 from .record import stored_row
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 if TYPE_CHECKING:
@@ -147,6 +147,12 @@ def _steady_windows_v8(db: sqlite_utils.Database) -> None:
     db.table("samples").create_index(["window_id"])
 
 
+@_migration
+def _host_names_v9(db: sqlite_utils.Database) -> None:
+    """A host's readable name (a fleet worker's `--name`), shown beside its id."""
+    db.table("hosts").add_column("name", str)
+
+
 # A trial's steady window, as Store.trials joins it (engine/record.py declares these names).
 WINDOW_JOIN = {"window_j_per_token": "j_per_token", "window_energy_per_request_j": "energy_per_request_j",
                "window_busy_power_w": "busy_power_w", "window_idle_power_w": "idle_power_w",
@@ -163,6 +169,24 @@ def now_iso() -> str:
 # power samples, four hours at 100 Hz): once per process, not on each of the app's polls beside a run.
 _CHECKED: set[Path] = set()
 _MIGRATING = threading.Lock()
+
+
+# What running a queue (engine/queue.py, engine/steady.py) does with the database: Store, or a fleet worker's
+# stand-in that asks the head, the only writer (app/fleet.py).
+RUNNER_CALLS = ("trial_count", "next_pending", "mark_running", "trial", "finish_trial", "fail_trial", "save_window",
+                "finish_run")
+
+
+class RunnerStore(Protocol):
+    def trial_count(self, run: int) -> int: ...
+    def next_pending(self, run: int) -> dict | None: ...
+    def mark_running(self, trial_id: int) -> None: ...
+    def trial(self, trial_id: int) -> dict: ...
+    def finish_trial(self, trial_id: int, measured: dict, token_steps: list[tuple[int, int]],
+                     samples: Sequence = ()) -> None: ...
+    def fail_trial(self, trial_id: int, status: str, error: str, samples: Sequence = ()) -> None: ...
+    def save_window(self, run: int, window: dict, samples: Sequence, trial_energy: dict[int, dict]) -> int: ...
+    def finish_run(self, run: int, status: str, ended_by: str | None = None) -> None: ...
 
 
 class Store:
@@ -395,13 +419,16 @@ class Store:
                                                        limit=1))
         return rows[0] if rows else None
 
-    def unfinished_run(self, manifest_sha: str) -> dict | None:
-        """The latest run of this exact manifest that still has pending or aborted trials."""
+    def unfinished_run(self, manifest_sha: str, host_id: str | None = None) -> dict | None:
+        """The latest run of this exact manifest (on this host, when given: a fleet's runs are one per host)
+        that still has pending or aborted trials."""
+        on_host = " AND r.host_id = ?" if host_id is not None else ""
         rows = self._db.execute(
             "SELECT r.id, r.created_at, "
             "SUM(t.status = 'done') AS done, SUM(t.status IN ('pending','aborted')) AS left, COUNT(*) AS total "
-            "FROM runs r JOIN trials t ON t.run = r.id WHERE r.manifest_sha256 = ? "
-            "GROUP BY r.id HAVING left > 0 ORDER BY r.id DESC LIMIT 1", [manifest_sha]).fetchall()
+            f"FROM runs r JOIN trials t ON t.run = r.id WHERE r.manifest_sha256 = ?{on_host} "
+            "GROUP BY r.id HAVING left > 0 ORDER BY r.id DESC LIMIT 1",
+            [manifest_sha, *([host_id] if host_id is not None else [])]).fetchall()
         return dict(zip(("id", "created_at", "done", "left", "total"), rows[0])) if rows else None
 
     def trials(self, *, run: int | None = None, host_id: str | None = None, run_id: str | None = None,
@@ -413,7 +440,8 @@ class Store:
         return self._rows(
             f"SELECT t.*, m.bits_per_weight, m.n_params, m.n_layers, m.size AS model_size, "
             f"{', '.join('m.' + c for c in MODEL_SHAPE)}, h.gpu_offload AS gpu_build, h.cores AS host_cores, "
-            f"h.ram_gb AS host_ram_gb, {', '.join(f'w.{c} AS {n}' for n, c in WINDOW_JOIN.items())} FROM trials t "
+            f"h.ram_gb AS host_ram_gb, h.name AS host_name, "
+            f"{', '.join(f'w.{c} AS {n}' for n, c in WINDOW_JOIN.items())} FROM trials t "
             f"LEFT JOIN models m ON m.path = t.model_path LEFT JOIN hosts h ON h.id = t.host_id "
             f"LEFT JOIN steady_windows w ON w.id = t.window_id "
             f"WHERE {where or '1=1'} ORDER BY t.id", [value for _, value in filters])
@@ -444,6 +472,18 @@ class Store:
 
     def host_ids(self) -> list[str]:
         return [row[0] for row in self._conn.execute("SELECT id FROM hosts ORDER BY id")]
+
+    def host_id_of(self, ref: str) -> str | None:
+        """A host named by its id, or by its readable name (a fleet worker's; the latest host of that name)."""
+        row = self._conn.execute("SELECT h.id FROM hosts h LEFT JOIN trials t ON t.host_id = h.id "
+                                 "WHERE h.id = ? OR h.name = ? GROUP BY h.id ORDER BY h.id = ? DESC, MAX(t.id) DESC "
+                                 "LIMIT 1", [ref, ref, ref]).fetchone()
+        return row[0] if row else None
+
+    def host_refs(self) -> list[str]:
+        """Each host as a user can name it: 'name (id)' where it has a name, else its id."""
+        return [f"{name} ({id_})" if name else id_
+                for id_, name in self._conn.execute("SELECT id, name FROM hosts ORDER BY id")]
 
     def latest_host(self, hostname: str) -> str | None:
         """The id of this hostname's host row with the latest trial (a host's id changes with its build)."""

@@ -100,7 +100,7 @@ def test_fit_is_cached_until_the_data_changes_and_prediction_needs_no_sklearn(me
     (("--tokens", "10", "--budget", "lots"), "--budget 'lots'"),
     (("--tokens", "10", "--latency", "soon"), "--latency 'soon'"),
     (("--tokens", "10", "--model", "gpt-9"), "--model 'gpt-9': not measured on this host"),
-    (("--tokens", "10", "--host", "nope"), "--host nope: unknown host id"),
+    (("--tokens", "10", "--host", "nope"), "--host nope: unknown host;"),
     (("--tokens", "0"), "--tokens 0: give a whole number ≥ 1"),
     (("--tokens", "10", "--batch", "0"), "--batch 0: give a whole number ≥ 1"),
     (("--tokens", "10", "--batch", "-3"), "--batch -3: give a whole number ≥ 1"),

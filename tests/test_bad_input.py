@@ -77,7 +77,7 @@ CASES = [
     (["advise", "--tokens", "8", "--latency", "5 parsecs", "--db", "{good}"], 2, "give a positive duration"),
     (["advise", "--tokens", "8", "--hardware", "rtx-9999", "--db", "{good}"], 2, "rtx-9999"),
     (["advise", "--tokens", "8", "--quant", "Q9_9", "--db", "{good}"], 2, "Q9_9"),
-    (["advise", "--tokens", "8", "--host", "nobody", "--db", "{good}"], 2, "--host nobody: unknown host id"),
+    (["advise", "--tokens", "8", "--host", "nobody", "--db", "{good}"], 2, "--host nobody: unknown host;"),
     (["advise", "--tokens", "8", "--batch", "x"], 2, "argument --batch: invalid int value: 'x'"),
     (["report", "--by", "nonsense", "--db", "{good}"], 2, "argument --by: invalid choice"),
     (["compare", "nothing", "1", "--db", "{good}"], 2, "'nothing' is neither a run number"),
