@@ -114,10 +114,28 @@ def start_node(bind: str, head_port: int | None, join: str | None, name: str | N
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", METER_ENV: json.dumps(machine_options)}
     if name is not None:
         env[NAME_ENV] = name
+    return _run_until_stopped(command, env)
+
+
+def _run_until_stopped(command: list[str], env: dict) -> int:
+    """`ray start --block` until it ends, or until Ctrl-C, SIGTERM or SIGHUP, which it is asked to end with
+    SIGTERM: it then stops its node's processes itself (a SIGKILL would leave them running)."""
+    from energytui.engine import interrupts
+
+    previous = interrupts.install()
     try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 130
+        process = subprocess.Popen(command, env=env)
+        try:
+            return process.wait()
+        except KeyboardInterrupt as exc:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            return getattr(exc, "exit_code", 130)
+    finally:
+        interrupts.restore(previous)
 
 
 def _check_meter(machine_options: dict) -> None:
