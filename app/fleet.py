@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -417,6 +418,9 @@ class Fleet:
     def run(self, hosts: list[Host], on_event: Callable[[str, Any, str | None], object]) -> None:
         """Every host's queue at once, until all end; a worker lost mid-run aborts its trial and the others go
         on. Ctrl-C (or SIGTERM, SIGHUP) aborts every host's running trial and closes each run `interrupted`."""
+        from energytui.engine import interrupts
+
+        previous = interrupts.install() if threading.current_thread() is threading.main_thread() else {}
         pending = {host.actor.run.remote(host.run, self.head): host for host in hosts}
         try:
             while pending:
@@ -426,8 +430,11 @@ class Fleet:
                     self._ended(pending.pop(ref), ref)
             self._forward(on_event)
         except KeyboardInterrupt as exc:
-            self._stop_all(pending, exc, on_event)
+            with interrupts.held():  # a second Ctrl-C waits until every host has stopped
+                self._stop_all(pending, exc, on_event)
             raise
+        finally:
+            interrupts.restore(previous)
 
     def _ended(self, host: Host, ref) -> None:
         try:

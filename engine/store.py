@@ -577,10 +577,12 @@ class Store:
             "SELECT t_ns, device, power_w FROM samples WHERE trial_id = ? OR window_id = "
             "(SELECT window_id FROM trials WHERE id = ?) ORDER BY t_ns", [trial_id, trial_id]).fetchall()
 
-    def running_trial(self) -> dict | None:
-        """The newest trial marked running: by this process, another one (`energytui run`), or one that died."""
-        rows = self._rows("SELECT * FROM trials WHERE status = 'running' ORDER BY started_at DESC, id DESC LIMIT 1")
-        return rows[0] if rows else None
+    def running_trials(self) -> list[dict]:
+        """Every trial marked running, by host name then id, each with its host's name and its run's trial
+        count (`run_total`): one per host during a fleet's run."""
+        return self._rows("SELECT t.*, h.name AS host_name, (SELECT COUNT(*) FROM trials x WHERE x.run = t.run) "
+                          "AS run_total FROM trials t LEFT JOIN hosts h ON h.id = t.host_id "
+                          "WHERE t.status = 'running' ORDER BY h.name, t.id")
 
     def change_stamp(self) -> tuple:
         """Changes whenever a trial is added, removed, started or finished: cheap enough to poll every few

@@ -238,3 +238,56 @@ def test_a_host_without_the_model_gets_the_heads_copy_verified(model_path, tmp_p
     with pytest.raises(UserError, match="does not match its sha256"):
         worker.receive_model("/nonexistent/other.gguf", "0" * 64, b"not a model", True)
     assert not list((tmp_path / "home" / "models" / "fleet").glob("*.part"))
+
+
+@linux_only
+def test_the_app_follows_each_host_and_an_interrupted_head_keeps_every_finished_trial(
+        cluster, write_manifest, model_path, tmp_path, quiet_meter):
+    """The Live tab of an app on the head's database shows one line per host while a fleet runs; Ctrl-C on the
+    head aborts each host's running trial, keeps the finished ones and closes both runs `interrupted`."""
+    import asyncio
+
+    from textual.widgets import Static
+
+    from energytui.tui.app import create_app
+
+    manifest = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 1\n  n_ctx: 256\nruns:\n"
+                              "  - id: long\n    prompt_tokens: [16]\n    max_tokens: 120\n    ignore_eos: true\n"
+                              "    repetitions: 6\n")
+    db = tmp_path / "fleet.db"
+    app = create_app(db, None, quiet_meter)
+    seen: list[str] = []
+
+    async def scenario() -> subprocess.CompletedProcess:
+        async with app.run_test(size=(160, 40)) as pilot:
+            await pilot.press("2")
+            head = subprocess.Popen([*ENERGYTUI, "run", str(manifest), "--cluster", cluster, "--db", str(db),
+                                     "--idle-s", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=default_signals)
+            try:
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline and head.poll() is None:
+                    seen.append(str(app.query_one("#live-info", Static).render()))
+                    both = _count(db, "SELECT COUNT(DISTINCT run) FROM trials WHERE status = 'done'") == 2
+                    if both and "alpha: run" in seen[-1] and "beta: run" in seen[-1]:
+                        break
+                    await pilot.pause(0.2)
+                head.send_signal(signal.SIGINT)
+                out, err = head.communicate(timeout=120)
+            finally:
+                if head.poll() is None:
+                    head.kill()
+            return subprocess.CompletedProcess(head.args, head.returncode, out, err)
+
+    head = asyncio.run(scenario())
+    fleet_lines = [text for text in seen if text.startswith("A fleet's run, from the database")]
+    assert fleet_lines and "alpha: run" in fleet_lines[-1] and "beta: run" in fleet_lines[-1], seen[-5:]
+    assert "running since" in fleet_lines[-1]
+
+    assert head.returncode == 130, head.stderr
+    assert "finished trials are kept" in head.stderr and "Traceback" not in head.stderr
+    statuses = dict(_rows(db, "SELECT status, COUNT(*) FROM trials GROUP BY status"))
+    assert statuses.get("done", 0) >= 2 and statuses.get("aborted") == 2 and "running" not in statuses, statuses
+    assert {status for (status,) in _rows(db, "SELECT status FROM runs")} == {"interrupted"}
+    reasons = {error for (error,) in _rows(db, "SELECT error FROM trials WHERE status = 'aborted'")}
+    assert len(reasons) == 1 and "Ctrl-C" in reasons.pop()

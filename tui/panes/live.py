@@ -103,17 +103,21 @@ class LivePane(Pane):
         from energytui.app.queries import trace
 
         with self.database() as store:
-            running = store.running_trial()
-            runs = store.run_numbers()
-            run = running["run"] if running else (runs[-1] if runs else None)
-            trials = store.trials(run=run) if run is not None else []
+            running = store.running_trials()
+            fleet = len(running) > 1 or any(t.get("host_name") for t in running)
+            if fleet:  # every host's run
+                trials = [t for run in sorted({t["run"] for t in running}) for t in store.trials(run=run)]
+            else:
+                runs = store.run_numbers()
+                run = running[-1]["run"] if running else (runs[-1] if runs else None)
+                trials = store.trials(run=run) if run is not None else []
             finished = sorted((t for t in trials if t["status"] in FINISHED),
                               key=lambda t: (t["finished_at"] or "", t["id"]), reverse=True)[:RECENT_ROWS]
             newest = finished[0]["id"] if finished else None
             shown = trace(store, newest) if newest is not None and newest != self._traced else None
         self.on_ui(self._show_database, running, len(trials), finished, shown, newest)
 
-    def _show_database(self, running: dict | None, total: int, finished: list[dict], shown: Trace | None,
+    def _show_database(self, running: list[dict], total: int, finished: list[dict], shown: Trace | None,
                        newest: int | None) -> None:
         if self.live is not None:  # this app started a run meanwhile: its own view is better
             return
@@ -121,16 +125,24 @@ class LivePane(Pane):
         if shown is not None:
             self._traced, self._drawn = newest, None
             self.query_one(PowerChart).show(shown.samples, shown.marks, f"last finished: {shown.label}")
-        if running is not None:
-            text = (f"run {running['run']}, from the database (another process runs it): trial "
-                    f"{running['seq'] + 1}/{total} running since {(running['started_at'] or '')[11:19]} · "
-                    f"{config_label(running)} · prompt {running['prompt_id']} · its tokens and power are "
-                    "stored, and shown here, when it ends")
+        if len(running) > 1 or any(t.get("host_name") for t in running):
+            text = "\n".join(["A fleet's run, from the database (another process runs it), per host:"] +
+                             [f"  {t.get('host_name') or t['host_id']}: run {t['run']}, "
+                              f"{_running_text(t, t['run_total'])}" for t in running])
+        elif running:
+            text = f"run {running[0]['run']}, from the database (another process runs it): " \
+                   f"{_running_text(running[0], total)}"
         elif finished:
             text = f"No trial running. Last: {finished_text(finished[0])}"
         else:
             text = "No trial running."
         self.query_one("#live-info", Static).update(text)
+
+
+def _running_text(trial: dict, total: int) -> str:
+    return (f"trial {trial['seq'] + 1}/{total} running since {(trial['started_at'] or '')[11:19]} · "
+            f"{config_label(trial)} · prompt {trial['prompt_id']} · its tokens and power are stored, and shown "
+            "here, when it ends")
 
 
 def live_text(view: LiveView, now_ns: int) -> str:
@@ -172,7 +184,8 @@ def source_tag(samples: list) -> str:
 def trial_row(trial: dict) -> tuple:
     energy = (f"{trial['j_per_token']:.4f} {TAG_LABELS.get(trial['energy_tag'], '')}".strip()
               if trial.get("j_per_token") is not None else "–")
-    return (trial["id"], trial["status"], trial["prompt_id"], _figure(trial.get("decode_tps"), ".1f"),
+    which = f"{trial['id']} {trial['host_name']}" if trial.get("host_name") else trial["id"]  # a fleet's: its host
+    return (which, trial["status"], trial["prompt_id"], _figure(trial.get("decode_tps"), ".1f"),
             _figure(trial.get("ttft_ms"), ".0f"), energy)
 
 
