@@ -366,19 +366,22 @@ class Fleet:
     hosts: list[Host]
     stale_aborted: int
 
-    def check(self, manifest) -> list[str]:
-        """The manifest against each host (its CPUs, its free memory for weights and KV cache): refuses what
-        cannot work there (UserError naming the host), returns the warnings."""
+    def check(self, manifest):
+        """The manifest against each host (its CPUs, its free memory for weights and KV cache) and its size:
+        refuses what cannot work on a host (UserError naming it); returns an engine.limits.Verdict with every
+        host's warnings, and the question to ask before a large run."""
         from energytui.engine import limits
 
-        warnings = []
+        verdict = limits.Verdict()
         for host in self.hosts:
             try:
-                verdict = limits.check(manifest, None, host.facts["cores"], host.free_bytes)
+                found = limits.check(manifest, None, host.facts["cores"], host.free_bytes)
             except UserError as exc:
                 raise UserError(f"host {host.name}: {exc}") from None
-            warnings += [f"host {host.name}: {line}" for line in verdict.warnings]
-        return warnings
+            verdict.warnings += [f"host {host.name}: {line}" for line in found.warnings]
+            verdict.needs_confirmation = found.needs_confirmation and \
+                f"{found.needs_confirmation.split(',')[0]} on each of {len(self.hosts)} hosts"
+        return verdict
 
     def unfinished(self, manifest) -> dict[str, dict]:
         """Each host's unfinished earlier run of this manifest (host name -> run summary)."""

@@ -261,11 +261,11 @@ def _cmd_run(args) -> int:
     if not manifest.trials:
         raise UserError(f"{args.manifest}: no trials to run after --skip-gpu; add cpu runs")
     path = _db_path(args, for_writing=True)
-    _check_limits(args, runs.plan(manifest, path, options.idle_s))
-    if args.cluster is not None:
+    if args.cluster is not None:  # checked against each host once connected
         return _run_fleet(args, manifest, path, options)
     if args.hosts != "all":
         raise UserError("--hosts chooses among a fleet's hosts; add --cluster ADDRESS")
+    _check_limits(args, runs.plan(manifest, path, options.idle_s))
     with runs.running(path, options) as live:
         if live.stale_aborted:
             print(f"marked {live.stale_aborted} trial(s) left running by a stopped process as aborted")
@@ -325,8 +325,7 @@ def _run_fleet(args, manifest, path: Path, options) -> int:
     try:
         if cluster.stale_aborted:
             print(f"marked {cluster.stale_aborted} trial(s) left running by a stopped process as aborted")
-        for line in cluster.check(manifest):
-            print(f"energytui: warning: {line}", file=sys.stderr)
+        _check_limits(args, cluster.check(manifest))
         resume = _fleet_resume(args, cluster, manifest)
         cluster.send_models(manifest, print)
         hosts = cluster.queue(manifest, resume)
