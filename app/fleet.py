@@ -40,6 +40,7 @@ MACHINE_OPTIONS = ("cpu_tdp_w", "cpu_static_share", "power_command")  # options 
 NAMESPACE = "energytui"
 CHUNK = 32 * 1024 * 1024  # a model sent to a worker that lacks it goes in pieces of this size
 READY_TIMEOUT_S = 120.0  # a worker's model load-free start: Ray places the actor, it opens its meter
+BUSY_WAIT_S = 15.0  # a host still held by another run: how long to wait before saying so
 POLL_S = 0.1  # how often the head collects progress events and finished hosts
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 
@@ -366,6 +367,19 @@ class Fleet:
     hosts: list[Host]
     stale_aborted: int
 
+    def _ask(self, ref):
+        """A call to the head's actor: its UserError as ours; the actor lost as one line (what it wrote before
+        is in the database)."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            raise UserError(str(cause)) if isinstance(cause, UserError) else UserError(
+                f"the fleet's head failed: {_first_line(exc)}") from None
+        except self.ray.exceptions.RayActorError as exc:
+            raise UserError(f"the fleet's head (the database's writer) was lost: {_first_line(exc)}; every trial "
+                            "it stored is kept, `--resume` finishes the rest") from None
+
     def check(self, manifest):
         """The manifest against each host (its CPUs, its free memory for weights and KV cache) and its size:
         refuses what cannot work on a host (UserError naming it); returns an engine.limits.Verdict with every
@@ -385,7 +399,7 @@ class Fleet:
 
     def unfinished(self, manifest) -> dict[str, dict]:
         """Each host's unfinished earlier run of this manifest (host name -> run summary)."""
-        found = {host.name: self.ray.get(self.head.unfinished.remote(manifest.sha256, host.facts["id"]))
+        found = {host.name: self._ask(self.head.unfinished.remote(manifest.sha256, host.facts["id"]))
                  for host in self.hosts}
         return {name: previous for name, previous in found.items() if previous}
 
@@ -396,7 +410,7 @@ class Fleet:
         for host in self.hosts:
             if resume and host.name not in unfinished:
                 continue
-            host.run = self.ray.get(self.head.queue.remote(manifest, resume, host.facts))
+            host.run = self._ask(self.head.queue.remote(manifest, resume, host.facts))
             queued.append(host)
         return queued
 
@@ -444,13 +458,13 @@ class Fleet:
             host.status = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:
             why = _first_line(exc)
-            self.ray.get(self.head.worker_lost.remote(host.run, host.name, why))
+            self._ask(self.head.worker_lost.remote(host.run, host.name, why))
             host.status = "lost"
         except self.ray.exceptions.RayTaskError as exc:  # an error in the worker: run_queue closed its run
             host.status = f"failed: {_first_line(exc)}"
 
     def _forward(self, on_event) -> None:
-        for host, event, phase in self.ray.get(self.head.drain.remote()):
+        for host, event, phase in self._ask(self.head.drain.remote()):
             on_event(host, event, phase)
 
     def _stop_all(self, pending: dict, exc: KeyboardInterrupt, on_event) -> None:
@@ -463,14 +477,14 @@ class Fleet:
         for ref in finished:
             self._ended(pending[ref], ref)
         for host in pending.values():
-            self.ray.get(self.head.close_run.remote(host.run, "interrupted", reason))
+            self._ask(self.head.close_run.remote(host.run, "interrupted", reason))
         self._forward(on_event)
 
     def trials(self, hosts: list[Host]) -> list[dict]:
-        return self.ray.get(self.head.trials.remote([h.run for h in hosts if h.run is not None]))
+        return self._ask(self.head.trials.remote([h.run for h in hosts if h.run is not None]))
 
     def stored_hosts(self) -> list[dict]:
-        return self.ray.get(self.head.hosts.remote())
+        return self._ask(self.head.hosts.remote())
 
     def close(self) -> None:
         for host in self.hosts:
@@ -542,6 +556,14 @@ def _start_workers(ray, names: list[str], run_options: dict) -> list[Host]:
     """One HostWorker per host, each holding its host's resource; all are started, then awaited together."""
     from energytui import __version__
 
+    busy = _busy(ray, names)
+    deadline = time.monotonic() + BUSY_WAIT_S
+    while busy and time.monotonic() < deadline:  # a run that just ended frees its hosts within moments
+        time.sleep(0.5)
+        busy = _busy(ray, names)
+    if busy:
+        raise UserError(f"host {', '.join(busy)}: busy with another energytui run on this fleet; wait for it, or "
+                        "leave the host out with --hosts")
     actors = {name: ray.remote(HostWorker).options(num_cpus=0, max_concurrency=2,
                                                    resources={RESOURCE_PREFIX + name: 1}).remote(run_options)
               for name in names}
@@ -560,6 +582,11 @@ def _start_workers(ray, names: list[str], run_options: dict) -> list[Host]:
         hosts.append(Host(name, actor, info["facts"], info["pid"], info["method"], info["only_estimates"],
                           info["free_bytes"]))
     return hosts
+
+
+def _busy(ray, names: list[str]) -> list[str]:
+    free = ray.available_resources()
+    return [name for name in names if free.get(RESOURCE_PREFIX + name, 0) < 1]
 
 
 def _worker_error(exc: BaseException) -> str:
