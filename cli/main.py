@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("--hardware", default=None,
                         help="a device from config/hardware.yaml, e.g. rtx-3060-12gb (what-if: spec prior only); "
                              "`list` shows them")
-    advise.add_argument("--host", default=None, help="advise for another host's trials (id from `energytui report`)")
+    advise.add_argument("--host", default=None,
+                        help="advise for another host's trials (its id or name, from `energytui report`), or `all`: "
+                             "each host's answer and the best host")
     advise.add_argument("--json", action="store_true", help="the same content as JSON")
     advise.add_argument("--fit", action="store_true", help="refit even if the data did not change")
     advise.add_argument("--explain", action="store_true", help="held-out error per target and the data learned from")
@@ -532,6 +534,8 @@ def _cmd_advise(args) -> int:
                       quants=[q.strip().upper() for q in (args.quant or "").split(",") if q.strip()],
                       hardware=args.hardware)
     request.check()  # before the database is opened: bad values fail fast
+    if args.host == "all":
+        return _advise_all_hosts(args, request)
     with _read_only(args) as store:
         host = check_host(store, args.host) if args.host else local_host_id(store)
         fit, refitted = current_fit(store, host, refit=args.fit)
@@ -545,6 +549,18 @@ def _cmd_advise(args) -> int:
         result = advise(fit, request, has_gpu_trials(store, host), what_if_models(args.model, fit))
     print(to_json(result) if args.json else render(result))
     return 0 if result.recommendation else 4
+
+
+def _advise_all_hosts(args, request) -> int:
+    """`advise --host all`: each host's answer from its own calibration, then the best host."""
+    from energytui.advisor.across import advise_hosts, hosts_json, render_hosts
+
+    if args.tokens is None or args.explain:
+        raise UserError("advise --host all answers a request: give --tokens N (and --explain one host at a time)")
+    with _read_only(args) as store:
+        answers = advise_hosts(store, request, refit=args.fit)
+    print(hosts_json(answers, args.objective) if args.json else render_hosts(answers, args.objective))
+    return 0 if any(a.advice is not None and a.advice.recommendation for a in answers) else 4
 
 
 def _period_text(ms: float) -> str:

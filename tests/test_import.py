@@ -139,3 +139,39 @@ def test_bad_map_names_the_key(tmp_path, capsys):
     log = _log(tmp_path, energy_in_log=True)
     code, _, err = run_cli(capsys, "import", log, "--map", bad, "--db", tmp_path / "m.db")
     assert code == 2 and "map.yaml: key 'energy_source': 'guessed' is not one of" in err
+
+
+def test_advise_all_hosts_answers_each_and_ranks_energy_only_where_measured(logs, measured_db, tmp_path, capsys):
+    """This machine's trials (ESTIMATED energy) and another host's imported ones (integrated power) in one
+    database: `advise --host all` gives each host its own answer, ranks energy only among hosts with measured
+    energy, and latency across all."""
+    import shutil
+
+    log, power_log = logs
+    db = tmp_path / "two-hosts.db"
+    shutil.copy(measured_db, db)
+    code, out, err = run_cli(capsys, "import", log, "--map", EXAMPLE_MAP, "--power-log", power_log, "--db", db)
+    assert code == 0, err
+    imported = out.split("--host ")[1].split()[0]
+
+    code, out, err = run_cli(capsys, "advise", "--db", db, "--host", "all", "--tokens", "96")
+    assert code == 0, err
+    blocks = out.split("== host ")[1:]
+    assert len(blocks) == 2 and all("Recommended:" in block for block in blocks)
+    local = next(block for block in blocks if not block.startswith(imported))
+    assert "ESTIMATED" in local and "calibrated on 12 trials over 3 configurations" in local
+    assert f"Across hosts, minimising energy: host {imported}, GPU · tinyllama" in out
+    assert "J per request, from integrated power)." in out
+    assert "Note: not ranked by energy:" in out and "ESTIMATED energy" in out.split("Note: not ranked")[1]
+
+    code, out, _ = run_cli(capsys, "advise", "--db", db, "--host", "all", "--tokens", "96", "--objective",
+                           "latency", "--json")
+    document = json.loads(out)
+    assert code == 0 and len(document["hosts"]) == 2
+    assert document["notes"] == ["the hosts' answers run different models (SmolLM2-135M-Instruct.Q4_1 Q4_1, "
+                                 "tinyllama-1.1b-chat-q4_0 Q4_0): give --model to compare one model across hosts"]
+    latencies = {h["host_id"]: h["advice"]["recommendation"]["values"]["latency_s"] for h in document["hosts"]}
+    assert document["best_host"] == min(latencies, key=latencies.get)
+
+    code, _, err = run_cli(capsys, "advise", "--db", db, "--host", "all", "--explain")
+    assert code == 2 and "give --tokens N" in err
