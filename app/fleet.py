@@ -113,10 +113,22 @@ def start_node(bind: str, head_port: int | None, join: str | None, name: str | N
         check_name(name)
         _check_meter(machine_options)
     command = node_command(bind, head_port, join, name)
+    print(_intro(bind, head_port, join, name), flush=True)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", METER_ENV: json.dumps(machine_options)}
     if name is not None:
         env[NAME_ENV] = name
     return _run_until_stopped(command, env)
+
+
+def _intro(bind: str, head_port: int | None, join: str | None, name: str | None) -> str:
+    """What this node is and what to do next, before Ray's own start-up log."""
+    role = f"host {name!r}, runs trials" if name else "runs no trials"
+    if head_port is None:
+        return f"energytui fleet: joining {join} as {role}, on {bind}; Ctrl-C stops this node"
+    address = f"{bind}:{head_port}"
+    return (f"energytui fleet: head on {address} ({role}); add a host with `energytui worker --join {address} "
+            f"--bind ITS_IP --name NAME`, run with `energytui run MANIFEST --cluster {address}`; Ctrl-C stops "
+            "this node")
 
 
 def _run_until_stopped(command: list[str], env: dict) -> int:
