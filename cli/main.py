@@ -375,12 +375,7 @@ def _fleet_resume(args, cluster, manifest) -> bool:
     if not sys.stdin.isatty():
         raise UserError(f"{args.manifest}: earlier runs of this manifest are unfinished on {listed}; add --resume "
                         "to finish them or --fresh to start over", 2)
-    answer = input(f"unfinished on {listed}. Resume? [Y]es / [f]resh runs / [q]uit: ").strip().lower()
-    if answer in ("", "y", "yes"):
-        return True
-    if answer in ("f", "fresh"):
-        return False
-    raise UserError("nothing run; add --resume or --fresh next time to choose without being asked", 1)
+    return _resume_or_fresh(f"unfinished on {listed}. Resume? [Y]es / [f]resh runs / [q]uit: ")
 
 
 def _cmd_worker(args) -> int:
@@ -428,8 +423,13 @@ def _check_limits(args, verdict) -> None:
 def _ask_resume(offer) -> bool:
     """On a terminal, offer to resume an unfinished earlier run of the same manifest."""
     previous = offer.previous
-    answer = input(f"run {previous['id']} of this manifest ({previous['created_at']}) has {previous['done']} of "
-                   f"{previous['total']} trials done. Resume it? [Y]es / [f]resh run / [q]uit: ").strip().lower()
+    return _resume_or_fresh(f"run {previous['id']} of this manifest ({previous['created_at']}) has {previous['done']} "
+                            f"of {previous['total']} trials done. Resume it? [Y]es / [f]resh run / [q]uit: ")
+
+
+def _resume_or_fresh(question: str) -> bool:
+    """The answer to a resume question on a terminal: True resume, False fresh; quitting runs nothing."""
+    answer = input(question).strip().lower()
     if answer in ("", "y", "yes"):
         return True
     if answer in ("f", "fresh"):
