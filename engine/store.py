@@ -470,9 +470,6 @@ class Store:
         row = self._conn.execute("SELECT MAX(id) FROM runs WHERE manifest_sha256 = ?", [sha]).fetchone()
         return row[0]
 
-    def host_ids(self) -> list[str]:
-        return [row[0] for row in self._conn.execute("SELECT id FROM hosts ORDER BY id")]
-
     def host_id_of(self, ref: str) -> str | None:
         """A host named by its id, or by its readable name (a fleet worker's; the latest host of that name)."""
         row = self._conn.execute("SELECT h.id FROM hosts h LEFT JOIN trials t ON t.host_id = h.id "
