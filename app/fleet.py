@@ -444,7 +444,7 @@ class Fleet:
                         if sent >= size:
                             break
 
-    def run(self, hosts: list[Host], on_event: Callable[[str, Any, str | None], object]) -> None:
+    def run(self, hosts: list[Host], on_event: Callable[[Any, str, str | None], object]) -> None:
         """Every host's queue at once, until all end; a worker lost mid-run aborts its trial and the others go
         on. Ctrl-C (or SIGTERM, SIGHUP) aborts every host's running trial and closes each run `interrupted`."""
         from energytui.engine import interrupts
@@ -477,7 +477,7 @@ class Fleet:
 
     def _forward(self, on_event) -> None:
         for host, event, phase in self._ask(self.head.drain.remote()):
-            on_event(host, event, phase)
+            on_event(event, host, phase)
 
     def _stop_all(self, pending: dict, exc: KeyboardInterrupt, on_event) -> None:
         from energytui.engine.interrupts import describe

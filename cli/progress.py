@@ -69,74 +69,71 @@ def window_outcome(event: Event) -> str:
 
 
 class LineProgress:
-    """One line per finished trial, wrapped to $COLUMNS when set: for logs, pipes and tests."""
+    """One line per finished trial, wrapped to $COLUMNS when set: for logs, pipes and tests. A fleet's events
+    name their host (`run --cluster`), which starts the line."""
 
     def __init__(self, stream, columns: int | None = None):
         self.stream = stream
         self.columns = columns or terminal_width()
 
-    def on_event(self, event: Event) -> None:
-        line = _finished_line(event)
-        if line is not None:
-            self.stream.write(wrap(line, self.columns, "    ") + "\n")
-            self.stream.flush()
+    def on_event(self, event: Event, host: str | None = None, phase: str | None = None) -> None:
+        if event.kind == "trial_end":
+            filled = _BAR * (event.index - 1) // max(event.total, 1)
+            line = f"[{'#' * filled}{'.' * (_BAR - filled)}] {trial_title(event)}  {trial_outcome(event)}"
+        elif event.kind == "window":
+            line = window_outcome(event)
+        else:
+            return
+        self.stream.write(wrap(_from(host) + line, self.columns, "    ") + "\n")
+        self.stream.flush()
 
     def close(self) -> None:
         pass
 
 
-def _finished_line(event: Event) -> str | None:
-    """A finished trial with the run's bar so far, or a closed steady window; None for other events."""
-    if event.kind == "trial_end":
-        filled = _BAR * (event.index - 1) // max(event.total, 1)
-        return f"[{'#' * filled}{'.' * (_BAR - filled)}] {trial_title(event)}  {trial_outcome(event)}"
-    if event.kind == "window":
-        return window_outcome(event)
-    return None
+def _from(host: str | None) -> str:
+    return f"{host}: " if host else ""
 
 
-def fleet_progress(stream, hosts: list[str], columns: int | None = None):
+def fleet_progress(stream, hosts: list[str | None], columns: int | None = None):
     """A fleet's progress (`run --cluster`): a bar per host on a terminal, else one line per finished trial
-    with its host's name. Its on_event(host, event, phase) takes the events the hosts send to the head."""
+    starting with its host's name. Its on_event(event, host, phase) takes the events the hosts send the head."""
     if stream.isatty() and os.environ.get("TERM") != "dumb":
-        return FleetBarProgress(stream, hosts, columns)
-    return FleetLineProgress(stream, columns)
-
-
-class FleetLineProgress(LineProgress):
-    def on_event(self, host: str, event: Event, phase: str | None = None) -> None:  # type: ignore[override]
-        line = _finished_line(event)
-        if line is not None:
-            self.stream.write(wrap(f"{host}: {line}", self.columns, "    ") + "\n")
-            self.stream.flush()
+        return BarProgress(stream, columns, hosts=hosts)
+    return LineProgress(stream, columns)
 
 
 class BarProgress:
     """On a terminal: trials done/total on a bar with the time elapsed and left, the running trial beneath
     it with live tokens/s, and each finished trial's line printed above. Redraws at REFRESH_HZ; events
-    only change what the next redraw shows."""
+    only change what the next redraw shows. A fleet's (`hosts`): a bar and a running trial per host, each
+    line starting with its host's name."""
 
-    def __init__(self, stream, columns: int | None = None, clock=None):
+    def __init__(self, stream, columns: int | None = None, clock=None, hosts: list[str | None] | None = None):
         self.console = console(stream, columns, terminal=True)
+        named = [TextColumn("{task.description}", table_column=Column(no_wrap=True))] if hosts else []
         self.bar = _TrialBar(
-            TextColumn("{task.completed}/{task.total} trials", table_column=Column(no_wrap=True)),
-            BarColumn(bar_width=24), TimeElapsedColumn(), _TimeLeft(),
-            console=self.console, refresh_per_second=REFRESH_HZ, redirect_stdout=False, get_time=clock)
-        self.task: TaskID | None = None
+            *named, TextColumn("{task.completed}/{task.total} trials", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=20 if hosts else 24), TimeElapsedColumn(), _TimeLeft(),
+            console=self.console, refresh_per_second=REFRESH_HZ, redirect_stdout=False, get_time=clock,
+            running=dict.fromkeys(hosts or [None], ("", "")))
+        self.tasks: dict[str | None, TaskID] = {}
 
-    def on_event(self, event: Event) -> None:
+    def on_event(self, event: Event, host: str | None = None, phase: str | None = None) -> None:
         if event.kind == "window":
-            self.console.print(Text(wrap(window_outcome(event), self.console.width, "    ")))
+            self.console.print(Text(wrap(_from(host) + window_outcome(event), self.console.width, "    ")))
             return
         finished = event.kind == "trial_end"
-        self.bar.running = ("", "") if finished else (trial_title(event), _live_figures(event))
-        if self.task is None:  # the total is known from the first event
-            self.task = self.bar.add_task("trials", total=event.total, completed=event.index - 1,
-                                          done_before=event.index - 1)
-            self.bar.start()
+        self.bar.running[host] = ("", "") if finished else (_from(host) + trial_title(event),
+                                                            _live_figures(event, phase))
+        if host not in self.tasks:  # the total is known from the host's first event
+            self.tasks[host] = self.bar.add_task(host or "trials", total=event.total, completed=event.index - 1,
+                                                 done_before=event.index - 1)
+            if len(self.tasks) == 1:
+                self.bar.start()
         if finished:  # the bar first, so that the line printed above it is not followed by a stale one
-            self.bar.update(self.task, completed=event.index, refresh=True)
-            line = wrap(f"{trial_title(event)}  {trial_outcome(event)}", self.console.width, "    ")
+            self.bar.update(self.tasks[host], completed=event.index, refresh=True)
+            line = wrap(f"{_from(host)}{trial_title(event)}  {trial_outcome(event)}", self.console.width, "    ")
             self.console.print(Text(line))
 
     def close(self) -> None:
@@ -145,42 +142,6 @@ class BarProgress:
             self.bar.stop()
         except OSError:  # the terminal is gone (SIGHUP): nothing left to draw on
             pass
-
-
-class FleetBarProgress:
-    """On a terminal: a bar per host (trials done/total, time elapsed and left), each host's running trial
-    beneath them, and each finished trial's line printed above with its host's name."""
-
-    def __init__(self, stream, hosts: list[str], columns: int | None = None, clock=None):
-        self.console = console(stream, columns, terminal=True)
-        self.bar = _TrialBar(
-            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
-            TextColumn("{task.completed}/{task.total} trials", table_column=Column(no_wrap=True)),
-            BarColumn(bar_width=20), TimeElapsedColumn(), _TimeLeft(),
-            console=self.console, refresh_per_second=REFRESH_HZ, redirect_stdout=False, get_time=clock)
-        self.running: dict[str, tuple[str, str]] = {host: ("", "") for host in hosts}
-        self.bar.hosts = self.running  # the bar draws what on_event writes here
-        self.tasks: dict[str, TaskID] = {}
-
-    def on_event(self, host: str, event: Event, phase: str | None = None) -> None:
-        if event.kind == "window":
-            self.console.print(Text(wrap(f"{host}: {window_outcome(event)}", self.console.width, "    ")))
-            return
-        finished = event.kind == "trial_end"
-        self.running[host] = ("", "") if finished else (f"{host}: {trial_title(event)}",
-                                                          _live_figures(event, phase))
-        if host not in self.tasks:
-            self.tasks[host] = self.bar.add_task(host, total=event.total, completed=event.index - 1,
-                                                 done_before=event.index - 1)
-            if len(self.tasks) == 1:
-                self.bar.start()
-        if finished:
-            self.bar.update(self.tasks[host], completed=event.index, refresh=True)
-            line = wrap(f"{host}: {trial_title(event)}  {trial_outcome(event)}", self.console.width, "    ")
-            self.console.print(Text(line))
-
-    def close(self) -> None:
-        BarProgress.close(self)  # type: ignore[arg-type]
 
 
 def _live_figures(event: Event, phase: str | None = None) -> str:
@@ -197,15 +158,16 @@ def _live_figures(event: Event, phase: str | None = None) -> str:
 
 
 class _TrialBar(Progress):
-    """rich's progress row, and beneath it the running trial: (title, figures)."""
+    """rich's progress rows, and beneath them the running trials: (title, figures) each."""
 
-    running: tuple[str, str] = ("", "")
-    hosts: dict[str, tuple[str, str]] | None = None  # a fleet's: each host's running trial
+    def __init__(self, *columns, running: dict[str | None, tuple[str, str]], **options):
+        self.running = running  # each host's running trial (key None: a local run's); drawn from the start
+        super().__init__(*columns, **options)
 
     def get_renderables(self):
         yield self.make_tasks_table(self.tasks)
-        for running in self.hosts.values() if self.hosts is not None else [self.running]:
-            yield _RunningTrial(*running)
+        for title, figures in self.running.values():
+            yield _RunningTrial(title, figures)
 
 
 class _RunningTrial:

@@ -11,7 +11,7 @@ from energytui.engine.importer import import_logs
 from energytui.engine.queue import Event
 from energytui.engine.report import summarise, table_cells
 from energytui.engine.store import Store
-from energytui.progress import BarProgress, for_stream
+from energytui.progress import BarProgress, fleet_progress, for_stream
 from energytui.tables import fold
 from helpers import on_a_terminal, run_cli
 
@@ -219,6 +219,32 @@ def test_on_a_terminal_progress_is_a_bar_with_the_running_trial_and_each_result_
         "trial 2/2 quick: Q4_1 cpu t=2 nb=512 B=1 synthetic-32 r0  FAILED: prompt of 100",
         "    tokens does not fit n_ctx=64"]
     assert f"1/2 trials {'━' * 12}{'╺'}{'━' * 11} 0:00:04 left 0:00:04" in lines  # 4 s per trial so far
+
+
+def test_a_fleets_terminal_shows_a_bar_and_a_running_trial_per_host_and_names_the_host_of_each_line():
+    out = _Terminal()
+    progress = fleet_progress(out, ["alpha", "beta"], columns=120)
+    assert isinstance(progress, BarProgress)
+    progress.on_event(Event("tokens", 1, 2, TRIAL, 5, 12.46), "alpha", "decode")
+    progress.on_event(Event("trial_start", 2, 3, TRIAL), "beta", "idle")
+    progress.bar.refresh()
+    progress.on_event(Event("trial_end", 1, 2, DONE), "alpha")
+    progress.close()
+    lines = _written_lines(out.getvalue())
+    both = lines.index("beta: trial 2/3 quick: Q4_1 cpu t=2 nb=512 B=1 synthetic-16 r0  idle…")
+    assert lines[both - 3:both] == [  # a bar per host, names aligned, then each host's running trial
+        f"alpha 0/2 trials {'━' * 20} 0:00:00 left -:--:--", f"beta  1/3 trials {'━' * 6}╸{'━' * 13} 0:00:00 "
+        "left -:--:--", "alpha: trial 1/2 quick: Q4_1 cpu t=2 nb=512 B=1 synthetic-16 r0  5 tok  12.5 tok/s"]
+    finished = lines.index("alpha: trial 1/2 quick: Q4_1 cpu t=2 nb=512 B=1 synthetic-16 r0  6 tok, TTFT 473 ms, "
+                           "decode 13.8 tok/s, 1.3904 J/tok")  # printed above the bars, wrapped to the width
+    assert lines[finished + 1] == "    ESTIMATED"
+    assert lines[-3:] == [f"alpha 1/2 trials {'━' * 10}╺{'━' * 9} 0:00:00 left 0:00:00",  # the last state stays
+                          f"beta  1/3 trials {'━' * 6}╸{'━' * 13} 0:00:00 left -:--:--",
+                          "beta: trial 2/3 quick: Q4_1 cpu t=2 nb=512 B=1 synthetic-16 r0  idle…"]
+
+    piped = io.StringIO()
+    fleet_progress(piped, ["alpha"]).on_event(Event("trial_end", 1, 2, DONE), "alpha")
+    assert piped.getvalue().startswith("alpha: [....................] trial 1/2 quick:")
 
 
 def test_on_a_narrow_terminal_the_running_trial_is_cut_and_its_figures_kept():
