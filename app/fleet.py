@@ -379,18 +379,19 @@ class Fleet:
     hosts: list[Host]
     stale_aborted: int
 
-    def _ask(self, ref):
-        """A call to the head's actor: its UserError as ours; the actor lost as one line (what it wrote before
-        is in the database)."""
+    def _ask(self, ref, host: Host | None = None):
+        """A call to the head's actor (or a host's worker, before its run): a UserError raised there as ours;
+        the actor lost as one line (what the head wrote before is in the database)."""
+        whose = f"host {host.name}'s worker" if host else "the fleet's head (the database's writer)"
         try:
             return self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             raise UserError(str(cause)) if isinstance(cause, UserError) else UserError(
-                f"the fleet's head failed: {_first_line(exc)}") from None
+                f"{whose} failed: {_first_line(exc)}") from None
         except self.ray.exceptions.RayActorError as exc:
-            raise UserError(f"the fleet's head (the database's writer) was lost: {_first_line(exc)}; every trial "
-                            "it stored is kept, `--resume` finishes the rest") from None
+            raise UserError(f"{whose} was lost: {_first_line(exc)}; every trial stored is kept, start it again "
+                            "(or leave the host out with --hosts) and `--resume` finishes the rest") from None
 
     def check(self, manifest):
         """The manifest against each host (its CPUs, its free memory for weights and KV cache) and its size:
@@ -432,7 +433,7 @@ class Fleet:
 
         wanted = {path: sha256_of(Path(path)) for path in sorted({t.model_path for t in manifest.trials})}
         for host in self.hosts:
-            for path in self.ray.get(host.actor.find_models.remote(wanted)):
+            for path in self._ask(host.actor.find_models.remote(wanted), host):
                 size = Path(path).stat().st_size
                 log(f"host {host.name}: sending {Path(path).name} ({size / 1e6:.0f} MB), which it lacks")
                 with open(path, "rb") as handle:
@@ -440,7 +441,7 @@ class Fleet:
                     while True:
                         piece = handle.read(CHUNK)
                         sent += len(piece)
-                        self.ray.get(host.actor.receive_model.remote(path, wanted[path], piece, sent >= size))
+                        self._ask(host.actor.receive_model.remote(path, wanted[path], piece, sent >= size), host)
                         if sent >= size:
                             break
 

@@ -291,3 +291,37 @@ def test_the_app_follows_each_host_and_an_interrupted_head_keeps_every_finished_
     assert {status for (status,) in _rows(db, "SELECT status FROM runs")} == {"interrupted"}
     reasons = {error for (error,) in _rows(db, "SELECT error FROM trials WHERE status = 'aborted'")}
     assert len(reasons) == 1 and "Ctrl-C" in reasons.pop()
+
+
+class _RaysErrors:
+    """A stand-in for the `ray` module's error types only: `get` raises what it is given, as ray.get raises
+    what a remote call raised (wrapped in RayTaskError) or that its actor died (RayActorError)."""
+
+    class exceptions:
+        class RayTaskError(Exception):
+            def __init__(self, cause):
+                super().__init__(f"ray::HostWorker.find_models() (pid=1)\n  Traceback ...\n{cause!r}")
+                self.cause = cause
+
+        class RayActorError(Exception):
+            pass
+
+    @staticmethod
+    def get(ref):
+        raise ref
+
+
+@pytest.mark.parametrize("raised, said", [
+    (_RaysErrors.exceptions.RayTaskError(UserError("x.gguf: the copy sent to alpha does not match its sha256")),
+     "x.gguf: the copy sent to alpha does not match its sha256"),
+    (_RaysErrors.exceptions.RayTaskError(ValueError("bad")), "host alpha's worker failed: ray::HostWorker"),
+    (_RaysErrors.exceptions.RayActorError("The actor died unexpectedly before finishing this task."),
+     "host alpha's worker was lost: The actor died unexpectedly before finishing this task.; every trial stored is "
+     "kept"),
+])
+def test_errors_from_a_hosts_worker_become_one_line(raised, said):
+    cluster = fleet.Fleet(_RaysErrors(), None, [], 0)
+    alpha = fleet.Host("alpha", None, {}, 1, "", True, None)
+    with pytest.raises(UserError) as caught:
+        cluster._ask(raised, alpha)
+    assert str(caught.value).startswith(said) and "\n" not in str(caught.value)
