@@ -285,7 +285,7 @@ class HostWorker:
 
         from energytui.engine.host import available_ram_bytes
 
-        return {"name": self.name, "facts": self.facts, "pid": os.getpid(), "version": __version__,
+        return {"name": self.name, "facts": self.facts, "version": __version__,
                 "method": self.meter.method, "only_estimates": self.meter.only_estimates,
                 "free_bytes": available_ram_bytes()}
 
@@ -362,7 +362,6 @@ class Host:
     name: str
     actor: Any
     facts: dict
-    pid: int
     method: str
     only_estimates: bool
     free_bytes: int | None
@@ -592,7 +591,7 @@ def _start_workers(ray, names: list[str], run_options: dict) -> list[Host]:
         if info["version"] != __version__:
             raise UserError(f"host {name}: energytui {info['version']} there, {__version__} here; install the same "
                             "version on every host")
-        hosts.append(Host(name, actor, info["facts"], info["pid"], info["method"], info["only_estimates"],
+        hosts.append(Host(name, actor, info["facts"], info["method"], info["only_estimates"],
                           info["free_bytes"]))
     return hosts
 

@@ -321,7 +321,7 @@ class _RaysErrors:
 ])
 def test_errors_from_a_hosts_worker_become_one_line(raised, said):
     cluster = fleet.Fleet(_RaysErrors(), None, [], 0)
-    alpha = fleet.Host("alpha", None, {}, 1, "", True, None)
+    alpha = fleet.Host("alpha", None, {}, "", True, None)
     with pytest.raises(UserError) as caught:
         cluster._ask(raised, alpha)
     assert str(caught.value).startswith(said) and "\n" not in str(caught.value)
