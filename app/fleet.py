@@ -72,9 +72,12 @@ def default_name() -> str:
 def check_private(flag: str, address: str) -> str:
     """An address Ray may listen on or join: loopback or private (LAN), never public; Ray's ports and its
     dashboard have no authentication."""
-    host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+    if address.startswith("["):  # [IPv6]:port
+        host = address[1:address.find("]")]
+    else:
+        host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        ip = ipaddress.ip_address(host)
     except ValueError:
         try:
             ip = ipaddress.ip_address(socket.gethostbyname(host))

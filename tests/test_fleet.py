@@ -183,6 +183,8 @@ def test_results_by_host_name(cluster, write_manifest, model_path, tmp_path, cap
                                                                  "loopback address; Ray's ports are unauthenticated"),
     (["worker", "--join", "8.8.4.4:6379", "--bind", "10.0.0.2"], "--join 8.8.4.4:6379: 8.8.4.4 is not a private"),
     (["worker", "--head", "--bind", "0.0.0.0"], "--bind 0.0.0.0: 0.0.0.0 is not a private"),
+    (["worker", "--join", "[2001:4860::1]:6379", "--bind", "10.0.0.2"], "--join [2001:4860::1]:6379: 2001:4860::1 is "
+                                                                        "not a private"),
     (["worker", "--join", "10.0.0.1:6379", "--bind", "10.0.0.2", "--no-trials"], "--no-trials is for a head"),
     (["worker", "--head", "--bind", "127.0.0.1", "--name", "two words"], "--name 'two words': use 1-40 letters"),
     (["worker", "--head", "--bind", "127.0.0.1", "--power-command", "/nonexistent/meter"], "/nonexistent/meter"),
