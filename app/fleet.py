@@ -420,14 +420,14 @@ class Fleet:
                  for host in self.hosts}
         return {name: previous for name, previous in found.items() if previous}
 
-    def queue(self, manifest, resume: bool) -> list[Host]:
-        """One run per host (its unfinished one with resume=True); returns the hosts with trials to run."""
-        unfinished = self.unfinished(manifest) if resume else {}
+    def queue(self, manifest, resumed: dict[str, dict] | None) -> list[Host]:
+        """A new run on every host (resumed=None), or each host's unfinished run in `resumed` (from
+        `unfinished`); returns the hosts with trials to run."""
         queued = []
         for host in self.hosts:
-            if resume and host.name not in unfinished:
+            if resumed is not None and host.name not in resumed:
                 continue
-            host.run = self._ask(self.head.queue.remote(manifest, resume, host.facts))
+            host.run = self._ask(self.head.queue.remote(manifest, resumed is not None, host.facts))
             queued.append(host)
         return queued
 

@@ -38,14 +38,15 @@ class Live:
     engine: Engine
     meter: Meter
     stale_aborted: int  # trials found `running` from a process that stopped, now aborted
+    host: dict  # this machine's facts (engine.host.describe_host), read once per run
 
     def queue(self, manifest: Manifest, resume: bool | None) -> int:
         """A new run of the manifest's trials, or (resume=True) its unfinished one; resume=None raises
         ResumeAvailable when there is one to offer."""
-        return queue_manifest(self.store, manifest, resume)
+        return queue_manifest(self.store, manifest, resume, self.host)
 
     def can_resume(self, manifest: Manifest) -> bool:
-        return self.store.unfinished_run(manifest.sha256, describe_host()["id"]) is not None
+        return self.store.unfinished_run(manifest.sha256, self.host["id"]) is not None
 
     def run(self, run: int, on_event: Callable[[Event], object] | None = None,
             stop: threading.Event | None = None, abort: threading.Event | None = None) -> str:
@@ -68,7 +69,7 @@ def running(db_path: Path, options: MeterOptions) -> Iterator[Live]:
         store.acquire_runner_lock()
         stale = store.abort_stale_running()
         meter.start()
-        yield Live(store, engine, meter, stale)
+        yield Live(store, engine, meter, stale, describe_host())
     finally:
         for resource in (store, engine, meter):
             if resource is not None:

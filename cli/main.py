@@ -328,9 +328,9 @@ def _run_fleet(args, manifest, path: Path, options) -> int:
         if cluster.stale_aborted:
             print(f"marked {cluster.stale_aborted} trial(s) left running by a stopped process as aborted")
         _check_limits(args, cluster.check(manifest))
-        resume = _fleet_resume(args, cluster, manifest)
+        resumed = _fleet_resumed(args, cluster, manifest)
         cluster.send_models(manifest, print)
-        hosts = cluster.queue(manifest, resume)
+        hosts = cluster.queue(manifest, resumed)
         for host in cluster.hosts:
             if host not in hosts:
                 print(wrap(f"host {host.name}: nothing to resume (its run of this manifest is finished)"))
@@ -359,23 +359,24 @@ def _run_fleet(args, manifest, path: Path, options) -> int:
     return 1 if lost or (trials and failed == len(trials)) else 0
 
 
-def _fleet_resume(args, cluster, manifest) -> bool:
-    """--resume, --fresh, or (neither) a question on a terminal when hosts have unfinished runs."""
+def _fleet_resumed(args, cluster, manifest) -> dict[str, dict] | None:
+    """The hosts' unfinished runs to resume (--resume, or yes on a terminal), or None for new runs (--fresh, or
+    nothing to resume)."""
     if args.fresh:
-        return False
+        return None
     unfinished = cluster.unfinished(manifest)
     listed = ", ".join(f"{name} (run {p['id']}: {p['done']} of {p['total']} done)" for name, p in unfinished.items())
     if args.resume:
         if not unfinished:
             raise UserError(f"{args.manifest}: nothing to resume (no host has an unfinished run of this manifest); "
                             "drop --resume to start a new run", 1)
-        return True
+        return unfinished
     if not unfinished:
-        return False
+        return None
     if not sys.stdin.isatty():
         raise UserError(f"{args.manifest}: earlier runs of this manifest are unfinished on {listed}; add --resume "
                         "to finish them or --fresh to start over", 2)
-    return _resume_or_fresh(f"unfinished on {listed}. Resume? [Y]es / [f]resh runs / [q]uit: ")
+    return unfinished if _resume_or_fresh(f"unfinished on {listed}. Resume? [Y]es / [f]resh runs / [q]uit: ") else None
 
 
 def _cmd_worker(args) -> int:
