@@ -521,10 +521,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def connect(address: str, db_path: Path, run_options: dict, wanted: list[str] | None) -> Fleet:
-    """Join the cluster at `address` as its head's command: the database's actor on this machine, a worker on
-    each selected host (None: all), each ready with its meter open."""
+    """Join the cluster at `address` (checked private by the caller, before it creates the database) as its
+    head's command: the database's actor on this machine, a worker on each selected host (None: all), each
+    ready with its meter open."""
     ray = ray_module()
-    check_private("--cluster", address)
     try:
         ray.init(address=address, namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False,
                  configure_logging=True)

@@ -199,6 +199,7 @@ def test_fleet_bad_input_is_one_line(args, message, write_manifest, model_path, 
                                                                          if args[0] == "run" else [])
     code, out, err = run_cli(capsys, *args)
     assert code != 0 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "x.db").exists()  # refused before any database is created
 
 
 def test_without_ray_the_fleet_says_how_to_install_it(monkeypatch, write_manifest, model_path, tmp_path, capsys):
