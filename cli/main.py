@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "worker --head`; every selected host runs the manifest, the results come to --db here")
     run.add_argument("--hosts", default="all", metavar="all|NAME,...",
                      help="with --cluster: which hosts run the manifest (default: every worker that joined)")
-    run.add_argument("--sample-hz", type=float, default=100.0, help="power sampling rate (default: %(default)g)")
+    run.add_argument("--sample-hz", type=float, default=100.0,
+                     help="measured power sources' sampling rate (default: %(default)g; the CPU estimate is read at "
+                          "every window's edge and 10 times a second)")
     run.add_argument("--idle-s", type=float, default=0.5,
                      help="idle window measured before each trial, for idle power (default: %(default)g)")
     run.add_argument("--window", choices=("auto", "trial", "steady"), default=None,
@@ -581,7 +583,8 @@ def _cmd_doctor(args) -> int:
     print(f"llama.cpp   llama-cpp-python {host['llama_cpp']}; GPU offload: "
           f"{'yes' if host['gpu_offload'] else 'no (CPU-only build: gpu and hybrid trials are refused)'}")
     print(f"features    {described.features}")
-    print("power sources (sampled for 1 s at 100 Hz):")
+    print("power sources (sampled for 1 s: measured sources at 100 Hz, the CPU estimate 10 times a second, as a "
+          "run reads it between window edges):")
     for source in report.sources:
         print(f"  ok        {', '.join(source['devices'])}: {source['tag']}, {source['achieved_hz']:.0f} Hz achieved, "
               f"value updates every {_period_text(source['update_period_ms'])} "

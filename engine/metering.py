@@ -4,6 +4,9 @@ The sampler runs for the whole run on the tokens' clock (time.monotonic_ns). Aro
 each trial the meter holds an idle window (before prefill starts, after the last
 token), drains the samples, and attributes energy to idle-before · prefill · decode ·
 idle-after. Every figure keeps its source tag: counter, integrated or estimated.
+Cumulative sources that are cheap to read (EdgeSource: the CPU estimate) are also read
+at every window's edge (mark), from the runner's thread: their windows are exact
+differences, and their periodic readings can be slow enough not to slow llama.cpp.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import UserError
 from .telemetry import Sampler, TrialEnergy, TrialWindows, attribute, discover, update_periods
 from .telemetry.attribution import whole_machine_devices
-from .telemetry.base import COUNTER, INTEGRATED, Sample, StoppingSource, is_slow
+from .telemetry.base import COUNTER, INTEGRATED, EdgeSource, Sample, StoppingSource, is_slow
 from .telemetry.battery import DEFAULT_POWER_SUPPLY_ROOT
 from .telemetry.steady import WINDOW_MODES, Request, SteadyEnergy, steady_energy, window_length
 from .telemetry.rapl import DEFAULT_POWERCAP_ROOT
@@ -70,6 +73,7 @@ class Meter:
     def __init__(self, sources: list, unavailable: list, options: MeterOptions):
         self.sources, self.unavailable, self.options = sources, unavailable, options
         self.periods = update_periods(sources)
+        self.edge_sources = [s for s in sources if isinstance(s, EdgeSource)]
         self.sampler: Sampler | None = None
         self._pending: list[Sample] = []
         self._taken: list[Sample] = []  # the last trial's samples, still shown by a live display
@@ -137,9 +141,11 @@ class Meter:
         prefill starts (the engine re-warms the CPU between its end and prefill: that work belongs to no
         window). `abort` set ends the window early (the caller then stops the trial)."""
         self._collect()
+        self.mark()
         started = time.monotonic_ns()
         _pause(self.options.idle_s if seconds is None else seconds, abort)
         self._idle_end = time.monotonic_ns()
+        self.mark()
         return covered_start(self._collect(), started)
 
     def finish(self, t_idle_start: int | None, measurement: Measurement | None) -> tuple[list[Sample], dict]:
@@ -148,6 +154,7 @@ class Meter:
             return self._take(), {}
         time.sleep(self.options.idle_after_s)
         t_idle_end = time.monotonic_ns()
+        self.mark()
         samples = self._take()
         return samples, self.trial_energy(samples, measurement, t_idle_start, self._idle_end, t_idle_end)
 
@@ -177,6 +184,7 @@ class Meter:
         """Every sample not yet handed over (a steady window's, at its end), once each fast source has read
         at or after t_ns (a window integrated over a fast source needs one past its end; a slow source's
         window uses only readings inside it)."""
+        self.mark()
         fast = {d for d, period in self.periods.items() if not is_slow(period)}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -223,6 +231,14 @@ class Meter:
                 by_device.setdefault(sample.device, []).append(sample.power_w)
         recent_w = sum(sum(values) / len(values) for values in by_device.values())
         return recent_w <= self._last_idle_w * 1.1 + 0.5
+
+    def mark(self) -> None:
+        """Read every edge source now: a window's edge (the runner's thread; a read costs ~20 µs)."""
+        t_ns = time.monotonic_ns()
+        readings = [sample for source in self.edge_sources for sample in source.read_edge(t_ns)]
+        if readings:
+            with self._lock:
+                self._pending += readings
 
     def samples_since(self, t_ns: int) -> list[Sample]:
         """The samples taken at or after t_ns and not yet handed to a trial, without taking them; any thread."""

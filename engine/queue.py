@@ -295,7 +295,8 @@ def _close_group(group: SteadyGroup, engine: Engine, emit, total: int, abort: th
         return not (abort is not None and abort.is_set()) and not (stop is not None and stop.is_set())
 
     def extra(row: dict):
-        return engine.run(spec_from_row(row), lambda generated, t_ns: check(), checkpoint=check)
+        return engine.run(spec_from_row(row), lambda generated, t_ns: check(), checkpoint=check,
+                          on_edge=group.meter.mark)
 
     if group.started and group.busy_s() < group.length_s and keep_going():
         live.enter("extra requests")
@@ -337,7 +338,7 @@ def _run_one(store: RunnerStore, engine: Engine, meter: Meter | None, row: dict,
 
     try:
         measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window, checkpoint=stop_if_aborted,
-                                 rewarm=opens_window)
+                                 rewarm=opens_window, on_edge=meter.mark if meter else None)
         samples: list = []
         energy: dict = {}
         if group is not None:

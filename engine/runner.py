@@ -121,7 +121,7 @@ class Engine:
         return model.tokenize(text), text
 
     def run(self, spec: TrialSpec, on_token=None, before_start=None, checkpoint=None,
-            rewarm: bool = True) -> Measurement:
+            rewarm: bool = True, on_edge=None) -> Measurement:
         """Run one trial; `on_token(generated_so_far, t_ns)` is called after each decode step.
 
         `before_start()` runs once everything is loaded, warm and tokenized, just before
@@ -129,6 +129,8 @@ class Engine:
         re-warms the CPU after it unless `rewarm` is False (a request straight after another).
         `checkpoint()` runs between the busy spell's decodes and just before prefill; like on_token it may
         raise to stop the trial (a stop then waits for one llama.cpp call at most, never the whole spell).
+        `on_edge()` runs at the timed windows' edges: just before the clock starts, at the first token and
+        after the last (the meter reads its cumulative sources there).
         """
         model, load_ms = self.model(spec)
         ctx = self.context(spec, model)
@@ -145,7 +147,7 @@ class Engine:
                     self._rewarm(ctx, tokens, checkpoint)
             if checkpoint:
                 checkpoint()
-            measurement = self._generate(ctx, tokens, max_tokens, sampler, spec.ignore_eos, on_token)
+            measurement = self._generate(ctx, tokens, max_tokens, sampler, spec.ignore_eos, on_token, on_edge)
         finally:
             sampler.close()
         measurement.load_ms = load_ms
@@ -170,12 +172,14 @@ class Engine:
         ctx.clear_memory()
 
     def _generate(self, ctx: Context, prompt: list[int], max_tokens: int, sampler: TokenSampler,
-                  ignore_eos: bool, on_token) -> Measurement:
+                  ignore_eos: bool, on_token, on_edge=None) -> Measurement:
         """Prefill every sequence with `prompt`, then decode all live sequences one step at a time."""
         model, n_seq = ctx.model, ctx.n_seq
         ctx.clear_memory()
         entries = [(tok, pos, seq, pos == len(prompt) - 1) for seq in range(n_seq) for pos, tok in enumerate(prompt)]
         last = [0] * n_seq
+        if on_edge:
+            on_edge()
         t_start = time.monotonic_ns()
         for start in range(0, len(entries), ctx.n_batch):
             chunk = entries[start:start + ctx.n_batch]
@@ -184,6 +188,8 @@ class Engine:
                 if wants_logits:  # this sequence's last prompt token: sample its first token now
                     last[seq] = sampler.sample(ctx, index)
         t_first = time.monotonic_ns()
+        if on_edge:
+            on_edge()
         outputs: list[list[int]] = [[] for _ in range(n_seq)]
         live = [seq for seq in range(n_seq) if self._accept(model, outputs, seq, last[seq], ignore_eos)]
         steps = [(t_first, sum(len(o) for o in outputs))]
@@ -201,6 +207,8 @@ class Engine:
             live, pos, generated = produced, pos + 1, generated + 1
             if on_token:
                 on_token(sum(len(o) for o in outputs), now)
+        if on_edge:
+            on_edge()
         gen_tokens = sum(len(o) for o in outputs)
         t_end = steps[-1][0] if gen_tokens else t_first
         return Measurement(

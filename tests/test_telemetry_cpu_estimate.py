@@ -29,7 +29,7 @@ def test_estimate_on_this_machines_proc_stat():
     source.close()
     assert len(samples) == 1
     sample = samples[0]
-    assert sample.source == ESTIMATED and sample.device == "cpu" and sample.energy_j is None
+    assert sample.source == ESTIMATED and sample.device == "cpu" and sample.energy_j > 0  # cumulative, like a counter
     assert math.isfinite(sample.power_w) and sample.power_w >= source.model.static_w(source.visible_cpus) > 0
     assert sample.power_w <= source.model.watts_per_thread * source.visible_cpus + 1e-9
     assert source.method.startswith("estimated: ") and " W static (" in source.method
@@ -45,7 +45,8 @@ def test_table_entry_gives_tdp_per_thread_and_known_power(tmp_path):
     # The VM sees 2 of the EPYC's 128 threads: it is charged 2/128 of the package's static 36 %.
     assert source.method == ("estimated: 1.57 W static (36% of 280 W TDP × 2/128 CPUs visible) + CPU utilisation × "
                              "1.4 W per busy thread (the other 64% / 128 threads); TDP: AMD EPYC 7763, "
-                             "config/cpu_tdp.yaml; static share: AMD EPYC 7763's own, config/cpu_tdp.yaml")
+                             "config/cpu_tdp.yaml; static share: AMD EPYC 7763's own, config/cpu_tdp.yaml; energy: "
+                             "the model over the busy share of the clock ticks between readings at each window's edges")
     assert "virtual machine" in source.assumption and "AnandTech" in source.assumption
     assert "idle power is 1.57 W" in source.assumption
     stat.write_text(proc_stat(user=1120, system=30, idle=1050))  # 150 busy of 200 jiffies on 2 CPUs
@@ -53,6 +54,31 @@ def test_table_entry_gives_tdp_per_thread_and_known_power(tmp_path):
     assert sample.power_w == pytest.approx(0.36 * 280 * 2 / 128 + 1.5 * 0.64 * 280 / 128)
     (repeat,) = source.read(2)  # no tick since: the last interval's power stands
     assert repeat.power_w == sample.power_w
+    source.close()
+
+
+def test_energy_adds_each_interval_at_the_power_of_its_own_ticks(tmp_path):
+    """--cpu-tdp 20 on 2 CPUs, static share 0.3: 6 W idle, 20 W with both busy. The energy is cumulative, like a
+    counter's, so a window's energy is the difference of the readings at its edges."""
+    stat, cpuinfo = tmp_path / "stat", tmp_path / "cpuinfo"
+    stat.write_text(proc_stat(user=1000, system=0, idle=1000))
+    cpuinfo.write_text("model name\t: Mystery CPU 9000\n")
+    source = CpuEstimateSource.probe(proc_stat=str(stat), cpuinfo=str(cpuinfo), cpu_tdp_w=20, cpu_static_share=0.3)
+    t0 = time.monotonic_ns()
+    stat.write_text(proc_stat(user=1200, system=0, idle=1000))  # both CPUs busy
+    (busy,) = source.read_edge(t0 + 2 * 10**9)
+    assert busy.power_w == pytest.approx(20.0) and busy.energy_j >= 20.0 * 2  # opened before t0
+    opened_j = busy.energy_j - 20.0 * 2
+    (same,) = source.read(t0 + 3 * 10**9)  # no tick since: the interval goes at the last power
+    assert same.energy_j == pytest.approx(opened_j + 60.0)
+    stat.write_text(proc_stat(user=1250, system=0, idle=1150))  # 50 busy of 200 jiffies: 6 + 0.25 × 2 × 7 W
+    (quarter,) = source.read(t0 + 5 * 10**9)
+    assert quarter.power_w == pytest.approx(9.5) and quarter.energy_j == pytest.approx(opened_j + 60.0 + 19.0)
+    (early,) = source.read(t0)  # a reading stamped before the last one (another thread): never backwards
+    assert early.t_ns == quarter.t_ns and early.energy_j == quarter.energy_j
+    stat.write_text(proc_stat(user=1300, system=0, idle=1150))  # 50 busy of 50 (a counter stepping oddly)
+    (capped,) = source.read(t0 + 6 * 10**9)
+    assert capped.power_w == pytest.approx(20.0)  # never above every visible CPU busy
     source.close()
 
 

@@ -86,7 +86,7 @@ def test_prefill_is_drawn_as_it_happens_before_the_first_token(write_manifest, m
     span = prefill[-1]["at"] - prefill[0]["at"]
     assert len(prefill) - 1 >= 4.0 * span * 0.9 and span >= ttft_s * 0.7, (len(prefill), span, ttft_s)
     counts = [d["samples"] for d in prefill]
-    assert counts == sorted(counts) and counts[-1] > counts[0] + 50  # 100 Hz samples arrive during prefill
+    assert counts == sorted(counts) and counts[-1] >= counts[0] + 5  # the estimate's 10 Hz readings, during prefill
     shown = [d for d in draws if d["chart"] == "power-chart"]
     assert all(d["ylim"][0] == 0 and d["min_x"] >= 0 for d in shown)
     assert {d["tag"] for d in shown if d["samples"]} == {"cpu ESTIMATED"}  # the source of every watt drawn

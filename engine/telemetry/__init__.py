@@ -7,8 +7,10 @@ Public API
 Samples and sources
     Sample(t_ns, device, source, power_w, energy_j, extra=None)
         device: "cpu-pkg0", "dram0", "gpu0", "cpu", "wall", "battery"; source: "counter" |
-        "integrated" | "estimated"; energy_j: cumulative since the source opened
-        (counter sources only); power_w: instantaneous or last-interval watts.
+        "integrated" | "estimated"; energy_j: cumulative since the source opened (counter
+        sources, and the CPU estimate's model over cumulative busy time); power_w:
+        instantaneous or last-interval watts. A device whose samples all carry energy_j
+        gets a window's energy as the difference of its readings at the window's edges.
     Unavailable(name, reason, remedy)         a source that cannot be opened, and the fix
     TelemetrySource                           protocol: name, devices, source, method,
                                               update_period_s, poll_interval_s, read(t_ns), close()
@@ -16,8 +18,11 @@ Samples and sources
     is_slow(update_period_s)                  updates less often than SLOW_UPDATE_PERIOD_S (0.1 s)
     StoppingSource                            protocol: stop_note(start_ns, end_ns), a source that stops for good
                                               when its readings would be wrong (a battery put on mains power)
+    EdgeSource                                protocol: read_edge(t_ns), a cumulative source cheap and safe to
+                                              read from the runner's thread at every window's edge
+    is_cumulative(samples)                    every sample carries energy_j: windows are counter differences
     discover(powercap_root="/sys/class/powercap", nvml=None, use_nvml=True, cpu_estimate=None,
-             cpu_tdp_w=None, cpu_threads=None, cpu_static_share=None, cpu_poll_interval_s=0.0, tdp_table=None,
+             cpu_tdp_w=None, cpu_threads=None, cpu_static_share=None, cpu_poll_interval_s=0.1, tdp_table=None,
              power_command=None, power_command_interval_s=1.0, power_supply_root="/sys/class/power_supply")
              -> (sources, unavailable)
         cpu_estimate=None opens the estimate only when RAPL is unavailable (no double count).
@@ -27,7 +32,7 @@ Sources (each has a classmethod probe(...) -> source | Unavailable)
     NvmlSource.probe(index, nvml=None) / NvmlSource.probe_all(nvml=None)
                                               per GPU: energy counter, else integrated power
     CpuEstimateSource.probe(cpu_tdp_w=None, cpu_threads=None, tdp_table=None, cpu_static_share=None,
-                            poll_interval_s=0.0)
+                            poll_interval_s=0.1)
                                               static + busy threads x dynamic per thread, from TDP and a
                                               static share; see .method, .assumption (parse_method reads
                                               .method back)
@@ -73,8 +78,8 @@ from .attribution import (
     window_energy,
 )
 from .base import (
-    COUNTER, ESTIMATED, INTEGRATED, SOURCE_TAGS, Sample, StoppingSource, TelemetrySource, Unavailable, is_slow,
-    weakest_source,
+    COUNTER, ESTIMATED, INTEGRATED, SOURCE_TAGS, EdgeSource, Sample, StoppingSource, TelemetrySource, Unavailable,
+    is_cumulative, is_slow, weakest_source,
 )
 from .battery import BatterySource
 from .cpu_estimate import CpuEstimateSource, CpuPowerModel, load_tdp_table
@@ -86,7 +91,8 @@ from .sampler import Sampler, SourceStats
 
 __all__ = [
     "COUNTER", "ESTIMATED", "INTEGRATED", "SOURCE_TAGS",
-    "Sample", "Unavailable", "TelemetrySource", "StoppingSource", "weakest_source", "is_slow", "discover",
+    "Sample", "Unavailable", "TelemetrySource", "StoppingSource", "EdgeSource", "weakest_source", "is_cumulative",
+    "is_slow", "discover",
     "RaplSource", "permission_remedy", "unwrap_delta",
     "NvmlSource", "CpuEstimateSource", "CpuPowerModel", "load_tdp_table",
     "ExternalMeterSource", "ExternalMeterError", "BatterySource",

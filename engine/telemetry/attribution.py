@@ -9,9 +9,10 @@ Windows (all time.monotonic_ns()):
     trial       [t_start, t_last_token]   = prefill + decode, the "gross" energy
 
 Energy of a window, per device:
-  - counter sources: the cumulative energy_j interpolated linearly at both edges, differenced;
-  - integrated/estimated sources: trapezoidal integral of power_w, with power
-    interpolated linearly at the edges.
+  - cumulative sources (every sample carries energy_j: a counter, or the CPU estimate's model over
+    cumulative busy time): energy_j interpolated linearly at both edges, differenced; the meter reads
+    the estimate at the edges themselves, so nothing is interpolated across a change of load;
+  - power-only sources: trapezoidal integral of power_w, with power interpolated linearly at the edges.
 A window needs a sample at or before its start and one at or after its end, and
 must last at least the device's update period; otherwise its energy is None with
 `short_window=True` and a reason (never 0 J).
@@ -42,7 +43,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from .base import COUNTER, WHOLE_MACHINE_DEVICES, Sample, weakest_source
+from .base import WHOLE_MACHINE_DEVICES, Sample, is_cumulative, weakest_source
 
 WINDOW_NAMES = ("idle_before", "prefill", "decode", "idle_after", "trial")
 
@@ -236,7 +237,7 @@ def whole_machine_devices(devices: Iterable[str]) -> tuple[str, ...]:
 def _device_energy(device: str, samples: list[Sample], windows: TrialWindows, gen_tokens: int, e2e_s: float,
                    update_period_s: float, supplied_idle_w: float | None) -> DeviceEnergy:
     source = weakest_source({s.source for s in samples})
-    is_counter = source == COUNTER
+    is_counter = is_cumulative(samples)
     if is_counter:
         series = Series([(s.t_ns, s.energy_j) for s in samples if s.energy_j is not None])
     else:

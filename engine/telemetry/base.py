@@ -33,6 +33,13 @@ def weakest_source(tags: Iterable[str]) -> str | None:
     return min(ranked)[1] if ranked else None
 
 
+def is_cumulative(samples: Iterable["Sample"]) -> bool:
+    """Every sample carries a cumulative energy (a counter, or the CPU estimate's): a window's energy is then the
+    difference of the readings at its edges, not an integral of power."""
+    samples = list(samples)
+    return bool(samples) and all(sample.energy_j is not None for sample in samples)
+
+
 def is_slow(update_period_s: float) -> bool:
     return update_period_s > SLOW_UPDATE_PERIOD_S
 
@@ -41,8 +48,9 @@ def is_slow(update_period_s: float) -> bool:
 class Sample:
     """One reading of one device, on the time.monotonic_ns() clock.
 
-    energy_j is cumulative since the source was opened and only set by counter
-    sources (wrap-corrected); power_w is the instantaneous or last-interval power.
+    energy_j is cumulative since the source was opened: a counter's (wrap-corrected), or
+    the CPU estimate's model applied to cumulative busy time (tagged estimated); None
+    for sources that only give power. power_w is the instantaneous or last-interval power.
     extra holds optional per-device details (GPU utilisation, clocks, ...).
     """
 
@@ -107,3 +115,12 @@ class StoppingSource(TelemetrySource, Protocol):
     power), and says so: the note lands on every trial whose span reaches past the stop, never a silent gap."""
 
     def stop_note(self, start_ns: int, end_ns: int) -> str | None: ...  # None: it had not stopped by end_ns
+
+
+@runtime_checkable
+class EdgeSource(TelemetrySource, Protocol):
+    """A cumulative source cheap and safe to read from the runner's thread, beside the sampler's: the meter reads
+    it at every window's edge, so its windows are exact differences and its periodic rate can be low (the
+    periodic readings then draw only the live chart and the peak)."""
+
+    def read_edge(self, t_ns: int) -> list[Sample]: ...

@@ -14,6 +14,12 @@ GENERIC_WATTS_PER_THREAD; the static share from the entry, its class of part (la
 desktop, server) or the user (--cpu-static-share). The source states all of it in `method`
 and `assumption`, and the advisor reads the numbers back from `method` (parse_method).
 
+Energy accumulates like a counter's: each interval between two readings at the power its own clock
+ticks show (their busy share, so never above every CPU busy). The meter reads it at every window's edge
+(an EdgeSource), so a window's energy is the difference of two readings at its ends, whatever the periodic
+rate; the periodic readings (CHART_INTERVAL_S) only draw the live chart and the peak, and each of them
+wakes a thread that, on a small machine, preempts one of llama.cpp's.
+
 Known limitation: in a virtual machine /proc/stat counts this VM's vCPUs only;
 the host's power (other tenants, uncore, fans) is unknowable from inside.
 Every sample is tagged "estimated".
@@ -24,6 +30,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -39,6 +47,7 @@ DEFAULT_CPUINFO = "/proc/cpuinfo"
 GENERIC_WATTS_PER_THREAD = 5.0
 TABLE_LABEL = "config/cpu_tdp.yaml"
 _READ_BYTES = 512  # the aggregate "cpu" line is first and far shorter than this
+CHART_INTERVAL_S = 0.1  # periodic readings between window edges, for the live chart and the peak
 
 
 @dataclass(frozen=True)
@@ -285,7 +294,8 @@ def describe_method(model: CpuPowerModel, visible_cpus: int) -> str:
     visible = f" × {visible_cpus}/{model.threads} CPUs visible" if visible_cpus != model.threads else ""
     return (f"estimated: {model.static_w(visible_cpus):.3g} W static ({share} of {model.tdp_w:g} W TDP{visible}) "
             f"+ CPU utilisation × {model.dynamic_w_per_thread:.3g} W per busy thread (the other {rest} / "
-            f"{model.threads} threads); TDP: {model.origin}; static share: {model.share_origin}")
+            f"{model.threads} threads); TDP: {model.origin}; static share: {model.share_origin}; "
+            "energy: the model over the busy share of the clock ticks between readings at each window's edges")
 
 
 _METHOD = re.compile(r"estimated: \S+ W static \((?P<share>[\d.]+)% of (?P<tdp>[\d.e+]+) W TDP"
@@ -317,14 +327,17 @@ class CpuEstimateSource:
     source = ESTIMATED
 
     def __init__(self, proc_stat_path: str, model: CpuPowerModel, visible_cpus: int, in_vm: bool,
-                 poll_interval_s: float = 0.0):
+                 poll_interval_s: float = CHART_INTERVAL_S):
         self.proc_stat_path = proc_stat_path
         self.poll_interval_s = poll_interval_s
         self.model = model
         self.visible_cpus = visible_cpus
         self.update_period_s = 1.0 / os.sysconf("SC_CLK_TCK")  # /proc/stat counts in clock ticks
         self._fd = os.open(proc_stat_path, os.O_RDONLY)
+        self._lock = threading.Lock()  # the sampler's thread and the runner's (read_edge) both read
+        self._last_ns = time.monotonic_ns()
         self._last_busy, self._last_total = parse_cpu_times(os.pread(self._fd, _READ_BYTES, 0))
+        self._energy_j = 0.0
         self._last_power_w: float | None = None
         self._static_w = model.static_w(visible_cpus)
         self._watts_per_busy_cpu = model.dynamic_w_per_thread
@@ -349,11 +362,11 @@ class CpuEstimateSource:
     def probe(cls, *, proc_stat: str = DEFAULT_PROC_STAT, cpuinfo: str = DEFAULT_CPUINFO,
               cpu_tdp_w: float | None = None, cpu_threads: int | None = None,
               tdp_table: str | Path | None = None, cpu_static_share: float | None = None,
-              poll_interval_s: float = 0.0) -> "CpuEstimateSource | Unavailable":
+              poll_interval_s: float = CHART_INTERVAL_S) -> "CpuEstimateSource | Unavailable":
         """Open the estimate; an unreadable /proc/stat or a bad table gives Unavailable.
 
-        poll_interval_s > 0 reads /proc/stat less often than the sampler's rate, on its
-        own thread (each read costs ~20-80 us here; 0.04 s still sees 4 ticks per CPU).
+        poll_interval_s: the periodic readings' interval, on their own thread (0: every sampler tick). The
+        meter reads the estimate at every window's edge as well (read_edge), so the energy does not depend on it.
         """
         try:
             snapshot = Path(proc_stat).read_bytes()
@@ -368,16 +381,26 @@ class CpuEstimateSource:
                                "check --cpu-tdp, --cpu-static-share and config/cpu_tdp.yaml")
 
     def read(self, t_ns: int) -> list[Sample]:
-        busy, total = parse_cpu_times(os.pread(self._fd, _READ_BYTES, 0))
-        busy_delta, total_delta = busy - self._last_busy, total - self._last_total
-        if total_delta > 0:
-            self._last_busy, self._last_total = busy, total
-            busy_cpus = busy_delta / total_delta * self.visible_cpus
-            self._last_power_w = self._static_w + busy_cpus * self._watts_per_busy_cpu
-        elif self._last_power_w is None:
-            return []  # no clock tick since opening: nothing to say yet
-        # No tick since the last read: the last interval's power still stands.
-        return [Sample(t_ns, "cpu", ESTIMATED, self._last_power_w, None)]
+        """The last interval's power, and the estimated energy since the source opened: each interval between
+        readings (by either thread) at the power its own clock ticks show."""
+        with self._lock:  # readings in lock order: sample times and energy never go backwards
+            busy, total = parse_cpu_times(os.pread(self._fd, _READ_BYTES, 0))
+            t_ns = max(t_ns, self._last_ns)
+            busy_delta, total_delta = busy - self._last_busy, total - self._last_total
+            if total_delta > 0:
+                self._last_busy, self._last_total = busy, total
+                busy_cpus = min(max(busy_delta / total_delta, 0.0), 1.0) * self.visible_cpus
+                self._last_power_w = self._static_w + busy_cpus * self._watts_per_busy_cpu
+            elif self._last_power_w is None:
+                return []  # no clock tick since opening: nothing to say yet
+            # No tick since the last read: the last interval's power still stands.
+            self._energy_j += self._last_power_w * (t_ns - self._last_ns) / 1e9
+            self._last_ns = t_ns
+            return [Sample(t_ns, "cpu", ESTIMATED, self._last_power_w, self._energy_j)]
+
+    def read_edge(self, t_ns: int) -> list[Sample]:
+        """A reading at a window's edge, from the runner's thread (EdgeSource)."""
+        return self.read(t_ns)
 
     def close(self) -> None:
         if self._fd >= 0:

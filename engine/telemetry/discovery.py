@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from .base import TelemetrySource, Unavailable
 from .battery import DEFAULT_POWER_SUPPLY_ROOT, BatterySource
-from .cpu_estimate import DEFAULT_CPUINFO, DEFAULT_PROC_STAT, CpuEstimateSource
+from .cpu_estimate import CHART_INTERVAL_S, DEFAULT_CPUINFO, DEFAULT_PROC_STAT, CpuEstimateSource
 from .external import DEFAULT_INTERVAL_S, ExternalMeterSource
 from .nvml import NvmlSource
 from .rapl import DEFAULT_POWERCAP_ROOT, RaplSource
@@ -22,7 +22,7 @@ def discover(
     cpu_tdp_w: float | None = None,
     cpu_threads: int | None = None,
     cpu_static_share: float | None = None,
-    cpu_poll_interval_s: float = 0.0,
+    cpu_poll_interval_s: float = CHART_INTERVAL_S,
     tdp_table: str | Path | None = None,
     proc_stat: str = DEFAULT_PROC_STAT,
     cpuinfo: str = DEFAULT_CPUINFO,
@@ -36,7 +36,8 @@ def discover(
     cpu_estimate: None (default) opens the estimate only when RAPL is unavailable,
     because both describe the CPU and would be double counted; True/False force it.
     cpu_static_share: the estimate's static share of TDP (None: config/cpu_tdp.yaml's).
-    cpu_poll_interval_s: read /proc/stat at most this often (0: every sampler tick).
+    cpu_poll_interval_s: the estimate's periodic readings' interval (0: every sampler tick); the meter also
+        reads it at every window's edge.
     nvml: an injected pynvml-like module (tests); use_nvml=False skips GPUs.
     power_command: an external meter command printing watts (device "wall").
     power_supply_root: where the batteries are (device "battery", opened only while they discharge).

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from .attribution import Series, whole_machine_devices, window_energy
-from .base import COUNTER, Sample, is_slow, weakest_source
+from .base import Sample, is_cumulative, is_slow, weakest_source
 
 # How a trial's energy is measured: over its own windows (trial), over a steady-state window of its
 # configuration's back-to-back requests (steady), or as the run's power sources need (auto: steady when a
@@ -200,8 +200,8 @@ def _quadrature(values: Iterable[float | None]) -> float:
 def _device_steady(device: str, samples: list[Sample], idle_span: tuple[int, int], busy_span: tuple[int, int],
                    period_s: float) -> DeviceSteady:
     source = weakest_source({s.source for s in samples})
-    busy = _window_power(samples, busy_span, period_s, source == COUNTER)
-    idle = _window_power(samples, idle_span, period_s, source == COUNTER)
+    busy = _window_power(samples, busy_span, period_s, is_cumulative(samples))
+    idle = _window_power(samples, idle_span, period_s, is_cumulative(samples))
     if busy.power_w is not None and idle.power_w is not None:  # the busy-idle step, one period misplaced
         step = abs(busy.power_w - idle.power_w)
         busy = _widen(busy, period_s / ((busy_span[1] - busy_span[0]) / 1e9) * step)
