@@ -78,12 +78,9 @@ runs:
 def measured_db(tmp_path_factory, model_path):
     """A database with 12 real trials over 3 configurations: enough for the advisor to fit."""
     from energytui.main import main
+    from helpers import run_sweep
 
-    folder = tmp_path_factory.mktemp("advisor")
-    manifest = folder / "sweep.yaml"
-    manifest.write_text(ADVISOR_SWEEP.format(model=model_path))
-    db = folder / "a.db"
-    assert main(["run", str(manifest), "--db", str(db), "--idle-s", "0.2"]) == 0
+    db = run_sweep(tmp_path_factory.mktemp("advisor"), ADVISOR_SWEEP.format(model=model_path))
     assert main(["advise", "--db", str(db), "--fit"]) == 0  # cache the fit: tests that only ask stay fast
     return db
 

@@ -20,6 +20,14 @@ def run_cli(capsys, *args):
     return code, out, err
 
 
+def run_sweep(folder, manifest_text: str):
+    """Run a sweep manifest through `energytui run` (short idle windows) into a new database in `folder`."""
+    manifest, db = folder / "sweep.yaml", folder / "sweep.db"
+    manifest.write_text(manifest_text)
+    assert main(["run", str(manifest), "--db", str(db), "--idle-s", "0.2"]) == 0
+    return db
+
+
 def default_signals() -> None:
     """The child gets default handling of the signals a test sends, whatever the caller's shell ignores
     (a non-interactive shell starts background jobs with SIGINT ignored)."""

@@ -15,7 +15,7 @@ from energytui.advisor.recommend import Request, advise, render
 from energytui.advisor.sensitivity import Segment, ShareLine, sentence, short_names, winner_segments
 from energytui.engine.telemetry.cpu_estimate import CpuPowerModel, describe_method, parse_method
 
-from helpers import run_cli
+from helpers import run_cli, run_sweep
 from test_advisor_physics import synthetic_trials, true_times
 
 
@@ -212,17 +212,12 @@ runs:
 
 @pytest.fixture(scope="module")
 def threads_db(tmp_path_factory, model_path):
-    from energytui.main import main
-
     folder = tmp_path_factory.mktemp("static-power")
-    manifest = folder / "threads.yaml"
-    manifest.write_text(THREADS_SWEEP.format(model=model_path))
     empty = folder / "no-powercap"
     empty.mkdir()
     with pytest.MonkeyPatch.context() as patch:  # the estimate, on any host
         patch.setenv("ENERGYTUI_POWERCAP_ROOT", str(empty))
-        assert main(["run", str(manifest), "--db", str(folder / "t.db"), "--idle-s", "0.2"]) == 0
-    return folder / "t.db"
+        return run_sweep(folder, THREADS_SWEEP.format(model=model_path))
 
 
 def test_advise_on_real_estimated_trials_says_whether_it_holds(threads_db, capsys):
