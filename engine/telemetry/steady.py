@@ -200,8 +200,9 @@ def _quadrature(values: Iterable[float | None]) -> float:
 def _device_steady(device: str, samples: list[Sample], idle_span: tuple[int, int], busy_span: tuple[int, int],
                    period_s: float) -> DeviceSteady:
     source = weakest_source({s.source for s in samples})
-    busy = _window_power(samples, busy_span, period_s, is_cumulative(samples))
-    idle = _window_power(samples, idle_span, period_s, is_cumulative(samples))
+    cumulative = is_cumulative(samples)
+    busy = _window_power(samples, busy_span, period_s, cumulative)
+    idle = _window_power(samples, idle_span, period_s, cumulative)
     if busy.power_w is not None and idle.power_w is not None:  # the busy-idle step, one period misplaced
         step = abs(busy.power_w - idle.power_w)
         busy = _widen(busy, period_s / ((busy_span[1] - busy_span[0]) / 1e9) * step)
