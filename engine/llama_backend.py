@@ -173,7 +173,7 @@ class TokenSampler:
     sampler picks (the first maximum), at a tenth of its cost per step (14 µs against
     124 µs measured here for a 49k vocabulary, in a tight loop), which keeps the decode
     loop's overhead next to llama-bench's small. Right after a decode, fetching the logits
-    and their argmax take about 70 µs here (12 ms steps): the decode has flushed the caches,
+    and their argmax take about 75 µs here (12 ms steps): the decode has flushed the caches,
     and llama-bench, which never reads logits, pays none of it.
     """
 
