@@ -44,8 +44,8 @@ QUANT_BITS = {"F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.562
 # against Q4_0's 470). A quantization never measured borrows the calibration of its own family.
 TILED_KERNELS = frozenset({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "IQ4_NL", "Q2_K", "Q4_K_M", "Q5_K_M",
                            "Q6_K"})
-# llama.cpp's KV cache is F16 by default (engine/gguf.py), so attention (flash attention off, llama-cpp-python's
-# default) multiplies F16 matrices: Q·Kᵀ and ·V.
+# llama.cpp's KV cache is F16 by default (engine/gguf.py), so attention multiplies F16 matrices: Q·Kᵀ and ·V (with
+# flash attention, which llama.cpp's default "auto" turns on for the CPU: its graphs run FLASH_ATTN_EXT nodes).
 ATTENTION_KERNEL = "F16"
 # Attention runs over the KV cells in use padded to a multiple of 256, at least 256 (llama_kv_cache::get_n_kv),
 # and with several sequences in one unified cache every query runs over every sequence's cells (masked).

@@ -22,7 +22,8 @@ class HelpScreen(ModalScreen):
     """Every key and what it does (the lines come from the bindings: tui/commands.py), and what the labels mean."""
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
-    NOTES = ["", "Energy marked ESTIMATED comes from a model (CPU utilisation × TDP), not a meter.",
+    NOTES = ["", "Energy marked ESTIMATED comes from a model (static power + CPU utilisation × power per busy thread, "
+             "from the CPU's TDP), not a meter.",
              "ctrl+p: every action by name. Tables sort by clicking a column header; the mouse works everywhere."]
 
     def __init__(self, lines: list[str]):
