@@ -233,7 +233,8 @@ class Meter:
         return recent_w <= self._last_idle_w * 1.1 + 0.5
 
     def mark(self) -> None:
-        """Read every edge source now: a window's edge (the runner's thread; a read costs ~20 µs)."""
+        """Read every edge source now: a window's edge (the runner's thread; one read of the CPU estimate took
+        9 µs here)."""
         t_ns = time.monotonic_ns()
         readings = [sample for source in self.edge_sources for sample in source.read_edge(t_ns)]
         if readings:

@@ -8,7 +8,7 @@ Samples and sources
     Sample(t_ns, device, source, power_w, energy_j, extra=None)
         device: "cpu-pkg0", "dram0", "gpu0", "cpu", "wall", "battery"; source: "counter" |
         "integrated" | "estimated"; energy_j: cumulative since the source opened (counter
-        sources, and the CPU estimate's model over cumulative busy time); power_w:
+        sources, and the CPU estimate's: each interval at its ticks' power); power_w:
         instantaneous or last-interval watts. A device whose samples all carry energy_j
         gets a window's energy as the difference of its readings at the window's edges.
     Unavailable(name, reason, remedy)         a source that cannot be opened, and the fix

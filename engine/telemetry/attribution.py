@@ -9,9 +9,10 @@ Windows (all time.monotonic_ns()):
     trial       [t_start, t_last_token]   = prefill + decode, the "gross" energy
 
 Energy of a window, per device:
-  - cumulative sources (every sample carries energy_j: a counter, or the CPU estimate's model over
-    cumulative busy time): energy_j interpolated linearly at both edges, differenced; the meter reads
-    the estimate at the edges themselves, so nothing is interpolated across a change of load;
+  - cumulative sources (every sample carries energy_j: a counter, or the CPU estimate's, each interval
+    between readings at its ticks' power): energy_j interpolated linearly at both edges, differenced;
+    the meter reads the estimate at the edges themselves, so nothing is interpolated across a change of
+    load;
   - power-only sources: trapezoidal integral of power_w, with power interpolated linearly at the edges.
 A window needs a sample at or before its start and one at or after its end, and
 must last at least the device's update period; otherwise its energy is None with

@@ -49,7 +49,7 @@ class Sample:
     """One reading of one device, on the time.monotonic_ns() clock.
 
     energy_j is cumulative since the source was opened: a counter's (wrap-corrected), or
-    the CPU estimate's model applied to cumulative busy time (tagged estimated); None
+    the CPU estimate's, each interval between readings at its own ticks' power (tagged estimated); None
     for sources that only give power. power_w is the instantaneous or last-interval power.
     extra holds optional per-device details (GPU utilisation, clocks, ...).
     """
