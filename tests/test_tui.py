@@ -8,6 +8,7 @@ from textual.widgets import DataTable, Input, Static
 
 from energytui.tui.app import QUIT_REASON, HelpScreen, QuitScreen, create_app
 from energytui.tui.charts import ScatterChart
+from energytui.tui.messages import RunEnded, TrialsChanged
 from helpers import read_terminal, until
 
 MANIFEST = """defaults:
@@ -91,6 +92,20 @@ def test_pause_after_the_current_trial(write_manifest, model_path, tmp_path, qui
         assert "pending" in statuses and "done" in statuses and "running" not in statuses
 
     asyncio.run(scenario())
+
+
+def test_runner_messages_after_the_app_shut_down_are_ignored(tmp_path, write_manifest, model_path, quiet_meter):
+    """A run can end (or post its last event) just as the app quits: the message then finds no screen."""
+    app = create_app(tmp_path / "late.db", write_manifest(MANIFEST.format(model=model_path, more="")), quiet_meter)
+
+    async def scenario():
+        async with app.run_test() as pilot:
+            await pilot.pause()
+
+    asyncio.run(scenario())
+    assert not app.is_running and not app.screen_stack
+    app.on_run_ended(RunEnded("done"))
+    app.on_trials_changed(TrialsChanged())
 
 
 def test_bad_manifest_is_a_notification_not_a_crash(tmp_path, write_manifest, quiet_meter):

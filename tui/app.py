@@ -209,16 +209,22 @@ class EnergyApp(App[str]):
     # --- messages between the panes ---
 
     def on_trial_event(self, message: TrialEvent) -> None:
+        if not self.is_running:  # the runner's message arrived while the app shut down: its screens are gone
+            return
         self.refresh_bindings()
         self.live.show(message.event)
         if message.event.kind == "trial_end":
             self.results.reload()
 
     def on_trials_changed(self, message: TrialsChanged) -> None:
+        if not self.is_running:
+            return
         self.refresh_bindings()
         self.results.reload()
 
     def on_run_ended(self, message: RunEnded) -> None:
+        if not self.is_running:  # a run that ended as the app quit: the run row already says how
+            return
         self.refresh_bindings()
         self.live.run_ended()
         if self._quitting:
