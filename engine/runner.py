@@ -107,7 +107,7 @@ class Engine:
         ctx = self._contexts[key]
         ctx.set_threads(spec.threads)
         if (key, spec.threads) not in self._warm:  # first compute graph and thread pool, never in a trial
-            self._generate(ctx, model.tokenize(_WARMUP_PROMPT), 4, TokenSampler(0, 0, model.n_vocab), True, None)
+            self._generate(ctx, model.tokenize(_WARMUP_PROMPT), 4, TokenSampler(0, 0), True, None)
             self._warm.add((key, spec.threads))
         return ctx
 
@@ -139,7 +139,7 @@ class Engine:
             raise TrialFailed(f"prompt of {len(tokens)} tokens does not fit n_ctx={spec.n_ctx}; "
                               "raise n_ctx or use a shorter prompt")
         max_tokens = min(spec.max_tokens, spec.n_ctx - len(tokens))
-        sampler = TokenSampler(spec.temperature, spec.seed, model.n_vocab)
+        sampler = TokenSampler(spec.temperature, spec.seed)
         try:
             if before_start:
                 before_start()
@@ -192,9 +192,10 @@ class Engine:
             on_edge()
         outputs: list[list[int]] = [[] for _ in range(n_seq)]
         live = [seq for seq in range(n_seq) if self._accept(model, outputs, seq, last[seq], ignore_eos)]
-        steps = [(t_first, sum(len(o) for o in outputs))]
+        gen_tokens = len(live)
+        steps = [(t_first, gen_tokens)]
         if on_token:
-            on_token(steps[0][1], t_first)
+            on_token(gen_tokens, t_first)
         pos, generated = len(prompt), 1
         while live and generated < max_tokens:
             ctx.decode([(last[seq], pos, seq, True) for seq in live])
@@ -204,12 +205,12 @@ class Engine:
             produced = [seq for seq in live if self._accept(model, outputs, seq, last[seq], ignore_eos)]
             if produced:
                 steps.append((now, len(produced)))
+                gen_tokens += len(produced)
             live, pos, generated = produced, pos + 1, generated + 1
             if on_token:
-                on_token(sum(len(o) for o in outputs), now)
+                on_token(gen_tokens, now)
         if on_edge:
             on_edge()
-        gen_tokens = sum(len(o) for o in outputs)
         t_end = steps[-1][0] if gen_tokens else t_first
         return Measurement(
             prompt_tokens=len(prompt), gen_tokens=gen_tokens, t_start_ns=t_start,

@@ -120,3 +120,45 @@ def test_metrics_are_exact_on_a_constructed_token_timeline():
     assert metrics["itl_p95_ms"] == pytest.approx(95.5)
     assert metrics["decode_tps"] == pytest.approx(10 / 0.55)
     assert metrics["e2e_ms"] == pytest.approx(800.0)
+
+
+def test_greedy_picks_llama_cpps_greedy_token_for_every_sequence(engine, specs):
+    """The numpy argmax over the logits view (reused across steps) against llama.cpp's own greedy sampler, at
+    every step of a 4-sequence decode whose sequences start from different prompts: each row's view must be
+    llama.cpp's row for that batch index."""
+    import llama_cpp as ll
+
+    from energytui.engine.llama_backend import TokenSampler
+
+    spec = specs("  - id: g\n    suite: ng\n    prompt_limit: 1\n    batch_size: 4\n")[0]
+    model, _ = engine.model(spec)
+    ctx = engine.context(spec, model)
+    prompt, _ = engine.prompt_tokens(spec, model)
+    prompts = [prompt[:len(prompt) - 3 * seq] for seq in range(4)]  # four prompts, four continuations
+    ours, theirs = TokenSampler(0, 0), ll.llama_sampler_init_greedy()
+    try:
+        ctx.clear_memory()
+        entries = [(tok, pos, seq, pos == len(p) - 1) for seq, p in enumerate(prompts) for pos, tok in enumerate(p)]
+        ctx.decode(entries)
+        rows = [index for index, entry in enumerate(entries) if entry[3]]
+        picked = []
+        for step in range(12):
+            tokens = [ours.sample(ctx, row) for row in rows]
+            assert tokens == [ll.llama_sampler_sample(theirs, ctx.ctx, row) for row in rows], step
+            ctx.decode([(tok, len(prompts[seq]) + step, seq, True) for seq, tok in enumerate(tokens)])
+            rows = list(range(4))
+            picked.append(tokens)
+        assert any(len(set(tokens)) > 1 for tokens in picked)  # the rows differ: a stale view would show
+    finally:
+        ll.llama_sampler_free(theirs)
+        ours.close()
+
+
+def test_end_of_generation_is_what_llama_cpp_says_each_time(engine, specs):
+    import llama_cpp as ll
+
+    model, _ = engine.model(specs("  - id: e\n    prompt_tokens: 8\n")[0])
+    eos = ll.llama_vocab_eos(model.vocab)
+    for token in (eos, 0, 1, 2, 100, eos, 100):  # asked twice: the remembered answer is the same
+        assert model.is_eog(token) == bool(ll.llama_vocab_is_eog(model.vocab, token))
+    assert model.is_eog(eos) and not model.is_eog(100)
