@@ -3,9 +3,9 @@
     .venv/bin/python bench/overhead.py [--threads 2] [--rounds 5] [--reps 3]
 
 Builds llama-bench (once, into bench/.build/) from the same llama-cpp-python source
-distribution that energytui runs on, then alternates rounds:
+distribution that energytui runs on, then alternates rounds (each side first every other round):
   - llama-bench pp128 at depth 0 (`-p 128 -n 0`) and tg64 at depth 128 (`-p 0 -n 64 -d 128`);
-  - `energytui run` (the path a user takes, meter on: idle windows, 100 Hz sampling) of a
+  - `energytui run` (the path a user takes, meter on: idle windows, power read as `run` reads it) of a
     manifest with a 128-token prompt and 65 generated tokens, whose prefill is pp128 at depth 0
     and whose 64 decode steps run at depth 128 to 192, as tg64 does after `-d 128`.
 Prints each side's tokens/s (mean ± stddev over every repetition of every round), the ratios
@@ -99,8 +99,12 @@ def main() -> int:
     paired: dict[str, list[float]] = {"prefill": [], "decode": []}  # each round's ratio: drift between rounds cancels
     with tempfile.TemporaryDirectory() as folder:
         for round_no in range(args.rounds):
-            bench_round = llama_bench_round(binary, model, args.threads, args.reps)
-            our_round = energytui_round(model, args.threads, args.reps, Path(folder))
+            if round_no % 2:  # each side goes first every other round: a drift within a round favours neither
+                our_round = energytui_round(model, args.threads, args.reps, Path(folder))
+                bench_round = llama_bench_round(binary, model, args.threads, args.reps)
+            else:
+                bench_round = llama_bench_round(binary, model, args.threads, args.reps)
+                our_round = energytui_round(model, args.threads, args.reps, Path(folder))
             for phase in paired:
                 theirs[phase] += bench_round[phase]
                 ours[phase] += our_round[phase]
