@@ -35,7 +35,7 @@ BUILD = Path(__file__).resolve().parent / ".build"
 LLAMA_BENCH = BUILD / "llama-build" / "bin" / "llama-bench"
 ENERGYTUI = Path(sys.executable).with_name("energytui")
 TARGETS = {"prefill": 0.97, "decode": 0.98}
-NOISY_CV = 0.04  # a side's tokens/s varying more than this: quiet runs here vary 1-3 %, busy ones 6-11 %
+NOISY_CV = 0.04  # a side's tokens/s varying more than this: quiet runs here vary 1-3 %, busy ones 6-22 %
 PROMPT, GENERATE, DEPTH = 128, 64, 128
 
 
