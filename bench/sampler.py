@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from energytui.engine.manifest import TrialSpec  # noqa: E402
 from energytui.engine.models import default_model_name, resolve_model  # noqa: E402
+from energytui.engine.metering import Meter, MeterOptions  # noqa: E402
 from energytui.engine.runner import Engine  # noqa: E402
-from energytui.engine.telemetry import EdgeSource, Sampler, discover  # noqa: E402
+from energytui.engine.telemetry import discover  # noqa: E402
 from energytui.engine.telemetry.cpu_estimate import CHART_INTERVAL_S  # noqa: E402
 
 GENERATE = 128
@@ -39,12 +39,9 @@ def spec(model: Path, threads: int, prompt_tokens: int, max_tokens: int) -> Tria
 TARGET_RATIO, TARGET_RATE_SHARE = 0.99, 0.95
 
 
-def decode_tps(engine: Engine, model: Path, threads: int, edges: list | None = None) -> float:
-    def read_edges() -> None:  # what Meter.mark does at each window's edge
-        for source in edges or []:
-            source.read_edge(time.monotonic_ns())
-
-    return engine.run(spec(model, threads, 1, GENERATE + 1), on_edge=read_edges if edges else None
+def decode_tps(engine: Engine, model: Path, threads: int, meter: Meter | None = None) -> float:
+    """With a started meter: its sampler running and its edge readings (Meter.mark), as `energytui run` has."""
+    return engine.run(spec(model, threads, 1, GENERATE + 1), on_edge=meter.mark if meter else None
                       ).metrics()["decode_tps"]
 
 
@@ -62,35 +59,40 @@ def main() -> int:
     args = parser.parse_args()
     model = resolve_model(args.model)
     sources, _ = discover(cpu_poll_interval_s=args.estimate_interval)
-    edges = [source for source in sources if isinstance(source, EdgeSource)]
+    meter = Meter(sources, [], MeterOptions(rate_hz=args.rate))  # started and stopped each round
     engine = Engine()
     decode_tps(engine, model, args.threads)  # load and warm up outside the measured rounds
-    off, on, achieved = [], [], {}
+    off: list[float] = []
+    on: list[float] = []
+    achieved: dict[str, list[float]] = {}
     for round_no in range(args.rounds):
         off.append(decode_tps(engine, model, args.threads))
-        sampler = Sampler(sources, rate_hz=args.rate)
-        with sampler:
-            on.append(decode_tps(engine, model, args.threads, edges))
+        meter.start()
+        sampler = meter.sampler
+        assert sampler is not None
+        try:
+            on.append(decode_tps(engine, model, args.threads, meter))
+        finally:
+            sampler.stop()  # not meter.close(): the sources serve every round
         for name, stats in sampler.stats().items():
             achieved.setdefault(name, []).append(stats.achieved_hz)
         print(f"round {round_no + 1}/{args.rounds}: off {off[-1]:.1f}  on {on[-1]:.1f} tok/s", file=sys.stderr)
     engine.close()
-    for source in sources:
-        source.close()
+    meter.close()
     ratio = statistics.fmean(on) / statistics.fmean(off)
     print(f"model {model.name}, {args.threads} threads, {args.rounds} alternating rounds of {GENERATE} decoded tokens")
     print(f"sampler off {statistics.fmean(off):6.1f} ± {statistics.stdev(off):4.1f} tok/s")
     rates = ", ".join(f"{s.name} ({s.source}) {requested_hz(s, args.rate):g} Hz"
-                      + (" and at the edges" if s in edges else "") for s in sources)
+                      + (" and at the edges" if s in meter.edge_sources else "") for s in sources)
     print(f"sampler on  {statistics.fmean(on):6.1f} ± {statistics.stdev(on):4.1f} tok/s: {rates}")
     ratio_ok = ratio >= TARGET_RATIO
     print(f"ratio on/off {ratio:.3f} (target ≥ {TARGET_RATIO}) {'PASS' if ratio_ok else 'FAIL'}")
     rate_ok = True
     for source in sources:
-        rates = achieved[source.name]
-        share = statistics.fmean(rates) / requested_hz(source, args.rate)
+        hz = statistics.fmean(achieved[source.name])
+        share = hz / requested_hz(source, args.rate)
         rate_ok &= share >= TARGET_RATE_SHARE
-        print(f"achieved {source.name}: {statistics.fmean(rates):.1f} Hz = {share:.1%} of requested "
+        print(f"achieved {source.name}: {hz:.1f} Hz = {share:.1%} of requested "
               f"(target ≥ {TARGET_RATE_SHARE:.0%}) {'PASS' if share >= TARGET_RATE_SHARE else 'FAIL'}")
     return 0 if ratio_ok and rate_ok else 1
 
