@@ -238,18 +238,18 @@ def whole_machine_devices(devices: Iterable[str]) -> tuple[str, ...]:
 def _device_energy(device: str, samples: list[Sample], windows: TrialWindows, gen_tokens: int, e2e_s: float,
                    update_period_s: float, supplied_idle_w: float | None) -> DeviceEnergy:
     source = weakest_source({s.source for s in samples})
-    is_counter = is_cumulative(samples)
-    if is_counter:
+    cumulative = is_cumulative(samples)
+    if cumulative:
         series = Series([(s.t_ns, s.energy_j) for s in samples if s.energy_j is not None])
     else:
         series = Series([(s.t_ns, s.power_w) for s in samples if s.power_w is not None])
     spans = windows.spans()
     result = DeviceEnergy(device, source, {
-        name: window_energy(series, start, end, is_counter, update_period_s) for name, (start, end) in spans.items()
+        name: window_energy(series, start, end, cumulative, update_period_s) for name, (start, end) in spans.items()
     })
     if len({s.source for s in samples}) > 1:
         result.notes.append("samples carry several source tags; the weakest is reported")
-    power = series if not is_counter else Series([(s.t_ns, s.power_w) for s in samples if s.power_w is not None])
+    power = series if not cumulative else Series([(s.t_ns, s.power_w) for s in samples if s.power_w is not None])
     if not result.windows["trial"].short_window:
         result.peak_power_w = _peak(power, *spans["trial"])
     _derive(result, supplied_idle_w, gen_tokens, e2e_s)
