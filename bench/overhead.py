@@ -8,11 +8,13 @@ distribution that energytui runs on, then alternates rounds (each side first eve
   - `energytui run` (the path a user takes, meter on: idle windows, power read as `run` reads it) of a
     manifest with a 128-token prompt and 65 generated tokens, whose prefill is pp128 at depth 0
     and whose 64 decode steps run at depth 128 to 192, as tg64 does after `-d 128`.
-Prints each side's tokens/s (mean ± stddev over every repetition of every round), the ratios
-energytui / llama-bench of those means (the verdict), and the spread of the per-round ratios, which
-shows how much of a shortfall this shared machine's drift can explain. Targets: prefill ≥ 0.97,
-decode ≥ 0.98. Exits 0 when both are met, 1 when one is not, 2 when either side's tokens/s varied more
-than NOISY_CV (a busy machine: the verdict is printed but says little).
+Each round pairs the two sides' median tokens/s (a repetition hit by a burst of this shared machine's other
+work does not move a median); the verdict is the median over rounds of those paired ratios energytui /
+llama-bench, so a burst that lands on one side in one round moves it little, while drift between rounds cancels
+within each pair. Also printed: each side's tokens/s (mean ± stddev over every repetition) and the ratio of
+those means, which a single burst can move by several percent. Targets: prefill ≥ 0.97, decode ≥ 0.98.
+Exits 0 when both are met, 1 when one is not, 2 when the paired ratios' interquartile range is wider than
+NOISY_IQR (the rounds disagree: the machine was busy, and the verdict is printed but says little).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ BUILD = Path(__file__).resolve().parent / ".build"
 LLAMA_BENCH = BUILD / "llama-build" / "bin" / "llama-bench"
 ENERGYTUI = Path(sys.executable).with_name("energytui")
 TARGETS = {"prefill": 0.97, "decode": 0.98}
-NOISY_CV = 0.04  # a side's tokens/s varying more than this: quiet runs here vary 1-3 %, busy ones 6-22 %
+NOISY_IQR = 0.04  # paired ratios spread wider than this between rounds: see the docstring
 PROMPT, GENERATE, DEPTH = 128, 64, 128
 
 
@@ -111,34 +113,32 @@ def main() -> int:
             for phase in paired:
                 theirs[phase] += bench_round[phase]
                 ours[phase] += our_round[phase]
-                paired[phase].append(statistics.fmean(our_round[phase]) / statistics.fmean(bench_round[phase]))
-            print(f"round {round_no + 1}/{args.rounds}: llama-bench pp{PROMPT} "
-                  f"{statistics.fmean(theirs['prefill']):.1f} "
-                  f"tg{GENERATE}@d{DEPTH} {statistics.fmean(theirs['decode']):.1f} | energytui run "
-                  f"{statistics.fmean(ours['prefill']):.1f} {statistics.fmean(ours['decode']):.1f} (running means)",
+                paired[phase].append(statistics.median(our_round[phase]) / statistics.median(bench_round[phase]))
+            print(f"round {round_no + 1}/{args.rounds}: energytui / llama-bench, medians of {args.reps}: "
+                  f"pp{PROMPT} {paired['prefill'][-1]:.3f}, tg{GENERATE}@d{DEPTH} {paired['decode'][-1]:.3f}",
                   file=sys.stderr)
     print(f"model {model.name}, {args.threads} threads, {args.rounds} alternating rounds of {args.reps} repetitions, "
           f"llama-cpp-python {llama_cpp.__version__}; tokens/s mean ± stddev; energytui through `energytui run`, "
           "meter on")
-    failed = False
+    failed, noisy = False, {}
     for phase, test in (("prefill", f"pp{PROMPT} at depth 0"), ("decode", f"tg{GENERATE} at depth {DEPTH}")):
-        ratio = statistics.fmean(ours[phase]) / statistics.fmean(theirs[phase])
+        ratio = statistics.median(paired[phase])
         ok = ratio >= TARGETS[phase]
         failed |= not ok
-        print(f"{phase:8s} {test:18s} llama-bench {statistics.fmean(theirs[phase]):7.1f} ± "
-              f"{statistics.stdev(theirs[phase]):5.1f}  energytui {statistics.fmean(ours[phase]):7.1f} ± "
-              f"{statistics.stdev(ours[phase]):5.1f}  ratio {ratio:.3f} (target ≥ {TARGETS[phase]}) "
-              f"{'PASS' if ok else 'FAIL'}; per round: median {statistics.median(paired[phase]):.3f}, "
-              f"{min(paired[phase]):.3f}–{max(paired[phase]):.3f}")
-    spread = {f"{side} {phase}": statistics.stdev(values[phase]) / statistics.fmean(values[phase])
-              for side, values in (("llama-bench", theirs), ("energytui", ours)) for phase in values}
-    noisy = {name: cv for name, cv in spread.items() if cv > NOISY_CV}
+        low, _, high = statistics.quantiles(paired[phase], n=4) if len(paired[phase]) > 1 else [ratio] * 3
+        if high - low > NOISY_IQR:
+            noisy[phase] = high - low
+        print(f"{phase:8s} {test:18s} paired ratio {ratio:.3f} (target ≥ {TARGETS[phase]}) {'PASS' if ok else 'FAIL'}; "
+              f"per round {min(paired[phase]):.3f}–{max(paired[phase]):.3f}, quartiles {low:.3f}–{high:.3f}; "
+              f"llama-bench {statistics.fmean(theirs[phase]):.1f} ± {statistics.stdev(theirs[phase]):.1f}, "
+              f"energytui {statistics.fmean(ours[phase]):.1f} ± {statistics.stdev(ours[phase]):.1f} tokens/s, "
+              f"ratio of means {statistics.fmean(ours[phase]) / statistics.fmean(theirs[phase]):.3f}")
     if noisy:
-        print("NOISY: " + ", ".join(f"{name} varied {cv:.1%}" for name, cv in noisy.items())
-              + f" (over {NOISY_CV:.0%}): the machine was busy and the verdict says little; rerun when it is quiet")
+        print("NOISY: " + ", ".join(f"{phase}'s paired ratios spread {iqr:.3f}" for phase, iqr in noisy.items())
+              + f" between quartiles (over {NOISY_IQR}): the machine was busy and the verdict says little; "
+              "rerun when it is quiet")
         return 2
     return 1 if failed else 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
