@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,7 @@ class Meter:
         self.sampler: Sampler | None = None
         self._pending: list[Sample] = []
         self._taken: list[Sample] = []  # the last trial's samples, still shown by a live display
+        self._anchors: dict[str, Sample] = {}  # each device's last sample handed over: the next window's left edge
         self._lock = threading.Lock()
         self._last_idle_w: float | None = None
         self._idle_end: int | None = None
@@ -146,26 +148,43 @@ class Meter:
         _pause(self.options.idle_s if seconds is None else seconds, abort)
         self._idle_end = time.monotonic_ns()
         self.mark()
-        return covered_start(self._collect(), started)
+        return covered_start([*self._anchors.values(), *self._collect()], started)
 
     def finish(self, t_idle_start: int | None, measurement: Measurement | None) -> tuple[list[Sample], dict]:
         """Idle after the trial, then its samples and energy columns ({} for a trial that did not run)."""
         if measurement is None or t_idle_start is None:
             return self._take(), {}
         time.sleep(self.options.idle_after_s)
+        self._await_reading_past(measurement)
         t_idle_end = time.monotonic_ns()
         self.mark()
+        anchors = list(self._anchors.values())
         samples = self._take()
-        return samples, self.trial_energy(samples, measurement, t_idle_start, self._idle_end, t_idle_end)
+        return samples, self.trial_energy(samples, measurement, t_idle_start, self._idle_end, t_idle_end, anchors)
+
+    def _await_reading_past(self, measurement: Measurement) -> None:
+        """Wait, at most one update period, until every source whose period the trial outlasts has read past
+        its end: a slow one (a wall meter read once a second) resolves such a trial only with that reading,
+        which the idle-after window is too short to hold."""
+        span_s = (measurement.t_end_ns - measurement.t_start_ns) / 1e9
+        resolvable = {device: period for device, period in self.periods.items() if period <= span_s}
+        if not resolvable:
+            return
+        deadline = time.monotonic() + max(resolvable.values()) + 0.1
+        while time.monotonic() < deadline:
+            if set(resolvable) <= {s.device for s in self._collect() if s.t_ns >= measurement.t_end_ns}:
+                return
+            time.sleep(1 / self.options.rate_hz)
 
     def trial_energy(self, samples: list[Sample], measurement: Measurement, t_idle_start: int,
-                     t_idle_before_end: int | None, t_idle_end: int) -> dict:
-        """A trial's energy columns from the samples around it."""
+                     t_idle_before_end: int | None, t_idle_end: int, anchors: Sequence[Sample] = ()) -> dict:
+        """A trial's energy columns from the samples around it; `anchors`, each device's reading before them
+        (handed to the trial before), cover a window's start that a slow source read before the samples."""
         t_first = measurement.t_first_ns or measurement.t_end_ns
         windows = TrialWindows(t_idle_start, measurement.t_start_ns, t_first, measurement.t_end_ns, t_idle_end,
                                t_idle_before_end=min(t_idle_before_end or measurement.t_start_ns,
                                                      measurement.t_start_ns))
-        energy = attribute(samples, windows, measurement.gen_tokens, update_period_s=self.periods,
+        energy = attribute([*anchors, *samples], windows, measurement.gen_tokens, update_period_s=self.periods,
                            expected_devices=self.periods.keys())
         self._last_idle_w = energy.total.idle_power_w
         return {**energy_columns(energy, samples, self.stop_notes(t_idle_start, t_idle_end)),
@@ -257,6 +276,10 @@ class Meter:
         with self._lock:
             samples, self._pending = self._pending + self._running.drain(), []
             self._taken = samples
+        for sample in samples:  # a device's latest (an edge source's readings are not in time order here)
+            known = self._anchors.get(sample.device)
+            if known is None or sample.t_ns >= known.t_ns:
+                self._anchors[sample.device] = sample
         return samples
 
     def achieved_hz(self) -> dict[str, float]:

@@ -137,8 +137,8 @@ def test_external_meter_is_total_power_and_short_windows_are_flagged_not_zero(ma
     for t in _rows(tmp_path / "w.db", "SELECT * FROM trials"):
         # the meter is read once a second: a sub-second trial has no energy and claims no meter (the CPU estimate
         # is named for energy_cpu_j alone); on a machine so loaded that a trial took a second or more, it has both
-        # when readings straddle it (the idle windows are shorter than the meter's period), else it says which
-        # end no reading covers
+        # (the meter waits, at most a period, for a reading past its end), else, where the command answered too
+        # late for that, it says which end no reading covers
         if t["e2e_ms"] < 1000:
             assert t["energy_j"] is None and t["energy_tag"] is None and t["energy_source"] == "cpu:estimated"
             assert "wall trial: window lasts" in t["energy_notes"]

@@ -2,6 +2,7 @@
 power mid-run stops with a note on the trials and steady windows it leaves without figures (the meter, without
 llama.cpp)."""
 
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from energytui.engine.metering import Meter, MeterOptions, energy_columns
 from energytui.engine.telemetry import (
     COUNTER, ESTIMATED, INTEGRATED, BatterySource, CpuEstimateSource, Sample, TrialWindows, Unavailable, attribute,
 )
+from energytui.engine.telemetry.external import ExternalMeterSource
 from energytui.engine.telemetry.steady import Request
 
 from fakes.power_supply import BatteryDriver, FakePowerSupply
@@ -143,3 +145,22 @@ def test_a_battery_plugged_in_during_a_steady_window_gives_the_window_no_power(t
     assert plugged_in.total_devices == ("battery",) and plugged_in.busy_power_w is None
     assert plugged_in.columns()["energy_tag"] is None
     assert plugged_in.notes[0].startswith("battery: readings stopped: on mains power (BAT0 Charging)")
+
+
+def test_trials_longer_than_a_slow_meters_period_get_its_energy_one_after_another():
+    """A wall meter read every 0.5 s (a `python -c` stand-in), trials of 0.8 s with idle windows shorter than that:
+    each trial is covered by the reading before it (handed to the trial before) and one after it, which the meter
+    waits for, so each gets the meter's 42.5 W, not "no sample at or before/after" the window."""
+    wall = ExternalMeterSource(f"{sys.executable} -c print(42.5)", interval_s=0.5)
+    estimate = CpuEstimateSource.probe(cpu_tdp_w=10.0)
+    assert not isinstance(estimate, Unavailable)
+    meter = Meter([estimate, wall], [], MeterOptions(idle_s=0.1, idle_after_s=0.1))
+    meter.start()
+    try:
+        rows = [run_trial(meter, seconds=0.8) for _ in range(3)]
+    finally:
+        meter.close()
+    for row in rows:
+        assert row["energy_tag"] == INTEGRATED and row["energy_source"] == "cpu:estimated;wall:integrated"
+        assert row["avg_power_w"] == pytest.approx(42.5) and row["energy_j"] == pytest.approx(42.5 * 0.8, rel=0.05)
+        assert "no sample" not in (row["energy_notes"] or "")
