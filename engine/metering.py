@@ -155,26 +155,16 @@ class Meter:
         if measurement is None or t_idle_start is None:
             return self._take(), {}
         time.sleep(self.options.idle_after_s)
-        self._await_reading_past(measurement)
+        # a source whose period the trial outlasts resolves it only with a reading past its end (a wall meter read
+        # once a second: the idle-after window is too short to hold one): wait for it, at most one period
+        span_s = (measurement.t_end_ns - measurement.t_start_ns) / 1e9
+        resolvable = {device: period for device, period in self.periods.items() if period <= span_s}
+        self._await_readings(set(resolvable), measurement.t_end_ns, max(resolvable.values(), default=0) + 0.1)
         t_idle_end = time.monotonic_ns()
         self.mark()
         anchors = list(self._anchors.values())
         samples = self._take()
         return samples, self.trial_energy(samples, measurement, t_idle_start, self._idle_end, t_idle_end, anchors)
-
-    def _await_reading_past(self, measurement: Measurement) -> None:
-        """Wait, at most one update period, until every source whose period the trial outlasts has read past
-        its end: a slow one (a wall meter read once a second) resolves such a trial only with that reading,
-        which the idle-after window is too short to hold."""
-        span_s = (measurement.t_end_ns - measurement.t_start_ns) / 1e9
-        resolvable = {device: period for device, period in self.periods.items() if period <= span_s}
-        if not resolvable:
-            return
-        deadline = time.monotonic() + max(resolvable.values()) + 0.1
-        while time.monotonic() < deadline:
-            if set(resolvable) <= {s.device for s in self._collect() if s.t_ns >= measurement.t_end_ns}:
-                return
-            time.sleep(1 / self.options.rate_hz)
 
     def trial_energy(self, samples: list[Sample], measurement: Measurement, t_idle_start: int,
                      t_idle_before_end: int | None, t_idle_end: int, anchors: Sequence[Sample] = ()) -> dict:
@@ -204,14 +194,16 @@ class Meter:
         at or after t_ns (a window integrated over a fast source needs one past its end; a slow source's
         window uses only readings inside it)."""
         self.mark()
-        fast = {d for d, period in self.periods.items() if not is_slow(period)}
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            latest = {s.device for s in self._collect() if s.t_ns >= t_ns}
-            if fast <= latest:
-                break
-            time.sleep(1 / self.options.rate_hz)
+        self._await_readings({d for d, period in self.periods.items() if not is_slow(period)}, t_ns, timeout_s)
         return self._take()
+
+    def _await_readings(self, devices: set[str], t_ns: int, timeout_s: float) -> None:
+        """Wait, at most `timeout_s`, until each of `devices` has read at or after t_ns."""
+        deadline = time.monotonic() + timeout_s
+        while devices and time.monotonic() < deadline:
+            if devices <= {s.device for s in self._collect() if s.t_ns >= t_ns}:
+                return
+            time.sleep(1 / self.options.rate_hz)
 
     def steady(self, samples: list[Sample], idle_span: tuple[int, int], requests: list[Request]) -> SteadyEnergy:
         """A steady window's energy. A source that stopped by the window's end (a battery put on mains power)
