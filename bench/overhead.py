@@ -140,5 +140,6 @@ def main() -> int:
         return 2
     return 1 if failed else 0
 
+
 if __name__ == "__main__":
     raise SystemExit(main())
