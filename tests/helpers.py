@@ -9,6 +9,7 @@ import struct
 import sys
 import termios
 import time
+from pathlib import Path
 
 from energytui.main import main
 
@@ -33,6 +34,17 @@ def default_signals() -> None:
     (a non-interactive shell starts background jobs with SIGINT ignored)."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
+
+
+def stolen_s() -> float:
+    """Seconds of wall time the hypervisor gave this virtual machine's CPUs to others (steal in /proc/stat,
+    averaged over the CPUs); 0 where the kernel counts none. A latency a test bounds does not include them."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    steal_ticks = int(fields[8]) if len(fields) > 8 else 0
+    return steal_ticks / os.sysconf("SC_CLK_TCK") / (os.cpu_count() or 1)
 
 
 def read_terminal(fd: int, seconds: float) -> tuple[bytes, bool]:
