@@ -109,10 +109,13 @@ def no_battery(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def no_terminal_width(monkeypatch):
-    """Output is fitted to $COLUMNS when set: the caller's shell must not decide what a test sees."""
-    monkeypatch.delenv("COLUMNS", raising=False)
-    monkeypatch.delenv("LINES", raising=False)
+def plain_terminal_settings(monkeypatch):
+    """The caller's terminal settings must not decide what a test sees: output is fitted to $COLUMNS when set,
+    TERM=dumb (an editor's or a CI's shell) turns the progress bar into lines, and NO_COLOR / FORCE_COLOR change
+    rich's and Textual's escape codes. A test that needs one of them sets it."""
+    for name in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
 
 
 @pytest.fixture

@@ -197,6 +197,14 @@ def test_off_a_terminal_progress_is_one_line_per_finished_trial_as_before(monkey
         "    6 tok, TTFT 473 ms, decode 13.8 tok/s, 1.3904 J/tok ESTIMATED"]
 
 
+def test_a_terminal_that_cannot_move_its_cursor_gets_lines_not_a_bar(monkeypatch):
+    monkeypatch.setenv("TERM", "dumb")  # an editor's shell, some CI logs
+    assert type(for_stream(_Terminal())) is type(for_stream(io.StringIO()))
+    assert type(fleet_progress(_Terminal(), ["a", "b"])) is type(for_stream(io.StringIO()))
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert isinstance(fleet_progress(_Terminal(), ["a", "b"]), BarProgress)
+
+
 def test_on_a_terminal_progress_is_a_bar_with_the_running_trial_and_each_result_above(monkeypatch):
     monkeypatch.setattr("energytui.progress.REFRESH_HZ", 0.01)  # the timer's redraws are the test's, after each event
     clock = [100.0]
