@@ -29,11 +29,11 @@ def run_sweep(folder, manifest_text: str):
     return db
 
 
-def default_signals() -> None:
-    """The child gets default handling of the signals a test sends, whatever the caller's shell ignores
-    (a non-interactive shell starts background jobs with SIGINT ignored)."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
+def default_signals() -> dict:
+    """Default handling of the signals a test sends, whatever the caller's shell ignores (a non-interactive
+    shell starts background jobs with SIGINT ignored, nohup SIGHUP): a child's preexec_fn, or a test in
+    process, which gets the handlers it replaced back to restore them."""
+    return {signum: signal.signal(signum, signal.SIG_DFL) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
 
 def stolen_s() -> float:

@@ -7,13 +7,14 @@ import time
 import pytest
 
 from energytui.engine import interrupts
+from helpers import default_signals
 
 
 @pytest.fixture
 def handlers():
     """The handlers a run installs, over default handling whatever the caller inherited (under `nohup` SIGHUP
     arrives ignored, and an ignored signal stays ignored: the test would wait for it forever)."""
-    inherited = {signum: signal.signal(signum, signal.SIG_DFL) for signum in interrupts.HANDLED}
+    inherited = default_signals()
     previous = interrupts.install()
     yield
     interrupts.restore(previous)
