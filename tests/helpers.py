@@ -11,6 +11,7 @@ import termios
 import time
 from pathlib import Path
 
+from energytui.engine import interrupts
 from energytui.main import main
 
 
@@ -33,18 +34,19 @@ def default_signals() -> dict:
     """Default handling of the signals a test sends, whatever the caller's shell ignores (a non-interactive
     shell starts background jobs with SIGINT ignored, nohup SIGHUP): a child's preexec_fn, or a test in
     process, which gets the handlers it replaced back to restore them."""
-    return {signum: signal.signal(signum, signal.SIG_DFL) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    return {signum: signal.signal(signum, signal.SIG_DFL) for signum in interrupts.HANDLED}
 
 
-def stolen_s() -> float:
-    """Seconds of wall time the hypervisor gave this virtual machine's CPUs to others (steal in /proc/stat,
-    averaged over the CPUs); 0 where the kernel counts none. A latency a test bounds does not include them."""
+def unstolen_clock() -> float:
+    """time.monotonic() less the wall time the hypervisor gave this virtual machine's CPUs to others (steal in
+    /proc/stat, averaged over the CPUs; none where the kernel counts none): a latency a test bounds is the
+    program's, not the host's."""
     try:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     except OSError:
-        return 0.0
+        fields = []
     steal_ticks = int(fields[8]) if len(fields) > 8 else 0
-    return steal_ticks / os.sysconf("SC_CLK_TCK") / (os.cpu_count() or 1)
+    return time.monotonic() - steal_ticks / os.sysconf("SC_CLK_TCK") / (os.cpu_count() or 1)
 
 
 def read_terminal(fd: int, seconds: float) -> tuple[bytes, bool]:

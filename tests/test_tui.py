@@ -9,7 +9,7 @@ from textual.widgets import DataTable, Input, Static
 from energytui.tui.app import QUIT_REASON, HelpScreen, QuitScreen, create_app
 from energytui.tui.charts import ScatterChart
 from energytui.tui.messages import RunEnded, TrialsChanged
-from helpers import read_terminal, stolen_s, until
+from helpers import read_terminal, unstolen_clock, until
 
 MANIFEST = """defaults:
   model: {model}
@@ -263,11 +263,11 @@ def test_quit_during_a_run_asks_then_aborts_the_trial_and_exits_at_once(write_ma
             assert isinstance(app.screen, QuitScreen)
             assert str(app.screen.query_one("#quit-question", Static).render()) == "Stop the run and quit?"
             assert _statuses(db) == ["done", "running", "pending"]  # asking stops nothing
-            confirmed, stolen_before = time.monotonic(), stolen_s()
+            confirmed = unstolen_clock()
             await pilot.press("enter")
-            while app.is_running and time.monotonic() - confirmed < 10:
+            while app.is_running and unstolen_clock() - confirmed < 10:
                 await asyncio.sleep(0.01)
-            timing["exit_s"] = time.monotonic() - confirmed - (stolen_s() - stolen_before)  # not the host's time
+            timing["exit_s"] = unstolen_clock() - confirmed
         return app.return_value
 
     said = asyncio.run(scenario())
@@ -352,11 +352,11 @@ def test_the_energytui_command_in_a_terminal_quits_during_a_run(write_manifest, 
         os.write(master, b"q")
         until(lambda: b"Stop the run and quit?" in screen, "the question")
         assert process.poll() is None and _statuses(db) == ["done", "running", "pending"]
-        confirmed, stolen_before = time.monotonic(), stolen_s()
+        confirmed = unstolen_clock()
         os.write(master, b"\r")
-        while process.poll() is None and time.monotonic() - confirmed < 20:
+        while process.poll() is None and unstolen_clock() - confirmed < 20:
             read(0.01)
-        exit_s = time.monotonic() - confirmed - (stolen_s() - stolen_before)  # the app's time, not the host's
+        exit_s = unstolen_clock() - confirmed
         read(0.2)
     finally:
         if process.poll() is None:
