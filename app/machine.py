@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from energytui.engine import host, llama_backend, metering
+from energytui.engine import host, llama_backend, metering, native_loop
 from energytui.engine.metering import MeterOptions, ProbeReport, parse_seconds
 from energytui.engine.models import default_model_name, fetch, ladder, list_models
 
@@ -18,7 +18,9 @@ class MachineReport:
     host: dict  # engine.host.describe_host's facts
     features: str  # llama.cpp's CPU feature line
     power: ProbeReport  # every power source sampled for a second, and those that cannot be read
+    decode_loop: str  # which loop takes greedy decode steps (engine/native_loop.py), and why not the C one
 
 
 def describe(options: MeterOptions) -> MachineReport:
-    return MachineReport(host.describe_host(), llama_backend.system_info(), metering.probe_sources(options))
+    return MachineReport(host.describe_host(), llama_backend.system_info(), metering.probe_sources(options),
+                         native_loop.describe())

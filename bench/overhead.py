@@ -1,9 +1,10 @@
 """energytui's overhead against llama.cpp's own llama-bench, side by side in one run, like with like.
 
-    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 5] [--reps 3]
+    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 5] [--reps 3] [--python-loop]
 
 Builds llama-bench (once, into bench/.build/) from the same llama-cpp-python source
-distribution that energytui runs on, then alternates rounds (each side first every other round):
+distribution that energytui runs on (with the CMAKE_ARGS that build was given, read from the environment),
+then runs rounds in which each side goes first in turn:
   - llama-bench pp128 at depth 0 (`-p 128 -n 0`) and tg64 at depth 128 (`-p 0 -n 64 -d 128`);
   - `energytui run` (the path a user takes, meter on: idle windows, power read as `run` reads it) of a
     manifest with a 128-token prompt and 65 generated tokens, whose prefill is pp128 at depth 0
@@ -15,12 +16,16 @@ within each pair. Also printed: each side's tokens/s (mean ± stddev over every 
 those means, which a single burst can move by several percent. Targets: prefill ≥ 0.97, decode ≥ 0.98.
 Exits 0 when both are met, 1 when one is not, 2 when the paired ratios' interquartile range is wider than
 NOISY_IQR (the rounds disagree: the machine was busy, and the verdict is printed but says little).
+--python-loop adds a third side each round, `energytui run` with ENERGYTUI_DECODE_LOOP=python (the engine's
+Python decode loop instead of the C one, engine/native_loop.py), with ratios printed but no verdict.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sqlite3
 import statistics
 import subprocess
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import llama_cpp
 
+from energytui.engine import native_loop
 from energytui.engine.models import default_model_name, resolve_model
 
 BUILD = Path(__file__).resolve().parent / ".build"
@@ -57,7 +63,8 @@ def build_llama_bench() -> Path:
     build_dir = LLAMA_BENCH.parent.parent
     subprocess.run(["cmake", "-S", str(source / "vendor" / "llama.cpp"), "-B", str(build_dir),
                     "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                    "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=ON"],
+                    "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=ON",
+                    *shlex.split(os.environ.get("CMAKE_ARGS", ""))],  # as llama-cpp-python's own build took them
                    check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", str(build_dir), "--target", "llama-bench", "-j2"], check=True,
                    stdout=subprocess.DEVNULL)
@@ -75,7 +82,7 @@ def llama_bench_round(binary: Path, model: Path, threads: int, reps: int) -> dic
     return out
 
 
-def energytui_round(model: Path, threads: int, reps: int, folder: Path) -> dict[str, list[float]]:
+def energytui_round(model: Path, threads: int, reps: int, folder: Path, env: dict[str, str]) -> dict[str, list[float]]:
     """`energytui run` with the meter on; the same work as the llama-bench round, `reps` trials."""
     manifest = folder / "overhead.yaml"
     manifest.write_text(f"defaults:\n  model: {model}\n  threads: {threads}\n  n_ctx: {PROMPT + GENERATE + 8}\n"
@@ -83,7 +90,7 @@ def energytui_round(model: Path, threads: int, reps: int, folder: Path) -> dict[
                         f"    prompt_tokens: {PROMPT}\n    max_tokens: {GENERATE + 1}\n")
     db = folder / "overhead.db"
     subprocess.run([str(ENERGYTUI), "run", str(manifest), "--db", str(db), "--fresh"], check=True,
-                   capture_output=True)
+                   capture_output=True, env={**os.environ, **env})
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT prefill_tps, decode_tps FROM trials WHERE status = 'done' AND run = "
                             "(SELECT MAX(id) FROM runs)").fetchall()
@@ -96,43 +103,54 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--model", default=default_model_name())
+    parser.add_argument("--python-loop", action="store_true",
+                        help="also run `energytui run` with ENERGYTUI_DECODE_LOOP=python each round (no verdict)")
     args = parser.parse_args()
     model = resolve_model(args.model)
     binary = build_llama_bench()
-    ours: dict[str, list[float]] = {"prefill": [], "decode": []}
+    sides = {"energytui": {}, **({"python loop": {"ENERGYTUI_DECODE_LOOP": "python"}} if args.python_loop else {})}
     theirs: dict[str, list[float]] = {"prefill": [], "decode": []}
-    paired: dict[str, list[float]] = {"prefill": [], "decode": []}  # each round's ratio: drift between rounds cancels
+    ours = {side: {"prefill": [], "decode": []} for side in sides}
+    paired = {side: {"prefill": [], "decode": []} for side in sides}  # per round: drift between rounds cancels
     with tempfile.TemporaryDirectory() as folder:
         for round_no in range(args.rounds):
-            if round_no % 2:  # each side goes first every other round: a drift within a round favours neither
-                our_round = energytui_round(model, args.threads, args.reps, Path(folder))
-                bench_round = llama_bench_round(binary, model, args.threads, args.reps)
-            else:
-                bench_round = llama_bench_round(binary, model, args.threads, args.reps)
-                our_round = energytui_round(model, args.threads, args.reps, Path(folder))
-            for phase in paired:
-                theirs[phase] += bench_round[phase]
-                ours[phase] += our_round[phase]
-                paired[phase].append(statistics.median(our_round[phase]) / statistics.median(bench_round[phase]))
-            print(f"round {round_no + 1}/{args.rounds}: energytui / llama-bench, medians of {args.reps}: "
-                  f"pp{PROMPT} {paired['prefill'][-1]:.3f}, tg{GENERATE}@d{DEPTH} {paired['decode'][-1]:.3f}",
-                  file=sys.stderr)
-    print(f"model {model.name}, {args.threads} threads, {args.rounds} alternating rounds of {args.reps} repetitions, "
-          f"llama-cpp-python {llama_cpp.__version__}; tokens/s mean ± stddev; energytui through `energytui run`, "
-          "meter on")
+            order = ["llama-bench", *sides]
+            order = order[round_no % len(order):] + order[:round_no % len(order)]  # each side leads in turn
+            results = {side: (llama_bench_round(binary, model, args.threads, args.reps) if side == "llama-bench"
+                              else energytui_round(model, args.threads, args.reps, Path(folder), sides[side]))
+                       for side in order}
+            for phase in theirs:
+                theirs[phase] += results["llama-bench"][phase]
+                for side in sides:
+                    ours[side][phase] += results[side][phase]
+                    paired[side][phase].append(statistics.median(results[side][phase])
+                                               / statistics.median(results["llama-bench"][phase]))
+            print(f"round {round_no + 1}/{args.rounds} ({' → '.join(order)}): side / llama-bench, medians of "
+                  f"{args.reps}: " + "; ".join(f"{side} pp{PROMPT} {paired[side]['prefill'][-1]:.3f}, "
+                                               f"tg{GENERATE}@d{DEPTH} {paired[side]['decode'][-1]:.3f}"
+                                               for side in sides), file=sys.stderr)
+    print(f"model {model.name}, {args.threads} threads, {args.rounds} rounds of {args.reps} repetitions (each side "
+          f"first in turn), llama-cpp-python {llama_cpp.__version__}; tokens/s mean ± stddev; energytui through "
+          f"`energytui run`, meter on, decode loop: {native_loop.describe()}")
     failed, noisy = False, {}
-    for phase, test in (("prefill", f"pp{PROMPT} at depth 0"), ("decode", f"tg{GENERATE} at depth {DEPTH}")):
-        ratio = statistics.median(paired[phase])
-        ok = ratio >= TARGETS[phase]
-        failed |= not ok
-        low, _, high = statistics.quantiles(paired[phase], n=4) if len(paired[phase]) > 1 else [ratio] * 3
-        if high - low > NOISY_IQR:
-            noisy[phase] = high - low
-        print(f"{phase:8s} {test:18s} paired ratio {ratio:.3f} (target ≥ {TARGETS[phase]}) {'PASS' if ok else 'FAIL'}; "
-              f"per round {min(paired[phase]):.3f}–{max(paired[phase]):.3f}, quartiles {low:.3f}–{high:.3f}; "
-              f"llama-bench {statistics.fmean(theirs[phase]):.1f} ± {statistics.stdev(theirs[phase]):.1f}, "
-              f"energytui {statistics.fmean(ours[phase]):.1f} ± {statistics.stdev(ours[phase]):.1f} tokens/s, "
-              f"ratio of means {statistics.fmean(ours[phase]) / statistics.fmean(theirs[phase]):.3f}")
+    for side in sides:
+        for phase, test in (("prefill", f"pp{PROMPT} at depth 0"), ("decode", f"tg{GENERATE} at depth {DEPTH}")):
+            ratios = paired[side][phase]
+            ratio = statistics.median(ratios)
+            ok = ratio >= TARGETS[phase]
+            low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratio] * 3
+            verdict = "(no verdict)"
+            if side == "energytui":
+                verdict = f"(target ≥ {TARGETS[phase]}) {'PASS' if ok else 'FAIL'}"
+            if side == "energytui":
+                failed |= not ok
+                if high - low > NOISY_IQR:
+                    noisy[phase] = high - low
+            print(f"{side:11s} {phase:8s} {test:18s} paired ratio {ratio:.3f} {verdict}; per round "
+                  f"{min(ratios):.3f}–{max(ratios):.3f}, quartiles {low:.3f}–{high:.3f}; llama-bench "
+                  f"{statistics.fmean(theirs[phase]):.1f} ± {statistics.stdev(theirs[phase]):.1f}, {side} "
+                  f"{statistics.fmean(ours[side][phase]):.1f} ± {statistics.stdev(ours[side][phase]):.1f} tokens/s, "
+                  f"ratio of means {statistics.fmean(ours[side][phase]) / statistics.fmean(theirs[phase]):.3f}")
     if noisy:
         print("NOISY: " + ", ".join(f"{phase}'s paired ratios spread {iqr:.3f}" for phase, iqr in noisy.items())
               + f" between quartiles (over {NOISY_IQR}): the machine was busy and the verdict says little; "

@@ -72,6 +72,11 @@ def restore(previous: dict) -> None:
         signal.signal(signum, handler)
 
 
+def pending() -> bool:
+    """Whether a signal came in while held (a native loop's call-back asks, to stop early)."""
+    return bool(_state["pending"])
+
+
 @contextmanager
 def held():
     """Hold signals during a native call that calls back into Python; raise them once it returned."""

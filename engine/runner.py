@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from . import native_loop
 from .llama_backend import Context, LoadedModel, TokenSampler
 from .manifest import TrialSpec
 from .prompts import synthetic_tokens
@@ -197,6 +198,18 @@ class Engine:
         if on_token:
             on_token(gen_tokens, t_first)
         pos, generated = len(prompt), 1
+        loop = native_loop.greedy_loop() if sampler.greedy else None
+        if loop is not None and live and generated < max_tokens:  # the same steps in C (engine/native_loop.py)
+            done = loop.run(ctx, last, live, pos, max_tokens - generated, ignore_eos, gen_tokens, on_token)
+            for now, tokens in zip(done.times_ns, done.tokens):
+                for seq, token in tokens.items():
+                    outputs[seq].append(token)
+                if tokens:
+                    steps.append((now, len(tokens)))
+                    gen_tokens += len(tokens)
+            live, last, generated = done.live, done.last, generated + len(done.times_ns)
+            if on_token and done.times_ns:  # the loop reports every PROGRESS_EVERY_NS: the final count too
+                on_token(gen_tokens, done.times_ns[-1])
         while live and generated < max_tokens:
             ctx.decode([(last[seq], pos, seq, True) for seq in live])
             for index, seq in enumerate(live):

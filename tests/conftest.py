@@ -118,6 +118,13 @@ def plain_terminal_settings(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")
 
 
+@pytest.fixture(autouse=True)
+def default_decode_loop(monkeypatch):
+    """The engine's default decode loop (the C one where it was built), whatever ENERGYTUI_DECODE_LOOP the caller
+    set: its choice is made once per process (engine/native_loop.py), in this one or a CLI child."""
+    monkeypatch.delenv("ENERGYTUI_DECODE_LOOP", raising=False)
+
+
 @pytest.fixture
 def quiet_meter(tmp_path):
     """The meter as the app's tests use it: a short idle window, and no powercap tree and no battery (so the CPU
