@@ -202,11 +202,11 @@ class TokenSampler:
 
     Greedy is an argmax over the logits in numpy: the same token llama.cpp's greedy
     sampler picks (the first maximum), at a tenth of its cost per step (14 µs against
-    124 µs measured here for a 49k vocabulary, in a tight loop), which keeps the decode
-    loop's overhead next to llama-bench's small. Right after a decode it takes about 55 µs
-    here (12 ms steps; 84 µs before Context.logits reused its views): the decode has flushed
-    the caches, so even an argmax over 16 numbers costs 14 µs then, and llama-bench, which
-    never reads logits, pays none of it.
+    124 µs measured here for a 49k vocabulary, in a tight loop). It picks the first token
+    after prefill and every token of the Python loop; the C loop (engine/native_loop.py)
+    takes the same argmax for the decode steps, where this one cost about 55 µs a step right
+    after a decode (12 ms steps): the decode has flushed the caches, so even an argmax over
+    16 numbers costs 14 µs then, and llama-bench, which never reads logits, pays none of it.
     """
 
     def __init__(self, temperature: float, seed: int):
