@@ -32,6 +32,10 @@ typedef float *(*et_logits_fn)(void *ctx, int32_t i);
 typedef _Bool (*et_is_eog_fn)(const void *vocab, int32_t token);
 typedef int32_t (*et_progress_fn)(int64_t generated, int64_t t_ns);  /* nonzero: stop */
 
+/* *status besides llama_decode's own nonzero returns (1 no KV slot, 2 aborted, negative errors): out of their way */
+#define ET_STOPPED INT32_MIN
+#define ET_NO_LOGITS (INT32_MIN + 1)
+
 /* The clock time.monotonic_ns() reads on Linux (the caller checks that they agree before using this loop). */
 int64_t et_now_ns(void) {
     struct timespec ts;
@@ -100,7 +104,8 @@ int32_t et_argmax(const float *x, int32_t n) {
  * live[0..n_live): the sequences still going, in batch order (out: those left).
  * Per step s: t_ns[s] the time after sampling, tokens[s * n_seq + seq] the token that sequence gave or -1
  * (it ended). Returns the steps taken; *status is llama_decode's nonzero return
- * (the step that failed is not counted), 1 when `progress` asked to stop, else 0. */
+ * (the step that failed is not counted), ET_NO_LOGITS when llama.cpp kept none, ET_STOPPED when `progress`
+ * asked to stop, else 0. */
 int32_t et_greedy_steps(et_decode_fn decode, et_logits_fn logits, et_is_eog_fn is_eog, void *ctx,
                         const void *vocab, et_batch *batch, int32_t n_vocab, int32_t ignore_eos, int32_t n_seq,
                         int32_t *last, int32_t *live, int32_t *n_live, int32_t pos, int32_t max_steps,
@@ -126,7 +131,7 @@ int32_t et_greedy_steps(et_decode_fn decode, et_logits_fn logits, et_is_eog_fn i
         for (int32_t i = 0; i < *n_live; i++) {
             const float *row = logits(ctx, i);
             if (!row) {
-                *status = -1000;
+                *status = ET_NO_LOGITS;
                 return step;
             }
             last[live[i]] = et_argmax(row, n_vocab);
@@ -148,7 +153,7 @@ int32_t et_greedy_steps(et_decode_fn decode, et_logits_fn logits, et_is_eog_fn i
         if (progress && now >= next_report) {
             next_report = now + every_ns;
             if (progress(generated, now)) {
-                *status = 1;
+                *status = ET_STOPPED;
                 return step;
             }
         }

@@ -20,10 +20,12 @@ from pathlib import Path
 import llama_cpp as ll
 
 from . import interrupts
+from .llama_backend import last_log_lines
 
 PROGRESS_EVERY_NS = 100_000_000  # a stop waits this long at most (plus a step); each call-back costs ~50 µs
 _BATCH_LAYOUT = [("n_tokens", 0, 4), ("token", 8, 8), ("embd", 16, 8), ("pos", 24, 8), ("n_seq_id", 32, 8),
                  ("seq_id", 40, 8), ("logits", 48, 8)]  # _greedy_loop.c's et_batch on a 64-bit machine
+STOPPED, NO_LOGITS = -2**31, -2**31 + 1  # et_greedy_steps's *status besides llama_decode's returns (_greedy_loop.c)
 _PROGRESS = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_int64)
 _state: dict = {}
 
@@ -45,9 +47,14 @@ class GreedyLoop:
     def __init__(self, library: ctypes.CDLL):
         self._steps = library.et_greedy_steps
         self._steps.restype = ctypes.c_int32
-        self._steps.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int32] * 3 + [ctypes.c_void_p] * 3 + \
-            [ctypes.c_int32] * 2 + [ctypes.c_void_p] * 2 + [ctypes.c_int64, _PROGRESS, ctypes.c_int64,
-                                                            ctypes.c_void_p]
+        pointer, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
+        self._steps.argtypes = [
+            pointer, pointer, pointer,  # llama_decode, llama_get_logits_ith, llama_vocab_is_eog
+            pointer, pointer, pointer, i32, i32, i32,  # ctx, vocab, batch, n_vocab, ignore_eos, n_seq
+            pointer, pointer, pointer, i32, i32,  # last, live, n_live, pos, max_steps
+            pointer, pointer, i64,  # tokens, t_ns, generated
+            _PROGRESS, i64, pointer,  # progress, every_ns, status
+        ]
         self._functions = [_address(f) for f in (ll.llama_decode, ll.llama_get_logits_ith, ll.llama_vocab_is_eog)]
 
     def run(self, ctx, last: list[int], live: list[int], pos: int, max_steps: int, ignore_eos: bool,
@@ -78,9 +85,8 @@ class GreedyLoop:
                                ctypes.byref(status))
         if caught:
             raise caught[0]
-        if status.value not in (0, 1):
-            from .llama_backend import last_log_lines
-            what = "llama.cpp kept no logits" if status.value == -1000 else f"llama_decode returned {status.value}"
+        if status.value not in (0, STOPPED):
+            what = "llama.cpp kept no logits" if status.value == NO_LOGITS else f"llama_decode returned {status.value}"
             raise RuntimeError(f"{what}: {last_log_lines()}")
         per_step = [{seq: tokens[s * n_seq + seq] for seq in range(n_seq) if tokens[s * n_seq + seq] >= 0}
                     for s in range(done)]

@@ -198,3 +198,12 @@ def test_a_signal_during_the_c_loop_stops_it_and_is_raised_once_it_returned(engi
             signal.signal(signum, handler)
     assert raised.value.signum == signal.SIGTERM and calls == [1, 2]
     assert _kv_end(engine, spec) == 32
+
+
+def test_a_decode_that_fails_is_an_error_naming_llama_decodes_return(engine, specs):
+    spec = specs("  - id: bad\n    prompt_tokens: 8\n    max_tokens: 4\n")[0]
+    model, _ = engine.model(spec)
+    ctx = engine.context(spec, model)
+    ctx.clear_memory()
+    with pytest.raises(RuntimeError, match=r"^llama_decode returned -1"):  # a token past the vocabulary
+        native_loop.greedy_loop().run(ctx, [model.n_vocab + 5], [0], 0, 4, True, 1, None)
