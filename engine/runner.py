@@ -207,7 +207,8 @@ class Engine:
                 if tokens:
                     steps.append((now, len(tokens)))
                     gen_tokens += len(tokens)
-            live, last, generated = done.live, done.last, generated + len(done.times_ns)
+            live, last = done.live, done.last
+            pos, generated = pos + len(done.times_ns), generated + len(done.times_ns)
             if on_token and done.times_ns:  # the loop reports every PROGRESS_EVERY_NS: the final count too
                 on_token(gen_tokens, done.times_ns[-1])
         while live and generated < max_tokens:
