@@ -92,6 +92,33 @@ def test_the_run_selector_lists_earlier_runs_and_reaches_their_pending_trials(tw
     asyncio.run(scenario())
 
 
+def test_a_reload_that_finds_the_same_trials_leaves_the_queue_table_as_it_is(two_runs, quiet_meter):
+    """What the 2 s poll does after the app's own writes: the rows are the same, so the table is not cleared and
+    refilled (a redraw between the two showed header-wide columns), and a changed trial still is."""
+    async def scenario():
+        app = create_app(two_runs, None, quiet_meter)
+        async with app.run_test(size=(120, 32)) as pilot:
+            queue, pane = app.query_one("#queue-table", DataTable), app.query_one("QueuePane")
+            await until(pilot, lambda: queue.row_count == 3)
+            await pilot.app.workers.wait_for_complete()
+            shown, cleared = [], []
+            show, clear = pane._show_queue, queue.clear
+            pane._show_queue = lambda run, trials: shown.append(run) or show(run, trials)
+            queue.clear = lambda *args, **kwargs: cleared.append(1) or clear(*args, **kwargs)
+
+            app.action_refresh()
+            await until(pilot, lambda: shown == [2])
+            assert cleared == [] and queue.row_count == 3
+
+            Store(two_runs).remove_pending(_pending_ids(two_runs, 2)[0])
+            app.action_refresh()
+            await until(pilot, lambda: shown == [2, 2])
+            assert cleared == [1] and queue.row_count == 2
+            await _finish(pilot)
+
+    asyncio.run(scenario())
+
+
 def test_on_start_the_latest_run_with_pending_trials_is_shown(two_runs, quiet_meter):
     store = Store(two_runs)
     for trial_id in _pending_ids(two_runs, 2):

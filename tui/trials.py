@@ -42,7 +42,13 @@ def fill_trials(table: DataTable, trials: list[dict]) -> None:
 
 
 def fill_rows(table: DataTable, rows: list[tuple], keys: list[str]) -> None:
-    """Refill a table with keyed rows, keeping the cursor on the same key (or the same row) when it can."""
+    """Refill a table with keyed rows, keeping the cursor on the same key (or the same row) when it can; a table
+    that already holds exactly these rows is left alone (the app's own writes come back through its database poll:
+    a refill would clear it and re-measure its columns for nothing, and a redraw between the two shows header-wide
+    columns)."""
+    if keys == [key.value for key in table.rows] and all(
+            table.get_row(key) == list(cells) for cells, key in zip(rows, keys)):
+        return
     previous = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
     row = table.cursor_row
     table.clear()
