@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from energytui.engine.manifest import load_manifest
 from energytui.engine.models import default_model_name, load_registry
 
 
@@ -53,6 +54,16 @@ def write_manifest(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def specs(write_manifest, model_path):
+    """The trials of a manifest of `runs` on the default model (2 threads, CPU)."""
+    def make(runs: str, n_ctx: int = 512):
+        text = f"defaults:\n  model: {model_path}\n  threads: 2\n  n_ctx: {n_ctx}\nruns:\n{runs}"
+        return load_manifest(write_manifest(text), gpu_offload=False).trials
+
+    return make
 
 
 def copy_model(model_path: Path, target: Path) -> Path:

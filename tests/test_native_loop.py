@@ -10,18 +10,8 @@ import numpy as np
 import pytest
 
 from energytui.engine import interrupts, native_loop
-from energytui.engine.manifest import load_manifest
 from energytui.engine.queue import TrialStopped
 from helpers import default_signals
-
-
-@pytest.fixture
-def specs(write_manifest, model_path):
-    def make(runs: str, n_ctx: int = 512):
-        text = f"defaults:\n  model: {model_path}\n  threads: 2\n  n_ctx: {n_ctx}\nruns:\n{runs}"
-        return load_manifest(write_manifest(text), gpu_offload=False).trials
-
-    return make
 
 
 @pytest.fixture

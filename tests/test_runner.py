@@ -6,17 +6,7 @@ import time
 
 import pytest
 
-from energytui.engine.manifest import load_manifest
 from energytui.engine.runner import TrialFailed
-
-
-@pytest.fixture
-def specs(write_manifest, model_path):
-    def make(runs: str):
-        text = f"defaults:\n  model: {model_path}\n  threads: 2\n  n_ctx: 512\nruns:\n{runs}"
-        return load_manifest(write_manifest(text), gpu_offload=False).trials
-
-    return make
 
 
 def test_fixed_length_generation_is_timed_per_token(engine, specs):
