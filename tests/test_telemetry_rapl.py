@@ -111,3 +111,26 @@ def test_no_powercap_or_only_psys_is_unavailable(tmp_path):
     fake.add_zone("intel-rapl:0", "psys", 10**9)
     only_psys = RaplSource.probe(tmp_path / "psys-only")
     assert isinstance(only_psys, Unavailable) and "psys" in only_psys.reason
+
+
+def test_one_skewed_interval_does_not_turn_the_next_gap_into_phantom_wraps(tmp_path):
+    """A sampler preempted for 300 ms between its timestamp and its pread makes one 10 ms interval
+    look like 620 W; the 310 ms interval after it must be read at the true 20 W, not as six extra
+    wraps of the 30 J range (each read alone is exact: wraps are only a question of power x time)."""
+    fake = FakePowercap(tmp_path)
+    fake.add_zone("intel-rapl:0", "package-0", max_range_uj=30_000_000)
+    source = RaplSource.probe(tmp_path, t_ns=0)
+    watts = 20.0
+
+    def read_at(stamp_ms: int, counter_ms: int):
+        fake.set_energy("intel-rapl:0", int(watts * counter_ms * 1000))
+        return source.read(stamp_ms * MS)[0]
+
+    for t_ms in range(10, 2001, 10):
+        read_at(t_ms, t_ms)
+    skewed = read_at(2010, counter_ms=2310)
+    assert skewed.power_w == pytest.approx(watts * 310 / 10)
+    after = read_at(2320, 2320)
+    assert after.energy_j == pytest.approx(watts * 2.32) and after.extra is None
+    assert source.inferred_wrap_reads == 0
+    source.close()

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -30,6 +31,10 @@ RAPL_UPDATE_PERIOD_S = 0.001
 # When the last power is unknown, more than one wrap is only ruled out for reads
 # closer than a wrap period at this (implausibly high) per-domain power.
 PLAUSIBLE_MAX_DOMAIN_POWER_W = 1000.0
+# Wraps are inferred from the power over at least this trailing window, not over the last interval:
+# a sampler preempted between its timestamp and its pread skews one short interval's power many-fold,
+# and the long interval that follows such a stall would turn that skew into whole phantom wraps.
+POWER_REFERENCE_WINDOW_NS = 1_000_000_000
 
 _ZONE_NAME = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
 _PACKAGE_NAME = re.compile(r"^package-(\d+)(?:-die-(\d+))?$")
@@ -63,9 +68,10 @@ def unwrap_delta(
 ) -> Unwrapped:
     """Energy between two counter reads, correcting wrap-arounds.
 
-    Assumption: the average power between the reads is close to the power of
-    the previous interval (`last_power_w`). If the energy expected at that
-    power is under half the counter range, at most one wrap can have happened
+    Assumption: the average power between the reads is close to the recent
+    power `last_power_w` (RaplSource's is over a trailing window of about a
+    second). If the energy expected at that power is under half the counter
+    range, at most one wrap can have happened
     (even at twice that power) and the modulo difference is exact. Otherwise
     the number of wraps is inferred from expected energy and flagged. With no
     known power, one wrap is assumed and flagged as inferred when the reads are
@@ -93,7 +99,21 @@ class _Domain:
     last_raw_uj: int
     last_t_ns: int
     total_uj: int = 0
-    last_power_w: float | None = None
+    last_power_w: float | None = None  # over the trailing reference window, for wrap inference
+    history: deque[tuple[int, int]] = field(default_factory=deque)  # (t_ns, total_uj) in the window
+
+    def __post_init__(self) -> None:
+        self.history.append((self.last_t_ns, self.total_uj))
+
+    def remember(self, t_ns: int) -> None:
+        """Record the total at t_ns and update the reference power over the trailing window."""
+        history = self.history
+        history.append((t_ns, self.total_uj))
+        while len(history) > 2 and t_ns - history[1][0] >= POWER_REFERENCE_WINDOW_NS:
+            history.popleft()
+        oldest_t_ns, oldest_uj = history[0]
+        if t_ns > oldest_t_ns:
+            self.last_power_w = (self.total_uj - oldest_uj) * 1e3 / (t_ns - oldest_t_ns)
 
 
 def _read_text(path: Path) -> str:
@@ -223,8 +243,7 @@ class RaplSource:
             domain.total_uj += step.delta_uj
             domain.last_raw_uj = raw
             domain.last_t_ns = t_ns
-            if power_w is not None:
-                domain.last_power_w = power_w
+            domain.remember(t_ns)
             extra = None
             if step.inferred:
                 self.inferred_wrap_reads += 1
