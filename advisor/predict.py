@@ -77,8 +77,8 @@ def parts(basis: Basis, config: Config, workload: Workload) -> Parts:
 
 def predict(basis: Basis, config: Config, workload: Workload) -> tuple[dict[str, float], dict[str, list[float]]]:
     """(values, 90 % intervals) per request; intervals are multiplicative, so never below zero."""
-    gen = workload.gen_tokens if basis.mode == "phases" else 1
-    values = derive(parts(basis, config, workload), gen, config.batch_size)
+    # request mode predicts whole requests (no decode step time), so per token is still per generated token
+    values = derive(parts(basis, config, workload), workload.gen_tokens, config.batch_size)
     intervals = {}
     for quantity, value in values.items():
         width = basis.widths.get(quantity, basis.widths.get("energy_j", 0.0))

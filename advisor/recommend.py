@@ -28,17 +28,33 @@ from .predict import CALIBRATED, MEASURED, SPEC, Basis, NotCalibrated, host_basi
 PREDICTION_BASIS = {"counter": "from energy counters", "integrated": "from integrated power",
                     "estimated": "ESTIMATED energy", "unknown": "energy of UNKNOWN method"}
 OBJECTIVES = {"energy": "energy_j", "edp": "edp_js", "latency": "latency_s"}
-_POWER_UNITS = {"w": 1.0, "kw": 1e3, "mw": 1e-3}
+_POWER_UNITS = {"w": 1.0, "kw": 1e3, "mw": 1e-3}  # any case, but a capital M is mega (MW), not milli
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "min": 60.0}
 MAX_BUDGET_W = 100_000.0  # a power budget above 100 kW is a typo, not a desktop
 UNMEASURED_WIDEN = 1.5  # intervals for lengths, models or quantizations never measured in this configuration
 MEMORY_HEADROOM = 0.9  # the OS and the rest of the machine keep a tenth
+TIE = 1e-9  # relative: predictions equal to float rounding are equal (one more bit must not decide)
+
+
+def exceeds(value: float, limit: float) -> bool:
+    return value > limit * (1 + TIE)
+
+
+def rounded_up(value: float, digits: int = 3) -> str:
+    """`value` rounded up to `digits` significant digits: a limit printed so always admits the value."""
+    if not value > 0 or not math.isfinite(value):
+        return f"{value:.{digits}g}"
+    exponent = math.floor(math.log10(value))
+    step = 10.0 ** (exponent - digits + 1)
+    return f"{math.ceil(value * (1 - TIE) / step) * step:.{max(0, digits - 1 - exponent)}f}"
 
 
 def parse_power(text: str) -> float:
-    """'50W', '50', '0.05kW', '500mW' → watts."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(kW|W|mW)?\s*", str(text), re.IGNORECASE)
-    watts = float(match.group(1)) * _POWER_UNITS[(match.group(2) or "w").lower()] if match else 0.0
+    """'50W', '50', '0.05kW', '500mW' → watts ('1MW' is a megawatt, and refused as one)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(kW|W|mW|MW)?\s*", str(text), re.IGNORECASE)
+    unit = (match.group(2) or "W") if match else "W"
+    factor = 1e6 if unit[0] == "M" else _POWER_UNITS[unit.lower()]
+    watts = float(match.group(1)) * factor if match else 0.0
     if not 0 < watts <= MAX_BUDGET_W:
         raise UserError(f"--budget {text!r}: give a positive power like 50W, 50 or 0.05kW (at most 100kW)")
     return watts
@@ -211,9 +227,10 @@ def limits(config: Config, req: Request, fit: Fit) -> list[str]:
         most = f"at most batch {fits} fits" if fits >= 1 else "not even the weights fit"
         reasons.append(f"cannot run: needs {need_gb:.1f} GiB (weights + KV cache for batch {config.batch_size}) "
                        f"but {where} has {memory:.0f} GiB; {most}")
-    cores = fit.host.get("host_cores")
-    if not config.device and config.threads and cores and config.threads > cores and config.gpu_share < 1:
-        reasons.append(f"cannot run well: {config.threads} threads on a host with {cores} CPUs")
+    cores, machine = ((hardware.device(config.device).cores, hardware.device(config.device).title) if config.device
+                      else (fit.host.get("host_cores"), "a host"))
+    if config.threads and cores and config.threads > cores and config.gpu_share < 1:
+        reasons.append(f"cannot run well: {config.threads} threads on {machine} with {cores} CPUs")
     return reasons
 
 
@@ -234,11 +251,11 @@ def advise(fit: Fit, req: Request, gpu_trials: bool, what_if_models: Sequence[Mo
     pool = candidates(fit, req, list(what_if_models))
     predictions = [_predict(fit, config, basis, req) for config, basis in pool]
     _refuse_if_nothing_can_run(predictions, req)
-    feasible = sorted((p for p in predictions if not p.rejected), key=lambda p: p.values[key])
+    feasible = ranked([p for p in predictions if not p.rejected], key)
     rejected = sorted((p for p in predictions if p.rejected),
                       key=lambda p: (not p.values, p.values.get(key, math.inf)))
-    ranked = [p for p in rejected if p.values and not _cannot_run(p)]
-    closest, needs = (None, None) if feasible or not ranked else _closest(ranked, req)
+    runnable = [p for p in rejected if p.values and not _cannot_run(p)]
+    closest, needs = (None, None) if feasible or not runnable else _closest(runnable, req)
     static_power = _static_power_check(fit, req, pool, predictions, feasible[0] if feasible else None)
     return Advice(
         request=asdict(req), recommendation=feasible[0] if feasible else None, alternatives=feasible[1:4],
@@ -251,6 +268,19 @@ def advise(fit: Fit, req: Request, gpu_trials: bool, what_if_models: Sequence[Mo
                "kernel_probe": sorted(fit.kernels)},
         static_power=static_power,
     )
+
+
+def ranked(predictions: list[Prediction], key: str) -> list[Prediction]:
+    """Best first by `key`; values equal within TIE keep the candidates' order (the same wherever it is asked)."""
+    position = {id(p): i for i, p in enumerate(predictions)}
+    out: list[Prediction] = []
+    tied: list[Prediction] = []
+    for p in sorted(predictions, key=lambda p: p.values[key]):
+        if tied and exceeds(p.values[key], tied[0].values[key]):
+            out += sorted(tied, key=lambda q: position[id(q)])
+            tied = []
+        tied.append(p)
+    return out + sorted(tied, key=lambda q: position[id(q)])
 
 
 def _static_power_check(fit: Fit, req: Request, pool: list[tuple[Config, Basis]], predictions: list[Prediction],
@@ -276,10 +306,10 @@ def _predict(fit: Fit, config: Config, basis: Basis, req: Request) -> Prediction
         values, intervals = predict(basis, config, Workload(req.prompt_tokens, req.gen_tokens))
     except NotCalibrated as exc:
         reasons.append(f"cannot predict: {exc}")
-    if values and req.budget_w is not None and values["avg_power_w"] > req.budget_w:
-        reasons.append(f"over budget: {values['avg_power_w']:.1f} W > {req.budget_w:g} W")
-    if values and req.latency_s is not None and values["latency_s"] > req.latency_s:
-        reasons.append(f"over the latency limit: {values['latency_s']:.2f} s > {req.latency_s:g} s")
+    if values and req.budget_w is not None and exceeds(values["avg_power_w"], req.budget_w):
+        reasons.append(f"over budget: {rounded_up(values['avg_power_w'])} W > {req.budget_w:g} W")
+    if values and req.latency_s is not None and exceeds(values["latency_s"], req.latency_s):
+        reasons.append(f"over the latency limit: {rounded_up(values['latency_s'])} s > {req.latency_s:g} s")
     extrapolation = [w for w in basis.why if basis.name != MEASURED]
     return Prediction(config.as_dict(), config.label(), basis.name, values, intervals, extrapolation, reasons)
 
@@ -305,10 +335,10 @@ def _closest(rejected: list[Prediction], req: Request) -> tuple[Prediction, str]
 
     best = min(rejected, key=miss)
     needs = []
-    if req.budget_w is not None and best.values["avg_power_w"] > req.budget_w:
-        needs.append(f"a budget of at least {best.values['avg_power_w']:.1f} W")
-    if req.latency_s is not None and best.values["latency_s"] > req.latency_s:
-        needs.append(f"a latency limit of at least {best.values['latency_s']:.2f} s")
+    if req.budget_w is not None and exceeds(best.values["avg_power_w"], req.budget_w):
+        needs.append(f"a budget of at least {rounded_up(best.values['avg_power_w'])} W")
+    if req.latency_s is not None and exceeds(best.values["latency_s"], req.latency_s):
+        needs.append(f"a latency limit of at least {rounded_up(best.values['latency_s'])} s")
     return best, " and ".join(needs)
 
 
@@ -337,13 +367,15 @@ def _budget_changes(req: Request, best: Prediction, feasible: list[Prediction],
                     rejected: list[Prediction]) -> list[str]:
     key, power = OBJECTIVES[req.objective], best.values["avg_power_w"]
     lines = []
-    only_budget = [p for p in rejected if p.values and all(r.startswith("over budget") for r in p.rejected)
-                   and p.values[key] < best.values[key]]
-    if only_budget:
-        better = min(only_budget, key=lambda p: p.values["avg_power_w"])
-        gain = 1 - better.values[key] / best.values[key]
-        lines.append(f"a budget of {better.values['avg_power_w']:.3g} W would allow {better.label} "
-                     f"({gain:.0%} lower {req.objective})")
+    only_budget = ranked([p for p in rejected if p.values and all(r.startswith("over budget") for r in p.rejected)
+                          and exceeds(best.values[key], p.values[key])], key)
+    if only_budget:  # the smallest budget that improves the answer, then the one that gives the best of all
+        least = min(p.values["avg_power_w"] for p in only_budget)
+        nearest = next(p for p in only_budget if not exceeds(p.values["avg_power_w"], least))
+        for better in [nearest] + [only_budget[0]] * (only_budget[0] is not nearest):
+            gain = 1 - better.values[key] / best.values[key]
+            lines.append(f"a budget of {rounded_up(better.values['avg_power_w'])} W would allow {better.label} "
+                         f"({gain:.0%} lower {req.objective})")
     lower = [p for p in feasible if p.values["avg_power_w"] < 0.97 * power]
     if lower:
         lines.append(f"under {power:.3g} W the answer becomes {min(lower, key=lambda p: p.values[key]).label}")
@@ -353,13 +385,8 @@ def _budget_changes(req: Request, best: Prediction, feasible: list[Prediction],
 
 
 def _winner(fit: Fit, req: Request, pool: list[tuple[Config, Basis]]) -> str | None:
-    key = OBJECTIVES[req.objective]
-    scored = []
-    for config, basis in pool:
-        p = _predict(fit, config, basis, req)
-        if not p.rejected:
-            scored.append((p.values[key], p.label))
-    return min(scored)[1] if scored else None
+    feasible = [p for p in (_predict(fit, config, basis, req) for config, basis in pool) if not p.rejected]
+    return ranked(feasible, OBJECTIVES[req.objective])[0].label if feasible else None
 
 
 def _with_length(req: Request, field_name: Length, tokens: int) -> Request:
@@ -368,7 +395,7 @@ def _with_length(req: Request, field_name: Length, tokens: int) -> Request:
 
 def _crossover(fit: Fit, req: Request, pool: list[tuple[Config, Basis]], field_name: Length, noun: str,
                best: str) -> str | None:
-    """The nearest length, above and below the request, where the winner changes (bisected to ±5 %)."""
+    """The nearest length, above and below the request, where the winner changes (bisected to the token)."""
     limit = min((c.model.n_ctx_train for c, _ in pool if c.model.n_ctx_train), default=8192)
     current = getattr(req, field_name)
     other = req.gen_tokens if field_name == "prompt_tokens" else req.prompt_tokens
@@ -378,14 +405,16 @@ def _crossover(fit: Fit, req: Request, pool: list[tuple[Config, Basis]], field_n
             value = max(int(value * direction), 1)
             winner = _winner(fit, _with_length(req, field_name, value), pool)
             if winner and winner != best:
-                lo, hi = sorted((low, value))
-                while hi - lo > max(1, lo // 20):
+                lo, hi = sorted((low, value))  # the request's winner holds at one end, not at the other
+                while hi - lo > 1:
                     mid = (lo + hi) // 2
                     same = _winner(fit, _with_length(req, field_name, mid), pool) == best
                     lo, hi = (mid, hi) if same == (direction > 1) else (lo, mid)
-                edge = hi if direction > 1 else lo
-                side = "above" if direction > 1 else "below"
-                return f"{winner} wins {side} {edge} {noun}"
+                edge = hi if direction > 1 else lo  # the nearest length where it no longer wins
+                winner = _winner(fit, _with_length(req, field_name, edge), pool) or "nothing that fits"
+                if edge == 1:
+                    return f"{winner} wins at 1 {noun[:-1]}"
+                return f"{winner} wins {'from' if direction > 1 else 'at or below'} {edge} {noun}"
             low = value
             if value == 1:
                 break
@@ -404,6 +433,9 @@ def _notes(fit: Fit, gpu_trials: bool, predictions: list[Prediction], req: Reque
     elif not gpu_trials:
         notes.append("no GPU trials on this host: GPU options are what-if only (`--hardware NAME` from "
                      "config/hardware.yaml), or run config/manifests/gpu-check.yaml on a machine with a GPU")
+    elif not any(c.gpu_share > 0 for c in fit.config_objects()):
+        notes.append("this host's GPU trials have no usable timings or energy (none is in the calibration), so no "
+                     "GPU option was considered: run them again with a GPU power source (`energytui doctor` names it)")
     if predictions and all(p.basis != MEASURED for p in predictions) and not req.hardware:
         notes.append("no candidate was measured at this request: every figure is calibrated here (the physical model "
                      "with this host's constants), with intervals from held-out configurations")
@@ -452,6 +484,10 @@ def render(advice: Advice) -> str:
         lines += ["", f"Static power of the CPU estimate: {advice.static_power['sentence']}."]
     if advice.changes:
         lines += ["", "What would change the answer:"] + [f"  {line}" for line in advice.changes]
+    if r["hardware"]:
+        return "\n".join(lines + ["", f"Model: physical, spec prior only: {r['hardware']}'s constants from "
+                                   "config/hardware.yaml, nothing calibrated on it; intervals ×/÷ "
+                                   f"{hardware.SPEC_PRIOR_FACTOR:g} or wider."] + [f"Note: {n}" for n in advice.notes])
     m, e = advice.model, advice.model["held_out_mape"]
     errors = ", ".join(f"{name} {e[key]:.1%} per trial ({e[key + ' config mean']:.1%} on configuration means)"
                        for name, key in (("latency", "latency_s"), ("energy", "energy_j")))

@@ -13,7 +13,8 @@ from energytui.engine.errors import UserError
 from helpers import run_cli
 
 
-@pytest.mark.parametrize("text, watts", [("50W", 50), ("50", 50), ("0.05kW", 50), ("500mW", 0.5), (" 12.5 w ", 12.5)])
+@pytest.mark.parametrize("text, watts", [("50W", 50), ("50", 50), ("0.05kW", 50), ("500mW", 0.5), (" 12.5 w ", 12.5),
+                                         ("500mw", 0.5), ("0.05KW", 50)])
 def test_power_budgets(text, watts):
     assert parse_power(text) == pytest.approx(watts)
 
@@ -34,7 +35,7 @@ def test_bad_durations_are_clear_errors():
         parse_duration("5 parsecs")
 
 
-@pytest.mark.parametrize("bad", ["1e9W", "200kW"])
+@pytest.mark.parametrize("bad", ["1e9W", "200kW", "1MW", "1Mw"])  # a capital M is mega, never milli
 def test_budgets_beyond_any_machine_are_refused_by_the_same_grammar(bad):
     with pytest.raises(UserError, match="at most 100kW"):
         parse_power(bad)

@@ -8,6 +8,7 @@ recover the constants it was given, and the recommendation must follow from them
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -280,10 +281,48 @@ def test_unknown_hardware_names_close_matches(synthetic_fit):
         advise(synthetic_fit, Request(gen_tokens=16, hardware="rtx-3060"), gpu_trials=True)
 
 
-def test_what_would_change_the_answer_names_a_prompt_crossover(synthetic_fit):
-    advice = advise(synthetic_fit, Request(gen_tokens=8, prompt_tokens=16, batch=1, model="tiny-q4_0",
-                                           objective="energy"), gpu_trials=True)
-    assert advice.changes and math.isfinite(advice.recommendation.values["energy_j"])
+CROSSOVER = re.compile(r"(.+) wins (from|at or below|at) (\d+) (prompt|generated) tokens?$")
+
+
+@pytest.mark.parametrize("request_", [dict(gen_tokens=16, prompt_tokens=16, budget_w=40),
+                                      dict(gen_tokens=64, prompt_tokens=128, budget_w=36),
+                                      dict(gen_tokens=4, prompt_tokens=512, objective="edp")])
+def test_a_crossover_names_the_first_length_where_the_other_configuration_wins(synthetic_fit, request_):
+    """At the printed length the named configuration is recommended; one token nearer the request, the
+    request's own answer still is (the edge is exact, and ties rank as `advise` ranks them)."""
+    advice = advise(synthetic_fit, Request(**request_), gpu_trials=True)
+    lines = [m for m in map(CROSSOVER.match, advice.changes) if m]
+    assert lines, advice.changes
+    for line in lines:
+        winner, where, edge, which = line.group(1), line.group(2), int(line.group(3)), line.group(4)
+        field = "prompt_tokens" if which == "prompt" else "gen_tokens"
+        inside = edge - 1 if where == "from" else edge + 1
+        at_edge = advise(synthetic_fit, Request(**{**request_, field: edge}), gpu_trials=True).recommendation
+        before = advise(synthetic_fit, Request(**{**request_, field: inside}), gpu_trials=True).recommendation
+        assert at_edge.label == winner and before.label == advice.recommendation.label, line.group(0)
+
+
+def test_a_printed_budget_always_admits_what_it_names(synthetic_fit):
+    """Budgets in the answer are rounded up, so giving back the printed figure gets the configuration named."""
+    request = dict(gen_tokens=128, prompt_tokens=256, batch=1)
+    tight = advise(synthetic_fit, Request(**request, budget_w=30), gpu_trials=True)
+    assert tight.recommendation and any("would allow" in line for line in tight.changes)
+    for line in tight.changes:
+        if match := re.match(r"a budget of ([0-9.]+) W would allow (.+) \(\d+% lower energy\)$", line):
+            allowed = advise(synthetic_fit, Request(**request, budget_w=float(match.group(1))), gpu_trials=True)
+            assert match.group(2) in {p.label for p in [allowed.recommendation, *allowed.alternatives]}, line
+    none = advise(synthetic_fit, Request(**request, budget_w=5), gpu_trials=True)
+    assert none.recommendation is None and none.needs.startswith("a budget of at least")
+    needed = float(re.match(r"a budget of at least ([0-9.]+) W", none.needs).group(1))
+    assert advise(synthetic_fit, Request(**request, budget_w=needed), True).recommendation.label == none.closest.label
+    assert needed <= 1.001 * none.closest.values["avg_power_w"]  # rounded up by less than the third digit
+
+
+def test_a_spec_cpu_refuses_more_threads_than_it_has(synthetic_fit):
+    advice = advise(synthetic_fit, Request(gen_tokens=32, hardware="raspberry-pi-5", threads=64), gpu_trials=True)
+    assert advice.recommendation is None
+    assert all("64 threads on Raspberry Pi 5" in p.rejected[0] and "with 4 CPUs" in p.rejected[0]
+               for p in advice.rejected)
 
 
 def test_measured_idle_pins_the_static_power_so_one_thread_count_calibrates_watts_per_thread():
@@ -413,3 +452,11 @@ def test_a_quantization_never_run_is_predicted_from_the_hosts_kernel_probe():
     q8 = [basis for config, basis in pool if config.model.quant == "Q8_0"]
     assert q8 and all("Q8_0 was never measured here (its kernel timed by this host's kernel probe)" in basis.why
                       for basis in q8)
+
+
+def test_gpu_trials_left_out_of_the_calibration_are_said_not_silently_dropped():
+    """GPU trials exist on the host (gpu_trials=True) but none reached the calibration (no energy)."""
+    cpu_only = fit(synthetic_trials(backends=("cpu",)), "gpu-without-energy")
+    notes = advise(cpu_only, Request(gen_tokens=32, prompt_tokens=64), gpu_trials=True).notes
+    assert any("GPU trials have no usable timings or energy" in note for note in notes)
+    assert not any("no GPU trials on this host" in note for note in notes)

@@ -85,6 +85,9 @@ def test_import_keeps_host_marks_trials_and_joins_the_power_log(logs, tmp_path, 
     assert "Recommended:" in out and "CPU" in out and "over budget" in out  # the GPU draws ~110 W
     code, out, _ = run_cli(capsys, "advise", "--db", db, "--host", host, "--explain")
     assert "whole requests (imported logs: no phase split)" in out
+    code, out, _ = run_cli(capsys, "advise", "--db", db, "--host", host, "--tokens", "96", "--json")
+    for p in [json.loads(out)["recommendation"], *json.loads(out)["alternatives"]]:  # whole requests, per token
+        assert p["values"]["j_per_token"] == pytest.approx(p["values"]["energy_j"] / 96)
 
 
 def test_imported_trials_carry_their_edp_and_a_log_is_imported_once(logs, tmp_path, capsys):
