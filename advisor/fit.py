@@ -38,6 +38,11 @@ KERNEL_COLUMNS = {"prefill_s": ("cpu_flops/thread", "gpu_flops"), "decode_step_s
                   "latency_s": ("cpu_flops/thread", "gpu_flops")}
 RESIDUAL_GAIN = 0.9  # keep a residual model only if it cuts the held-out error by at least 10 %
 RESIDUAL_MIN_POINTS = 0.005  # ... and by at least half a percentage point
+# Other calibrations the trials cannot tell from the chosen one: each fits every trial within this relative
+# distance of the chosen fit. Where the trials never varied a factor (one thread count, one weight size, one
+# prompt length), columns that differ only in that factor trade places freely, and a request that changes it
+# is predicted across all of them (predict.py), not by whichever split the solver happened to land on.
+EQUALLY_GOOD = 0.01
 # The trial fields a fit learns from, per mode (besides the configuration features.config_of reads).
 NEEDED = {"phases": ("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j"), "request": ("e2e_ms", "energy_j")}
 check_names({name for names in NEEDED.values() for name in names} | {"status", "gen_tokens", "batch_size",
@@ -60,6 +65,8 @@ class Fit:
     mode: str  # "phases" (measured here) or "request" (imported whole-request logs)
     coefficients: dict[str, dict[str, float]]  # part -> column -> coefficient
     residuals: dict[str, dict]  # part -> portable residual model (only where CV showed it helps)
+    # part -> other coefficient sets that fit the trials as well (EQUALLY_GOOD): the calibration's own ambiguity
+    alternatives: dict[str, list[dict[str, float]]]
     held_out_mape: dict[str, float]  # per part, plus latency_s and energy_j per request
     in_sample_mape: dict[str, float]
     residual_cv: dict[str, dict[str, float]]  # part -> {"physical": mape, "physical+residual": mape}
@@ -89,7 +96,7 @@ class Fit:
 
 
 
-FIT_VERSION = "physical-7"  # part of the data hash: a new model never reuses an older model's cached fit
+FIT_VERSION = "physical-8"  # part of the data hash: a new model never reuses an older model's cached fit
 
 
 def data_hash(trials: list[dict], kernels: dict | None = None) -> str:
@@ -181,6 +188,10 @@ def coefficient(coefficients: dict[str, float], column: str, quant: str) -> floa
     return sum(chosen) / len(chosen) if chosen else None
 
 
+LENGTHS_NEVER_LOWER = [1, 1, 0, 0, 0, 0]  # residual_features' prompt and generation lengths come first
+RESIDUAL_STAGES, RESIDUAL_RATE = 60, 0.1
+
+
 def residual_features(config: Config, workload: Workload) -> list[float]:
     return [math.log(workload.prompt_tokens), math.log(max(workload.gen_tokens, 1)), math.log(config.batch_size),
             float(config.threads or 0), config.gpu_share, config.model.bits_per_weight]
@@ -217,6 +228,44 @@ def fit_nonnegative(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = No
         if weights.sum() < 0.5 * len(y):  # too few trials agree: keep everything, unweighted
             weights = np.ones(len(y))
     return coef
+
+
+def equally_good(x: np.ndarray, y: np.ndarray, coef: np.ndarray, pinned: np.ndarray) -> list[np.ndarray]:
+    """The extreme coefficient sets (each column at its least and at its most) among those ≥ 0 that predict
+    every trial within EQUALLY_GOOD of `coef`'s prediction, `pinned` columns kept; those that differ from it.
+
+    Linear programs over the trials' design: where two columns were proportional in every trial, one
+    set gives the first column everything and another the second, and predictions for a request that
+    separates them span both.
+    """
+    import numpy as np
+    from scipy.optimize import linprog
+
+    a = x / y[:, None]  # relative units: a trial's prediction over its measurement
+    scale = np.abs(a).max(axis=0)
+    live = (scale > 0) & ~pinned
+    if not live.any():
+        return []
+    a_live = a[:, live] / scale[live]
+    chosen = coef[live] * scale[live]
+    target = a_live @ chosen
+    constraints = np.vstack([a_live, -a_live])
+    limits = np.concatenate([target + EQUALLY_GOOD, EQUALLY_GOOD - target])
+    found: list[np.ndarray] = [chosen]
+    for column in range(a_live.shape[1]):
+        for sign in (1.0, -1.0):  # least, then most
+            objective = np.zeros(a_live.shape[1])
+            objective[column] = sign
+            result = linprog(objective, A_ub=constraints, b_ub=limits, bounds=(0, None), method="highs")
+            if result.status == 0 and not any(np.abs(result.x - f).max() < 1e-6 * max(f.max(), 1e-12)
+                                              for f in found):
+                found.append(result.x)
+    out = []
+    for scaled in found[1:]:
+        candidate = coef.copy()
+        candidate[live] = scaled / scale[live]
+        out.append(candidate)
+    return out
 
 
 def _idle_offsets(data: list[dict]):
@@ -271,7 +320,8 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels:
     groups = np.array([str(t.get(groups_by)) for t in data])
     folds = list(GroupKFold(n_splits=min(5, len(set(groups)))).split(r, groups=groups))
 
-    solve = _solver(parts, unprobed, _idle_offsets(data) if mode == "phases" else None)
+    idle = _idle_offsets(data) if mode == "phases" else None
+    solve = _solver(parts, unprobed, idle)
     everything = np.arange(len(data))
     oof, residual_cv = {}, {}
     for p in parts:
@@ -284,12 +334,15 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels:
         residual_cv[p] = {"physical": _mape(plain, y[p]), "physical+residual": _mape(with_residual, y[p])}
         oof[p] = with_residual if _residual_helps(residual_cv[p]) else plain
 
-    coefficients, residuals, fitted = {}, {}, {}
+    coefficients, alternatives, residuals, fitted = {}, {}, {}, {}
     for p in parts:
         coef = solve(p, x[p], y[p], everything)
         names = kernel_columns(p, unprobed)
         calibrated = np.abs(x[p]).max(axis=0) > 0
         coefficients[p] = {names[i]: float(coef[i]) for i in range(len(names)) if calibrated[i]}
+        pinned = np.array([idle is not None and p in ("prefill_w", "decode_w") and n == "fixed" for n in names])
+        alternatives[p] = [{names[i]: float(v[i]) for i in range(len(names)) if calibrated[i]}
+                           for v in equally_good(x[p], y[p], coef, pinned)]
         fitted[p] = np.maximum(x[p] @ coef, 1e-12)
         if _residual_helps(residual_cv[p]):
             residuals[p] = _fit_residual(r, y[p] / fitted[p])
@@ -302,6 +355,7 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels:
     return Fit(
         host_id=host_id, data_hash=data_hash(data, kernels), created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         n_trials=len(data), n_configs=len(configs), mode=mode, coefficients=coefficients, residuals=residuals,
+        alternatives=alternatives,
         held_out_mape=held_out, in_sample_mape=in_sample, residual_cv=residual_cv,
         intervals={"measured here": in_sample_log, "calibrated here": held_out_log},
         configs=[c.as_dict() for c in configs.values()], ranges=_ranges(data, rows),
@@ -360,12 +414,28 @@ def _residual_helps(scores: dict[str, float]) -> bool:
 
 
 def _fit_residual(features: np.ndarray, ratio: np.ndarray) -> dict:
+    """Gradient boosting of depth-2 trees on log(actual / physical), squared error, 90 % row subsamples.
+
+    Every tree is constrained never to fall with a longer prompt or generation: the physical parts only
+    grow with the lengths, so a residual that does not fall keeps every time, power and energy from
+    dipping where a tree splits (scikit-learn's GradientBoostingRegressor takes no such constraint,
+    its trees do).
+    """
     import numpy as np
+    from sklearn.tree import DecisionTreeRegressor
 
-    from sklearn.ensemble import GradientBoostingRegressor
-
-    model = GradientBoostingRegressor(n_estimators=60, max_depth=2, learning_rate=0.1, subsample=0.9, random_state=0)
-    return portable.export_boosting(model.fit(features, np.log(ratio)))
+    target = np.log(ratio)
+    rng = np.random.default_rng(0)
+    base = float(target.mean())
+    current = np.full(len(target), base)
+    trees = []
+    for _ in range(RESIDUAL_STAGES):
+        rows = rng.random(len(target)) < 0.9
+        tree = DecisionTreeRegressor(max_depth=2, monotonic_cst=LENGTHS_NEVER_LOWER, random_state=0)
+        tree.fit(features[rows], (target - current)[rows])
+        current += RESIDUAL_RATE * tree.predict(features)
+        trees.append(tree)
+    return portable.export_trees(base, RESIDUAL_RATE, trees)
 
 
 def _predict_residual(model: dict | None, features: np.ndarray) -> np.ndarray:
@@ -423,9 +493,11 @@ def _ranges(data: list[dict], rows: list) -> dict:
     per_config: dict[str, dict] = {}
     for t, (config, workload) in zip(data, rows):
         entry = per_config.setdefault(config.key(), {"prompt": [workload.prompt_tokens] * 2,
-                                                     "gen": [workload.gen_tokens] * 2})
+                                                     "gen": [workload.gen_tokens] * 2, "points": []})
         for key, value in (("prompt", workload.prompt_tokens), ("gen", workload.gen_tokens)):
             entry[key] = [min(entry[key][0], value), max(entry[key][1], value)]
+        if [workload.prompt_tokens, workload.gen_tokens] not in entry["points"]:
+            entry["points"].append([workload.prompt_tokens, workload.gen_tokens])
     prompts = [w.prompt_tokens for _, w in rows]
     gens = [w.gen_tokens for _, w in rows]
     return {"prompt": [min(prompts), max(prompts)], "gen": [min(gens), max(gens)], "per_config": per_config}

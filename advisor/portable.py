@@ -16,10 +16,9 @@ def _export_tree(tree) -> list[list]:
             t.value[:, 0, 0].tolist()]
 
 
-def export_boosting(model) -> dict:
-    """GradientBoostingRegressor (squared error, on a log target): init + learning_rate x sum of trees."""
-    return {"kind": "trees", "base": float(model.init_.constant_[0][0]), "weight": float(model.learning_rate),
-            "trees": [_export_tree(stage[0]) for stage in model.estimators_]}
+def export_trees(base: float, weight: float, trees: list) -> dict:
+    """Boosted regression trees on a log target: base + weight x the sum of the trees' leaves."""
+    return {"kind": "trees", "base": base, "weight": weight, "trees": [_export_tree(tree) for tree in trees]}
 
 
 def _leaf(tree: list[list], row) -> float:

@@ -3,6 +3,7 @@ where a residual model was kept)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -31,13 +32,15 @@ class Basis:
     widths: dict[str, float]
     why: list[str] = field(default_factory=list)
     kernels: dict = field(default_factory=dict)  # the host's kernel probe (none for a spec prior)
+    # part -> coefficient sets that fit the trials as well as `coefficients` (fit.equally_good)
+    alternatives: dict[str, list[dict[str, float]]] = field(default_factory=dict)
 
 
 def host_basis(fit: Fit, name: str, widen: float = 1.0, why: list[str] | None = None, extra: float = 0.0) -> Basis:
     """This host's calibration; intervals from its held-out errors, times `widen`, plus `extra` log width."""
     widths = fit.intervals["measured here" if name == MEASURED else "calibrated here"]
     return Basis(fit.coefficients, fit.residuals, fit.mode, name,
-                 {k: v * widen + extra for k, v in widths.items()}, why or [], fit.kernels)
+                 {k: v * widen + extra for k, v in widths.items()}, why or [], fit.kernels, fit.alternatives)
 
 
 def kernel_spread(fit: Fit) -> float:
@@ -53,11 +56,29 @@ def kernel_spread(fit: Fit) -> float:
 
 
 def part_value(basis: Basis, config: Config, workload: Workload, part: str) -> float:
-    """One part (seconds or watts) from the basis's coefficients on the configuration's physical columns."""
-    coefficients = basis.coefficients[part]
+    """One part (seconds or watts) on the configuration's physical columns: the middle (geometric) of what
+    the equally good calibrations predict, so a split the trials cannot decide is never decided by the solver."""
+    return _middle(part_values(basis, config, workload, part))
+
+
+def _middle(values: list[float]) -> float:
+    return math.sqrt(min(values) * max(values))
+
+
+def part_values(basis: Basis, config: Config, workload: Workload, part: str) -> list[float]:
+    """The part under the basis's coefficients and under each equally good alternative set."""
     x = design(config, workload, part, basis.kernels)
     if any(math.isnan(v) for v in x):
         raise NotCalibrated("its thread count is unknown")
+    sets = [basis.coefficients[part], *basis.alternatives.get(part, [])]
+    values = [_dot(basis, config, part, x, coefficients) for coefficients in sets]
+    if part in basis.residuals:
+        factor = portable.predict_one(basis.residuals[part], residual_features(config, workload))
+        values = [v * factor for v in values]
+    return [max(v, 1e-9) for v in values]
+
+
+def _dot(basis: Basis, config: Config, part: str, x: list[float], coefficients: dict[str, float]) -> float:
     value = 0.0
     for column, work in zip(columns_of(part), x):
         factor = coefficient(coefficients, column, config.model.quant)
@@ -66,24 +87,44 @@ def part_value(basis: Basis, config: Config, workload: Workload, part: str) -> f
             device = "GPU" if "gpu" in bare or bare in ("weight_uploads", "split_steps") else "CPU"
             raise NotCalibrated(f"the {device} was never measured on this host ({part}: {bare})")
         value += (factor or 0.0) * work
-    if part in basis.residuals:
-        value *= portable.predict_one(basis.residuals[part], residual_features(config, workload))
-    return max(value, 1e-9)
+    return value
 
 
 def parts(basis: Basis, config: Config, workload: Workload) -> Parts:
     return parts_from({part: part_value(basis, config, workload, part) for part in basis.coefficients}, basis.mode)
 
 
-def predict(basis: Basis, config: Config, workload: Workload) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """(values, 90 % intervals) per request; intervals are multiplicative, so never below zero."""
+def predict(basis: Basis, config: Config, workload: Workload,
+            with_intervals: bool = True) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """(values, 90 % intervals) per request; intervals are multiplicative, so never below zero.
+
+    An interval spans every calibration the trials cannot tell apart (Basis.alternatives), each
+    widened by the held-out error, and the value is their middle: where the trials never varied what
+    the request changes, the answer says so by its width rather than by the solver's arbitrary choice.
+    """
+    spans = {part: part_values(basis, config, workload, part) for part in basis.coefficients}
     # request mode predicts whole requests (no decode step time), so per token is still per generated token
-    values = derive(parts(basis, config, workload), workload.gen_tokens, config.batch_size)
+    values = derive(parts_from({part: _middle(v) for part, v in spans.items()}, basis.mode), workload.gen_tokens,
+                    config.batch_size)
+    if not with_intervals:
+        return values, {}
+    low, high = dict(values), dict(values)
+    for corner in itertools.product(*({min(v), max(v)} for v in spans.values())):
+        other = derive(parts_from(dict(zip(spans, corner)), basis.mode), workload.gen_tokens, config.batch_size)
+        for quantity, value in other.items():
+            low[quantity], high[quantity] = min(low[quantity], value), max(high[quantity], value)
     intervals = {}
     for quantity, value in values.items():
         width = basis.widths.get(quantity, basis.widths.get("energy_j", 0.0))
-        intervals[quantity] = [value * math.exp(-width), value * math.exp(width)]
+        intervals[quantity] = [low[quantity] * math.exp(-width), high[quantity] * math.exp(width)]
     return values, intervals
+
+
+def ambiguity(values: dict[str, float], intervals: dict[str, list[float]], basis: Basis, quantity: str) -> float:
+    """How far (a factor ≥ 1) the calibrations the trials cannot tell apart reach from the point prediction."""
+    width = basis.widths.get(quantity, basis.widths.get("energy_j", 0.0))
+    low, high = intervals[quantity]
+    return max(high * math.exp(-width) / values[quantity], values[quantity] / (low * math.exp(width)))
 
 
 def effective_rates(basis: Basis, threads: int, quant: str = "") -> dict[str, float]:

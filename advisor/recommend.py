@@ -22,7 +22,8 @@ from energytui.engine.errors import UserError
 from . import hardware, sensitivity
 from .features import QUANT_BITS, Config, ModelShape, Workload
 from .fit import Fit
-from .predict import CALIBRATED, MEASURED, SPEC, Basis, NotCalibrated, host_basis, kernel_spread, predict
+from .predict import (CALIBRATED, MEASURED, SPEC, Basis, NotCalibrated, ambiguity, host_basis, kernel_spread,
+                      predict)
 
 # What a predicted energy rests on, by the weakest source tag of the trials it learned from.
 PREDICTION_BASIS = {"counter": "from energy counters", "integrated": "from integrated power",
@@ -32,6 +33,8 @@ _POWER_UNITS = {"w": 1.0, "kw": 1e3, "mw": 1e-3}  # any case, but a capital M is
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "min": 60.0}
 MAX_BUDGET_W = 100_000.0  # a power budget above 100 kW is a typo, not a desktop
 UNMEASURED_WIDEN = 1.5  # intervals for lengths, models or quantizations never measured in this configuration
+MEASURED_NEAR = 0.1  # a request within 10 % of a measured prompt and generation length counts as measured
+AMBIGUOUS = 1.1  # equally good calibrations reaching 10 % from the prediction are named in its caveats
 MEMORY_HEADROOM = 0.9  # the OS and the rest of the machine keep a tenth
 TIE = 1e-9  # relative: predictions equal to float rounding are equal (one more bit must not decide)
 
@@ -154,17 +157,27 @@ def _unique(configs: list[Config]) -> list[Config]:
 
 
 def basis_for(fit: Fit, config: Config, req: Request) -> Basis:
-    """Measured here when this configuration ran at these lengths; calibrated here otherwise, with
-    wider intervals where it goes beyond what the calibration saw."""
+    """Measured here when this configuration ran at these lengths (within MEASURED_NEAR); calibrated here
+    otherwise, with wider intervals where it goes beyond what the calibration saw."""
     measured = fit.ranges["per_config"].get(config.key())
     if measured is not None:
         outside = _outside(measured, req)
-        return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN, outside) if outside else host_basis(fit, MEASURED)
+        if outside:
+            return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN, outside)
+        if any(_near(prompt, req.prompt_tokens) and _near(gen, req.gen_tokens) for prompt, gen in measured["points"]):
+            return host_basis(fit, MEASURED)
+        points = sorted(measured["points"])
+        ran = ", ".join(f"{prompt}+{gen}" for prompt, gen in points[:6]) + (", …" if len(points) > 6 else "")
+        return host_basis(fit, CALIBRATED, why=[f"this configuration ran at other lengths (prompt+generated: {ran})"])
     beyond = _beyond_calibration(fit, config) + _outside(fit.ranges, req)
     probed = config.model.quant in fit.kernels  # the probe timed its kernel: no family guess to widen for
     new_kernel = kernel_spread(fit) if config.model.quant not in fit.quants and not probed else 0.0
     return host_basis(fit, CALIBRATED, UNMEASURED_WIDEN if beyond else 1.0, beyond or ["configuration not measured"],
                       extra=new_kernel)
+
+
+def _near(measured: int, asked: int) -> bool:
+    return abs(asked - measured) <= MEASURED_NEAR * measured
 
 
 def _beyond_calibration(fit: Fit, config: Config) -> list[str]:
@@ -179,7 +192,9 @@ def _beyond_calibration(fit: Fit, config: Config) -> list[str]:
     for name, value, values in (("batch", config.batch_size, [c.batch_size for c in seen]),
                                 ("threads", config.threads, [c.threads for c in seen if c.threads])):
         if value and values and not min(values) <= value <= max(values):
-            reasons.append(f"{name} {value} is beyond the measured {min(values)}–{max(values)}")
+            measured = f"only {name} {values[0]} was" if min(values) == max(values) else \
+                f"{name} {min(values)}–{max(values)} were"
+            reasons.append(f"{name} {value}: {measured} measured here")
     return reasons
 
 
@@ -298,20 +313,35 @@ def _static_power_check(fit: Fit, req: Request, pool: list[tuple[Config, Basis]]
                              Workload(req.prompt_tokens, req.gen_tokens), OBJECTIVES[req.objective], req.budget_w)
 
 
-def _predict(fit: Fit, config: Config, basis: Basis, req: Request) -> Prediction:
+def _predict(fit: Fit, config: Config, basis: Basis, req: Request, with_intervals: bool = True) -> Prediction:
     reasons = limits(config, req, fit)
     values: dict[str, float] = {}
     intervals: dict[str, list[float]] = {}
+    caveats: list[str] = []
     try:
-        values, intervals = predict(basis, config, Workload(req.prompt_tokens, req.gen_tokens))
+        values, intervals = predict(basis, config, Workload(req.prompt_tokens, req.gen_tokens), with_intervals)
     except NotCalibrated as exc:
         reasons.append(f"cannot predict: {exc}")
+    if intervals and basis.name != SPEC:
+        caveats = _ambiguity_caveat(values, intervals, basis)
     if values and req.budget_w is not None and exceeds(values["avg_power_w"], req.budget_w):
         reasons.append(f"over budget: {rounded_up(values['avg_power_w'])} W > {req.budget_w:g} W")
     if values and req.latency_s is not None and exceeds(values["latency_s"], req.latency_s):
         reasons.append(f"over the latency limit: {rounded_up(values['latency_s'])} s > {req.latency_s:g} s")
-    extrapolation = [w for w in basis.why if basis.name != MEASURED]
+    extrapolation = [w for w in basis.why if basis.name != MEASURED] + caveats
     return Prediction(config.as_dict(), config.label(), basis.name, values, intervals, extrapolation, reasons)
+
+
+def _ambiguity_caveat(values: dict[str, float], intervals: dict[str, list[float]], basis: Basis) -> list[str]:
+    """A line where calibrations that fit the trials equally well disagree about this request."""
+    reach = {q: ambiguity(values, intervals, basis, q) for q in ("latency_s", "energy_j")}
+    if max(reach.values()) < AMBIGUOUS:
+        return []
+    return ["the trials never separated what this request changes (e.g. a thread count, weight size or length "
+            "they did not vary): calibrations that fit them equally well differ here by up to "
+            + " and ".join(f"×{reach[q]:.2f} in {name}" for q, name in (("latency_s", "latency"),
+                                                                       ("energy_j", "energy")))
+            + "; the interval spans them all"]
 
 
 def _cannot_run(p: Prediction) -> bool:
@@ -385,7 +415,8 @@ def _budget_changes(req: Request, best: Prediction, feasible: list[Prediction],
 
 
 def _winner(fit: Fit, req: Request, pool: list[tuple[Config, Basis]]) -> str | None:
-    feasible = [p for p in (_predict(fit, config, basis, req) for config, basis in pool) if not p.rejected]
+    feasible = [p for p in (_predict(fit, config, basis, req, with_intervals=False) for config, basis in pool)
+                if not p.rejected]
     return ranked(feasible, OBJECTIVES[req.objective])[0].label if feasible else None
 
 

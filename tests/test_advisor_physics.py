@@ -147,7 +147,7 @@ def test_unmeasured_threads_and_longer_requests_follow_the_physics(synthetic_fit
     prefill, step = true_times("cpu", 8, "Q8_0", 1000, 400, 1)
     assert cpu.values["latency_s"] == pytest.approx(prefill + step * 399, rel=0.03)
     assert cpu.basis == "calibrated here"
-    assert "threads 8 is beyond the measured 1–4" in cpu.extrapolation
+    assert "threads 8: threads 1–4 were measured here" in cpu.extrapolation
     assert "1000 prompt tokens is outside the measured 32–384" in cpu.extrapolation
     longer = advise(synthetic_fit, Request(gen_tokens=800, prompt_tokens=1000, threads=8, batch=1, model="tiny-q8_0",
                                            objective="latency"), gpu_trials=True)
@@ -162,7 +162,7 @@ def test_batch_amortises_the_weights_but_never_for_free(synthetic_fit):
     gpu_big = [p for p in [big.recommendation, *big.alternatives, *big.rejected]
                if p.config["backend"] == "gpu" and p.values]
     assert gpu_big and all(p.values["energy_j"] > cheapest_one / 50 for p in gpu_big)
-    assert all("batch 1000 is beyond the measured 1–4" in p.extrapolation for p in gpu_big)
+    assert all("batch 1000: batch 1–4 were measured here" in p.extrapolation for p in gpu_big)
     # 10,000 sequences' KV cache (22,528 bytes a token × 192 tokens each) exceeds the host's 32 GiB: refused
     huge = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=10_000, model="tiny-q4_0"), True)
     cpu = [p for p in huge.rejected if p.config["backend"] == "cpu"]
@@ -460,3 +460,95 @@ def test_gpu_trials_left_out_of_the_calibration_are_said_not_silently_dropped():
     notes = advise(cpu_only, Request(gen_tokens=32, prompt_tokens=64), gpu_trials=True).notes
     assert any("GPU trials have no usable timings or energy" in note for note in notes)
     assert not any("no GPU trials on this host" in note for note in notes)
+
+
+def _truth(threads: int, quant: str, prompt: int, gen: int) -> tuple[float, float]:
+    """(latency s, energy J) of one CPU request at batch 1, from the generator's physics."""
+    prefill, step = true_times("cpu", threads, quant, prompt, gen, 1)
+    latency = prefill + step * (gen - 1)
+    return latency, latency * (IDLE_W + W_PER_THREAD * threads)
+
+
+def _noisy(trials: list[dict], seed: int, noise: float = 0.03) -> list[dict]:
+    """Each trial's timings and energies scaled by its own factor within ±noise, idle measured as in a run."""
+    import random
+
+    rng = random.Random(seed)
+    for t in trials:
+        factor = 1 + rng.uniform(-noise, noise)
+        for key in ("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j", "energy_j"):
+            t[key] *= factor
+        t["idle_power_w"] = IDLE_W
+    return trials
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_what_the_trials_never_varied_is_predicted_as_a_range_that_holds_the_truth(seed):
+    """One thread count and one weight size measured: how decode splits between serial and parallel work and
+    between weight bytes and per-step overhead is unknowable from them. A request at 8 threads, or at F16, is
+    predicted across every calibration that fits the trials equally well, says so, and its interval holds the
+    physics' answer whatever the noise (no solver's arbitrary split decides it)."""
+    calibrated = fit(_noisy(synthetic_trials(backends=("cpu",), threads=(2,), quants=("Q4_0",)), seed), "one-split")
+    for threads, quants, quant in ((8, [], "Q4_0"), (2, ["F16"], "F16"), (4, ["F16"], "F16")):
+        advice = advise(calibrated, Request(gen_tokens=64, prompt_tokens=128, threads=threads, batch=1,
+                                            quants=quants), gpu_trials=False)
+        [p] = [p for p in [advice.recommendation, *advice.alternatives] if p.config["model"]["quant"] == quant]
+        latency, energy = _truth(threads, quant, 128, 64)
+        assert p.intervals["latency_s"][0] <= latency <= p.intervals["latency_s"][1], (threads, quant)
+        assert p.intervals["energy_j"][0] <= energy <= p.intervals["energy_j"][1], (threads, quant)
+        assert any("calibrations that fit them equally well differ here" in w for w in p.extrapolation)
+    at_f16 = advise(calibrated, Request(gen_tokens=64, prompt_tokens=128, threads=2, batch=1, quants=["F16"]), False)
+    f16, q4 = sorted([at_f16.recommendation, *at_f16.alternatives], key=lambda p: -p.values["energy_j"])[:2]
+    assert f16.config["model"]["quant"] == "F16" and q4.config["model"]["quant"] == "Q4_0"  # more bytes cost more
+    measured = advise(calibrated, Request(gen_tokens=64, prompt_tokens=128, threads=2, batch=1), False).recommendation
+    assert measured.basis == "measured here" and not measured.extrapolation  # nothing ambiguous where it ran
+
+
+def test_one_prompt_length_extrapolates_with_a_range_that_holds_the_truth():
+    calibrated = fit(_noisy(synthetic_trials(backends=("cpu",), prompts=(128,), quants=("Q4_0",)), 0), "one-prompt")
+    advice = advise(calibrated, Request(gen_tokens=64, prompt_tokens=1024, threads=4, batch=1), gpu_trials=False)
+    latency, energy = _truth(4, "Q4_0", 1024, 64)
+    p = advice.recommendation
+    assert p.intervals["latency_s"][0] <= latency <= p.intervals["latency_s"][1]
+    assert p.intervals["energy_j"][0] <= energy <= p.intervals["energy_j"][1]
+
+
+def test_measured_here_means_these_lengths_ran_not_lengths_between_them(synthetic_fit):
+    """The configuration ran at prompts 32, 128 and 384: 256 lies between them and is calibrated, not measured."""
+    request = dict(gen_tokens=64, threads=2, batch=1, model="tiny-q4_0")
+    ran = advise(synthetic_fit, Request(prompt_tokens=128, **request), False).recommendation
+    between = advise(synthetic_fit, Request(prompt_tokens=256, **request), False).recommendation
+    assert ran.label == between.label and ran.basis == "measured here"
+    assert between.basis == "calibrated here"
+    assert between.extrapolation == ["this configuration ran at other lengths (prompt+generated: 32+16, 32+64, "
+                                     "128+16, 128+64, 384+16, 384+64)"]
+
+
+def test_a_residual_model_never_makes_a_longer_request_cheaper():
+    """Prefill here gets cheaper per token at long prompts than the physics says (× (P/128)^-0.35), so a
+    residual model is kept; its trees never fall with a length, so neither does any prediction."""
+    trials = []
+    for threads in (1, 2, 4):
+        for batch in (1, 2):
+            for prompt in (16, 32, 64, 128, 256, 512, 1024):
+                for gen in (16, 64):
+                    t = _trial(len(trials) + 1, "cpu", threads, "Q4_0", prompt, gen, batch)
+                    prefill_ms = t["ttft_ms"] * (prompt / 128) ** -0.35
+                    power = IDLE_W + W_PER_THREAD * threads
+                    t.update(ttft_ms=prefill_ms, e2e_ms=prefill_ms + t["e2e_ms"] - t["ttft_ms"],
+                             prefill_energy_j=power * prefill_ms / 1e3, idle_power_w=IDLE_W,
+                             config_id=f"cpu-{threads}-{batch}")
+                    t["energy_j"] = t["prefill_energy_j"] + t["decode_energy_j"]
+                    trials.append(t)
+    calibrated = fit(trials, "residual")
+    assert "prefill_s" in calibrated.residuals
+    for config, basis in candidates(calibrated, Request(gen_tokens=64), []):
+        for field, lengths in (("prompt_tokens", range(8, 1400, 3)), ("gen_tokens", range(1, 400, 3))):
+            request = {"prompt_tokens": 128, "gen_tokens": 64}
+            previous = None
+            for n in lengths:
+                values, _ = predict(basis, config, Workload(**{**request, field: n}), with_intervals=False)
+                if previous:
+                    assert values["latency_s"] >= previous["latency_s"] * (1 - 1e-12), (config.label(), field, n)
+                    assert values["energy_j"] >= previous["energy_j"] * (1 - 1e-12), (config.label(), field, n)
+                previous = values
