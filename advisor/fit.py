@@ -38,11 +38,12 @@ KERNEL_COLUMNS = {"prefill_s": ("cpu_flops/thread", "gpu_flops"), "decode_step_s
                   "latency_s": ("cpu_flops/thread", "gpu_flops")}
 RESIDUAL_GAIN = 0.9  # keep a residual model only if it cuts the held-out error by at least 10 %
 RESIDUAL_MIN_POINTS = 0.005  # ... and by at least half a percentage point
-# Other calibrations the trials cannot tell from the chosen one: each fits every trial within this relative
-# distance of the chosen fit. Where the trials never varied a factor (one thread count, one weight size, one
-# prompt length), columns that differ only in that factor trade places freely, and a request that changes it
-# is predicted across all of them (predict.py), not by whichever split the solver happened to land on.
-EQUALLY_GOOD = 0.01
+# Other calibrations the trials cannot tell from the chosen one: mean absolute relative error within
+# 2/sqrt(trials) of the chosen fit's, relatively, plus this much. Where the trials never varied a factor
+# (one thread count, one weight size, one prompt length), columns that differ only in that factor trade
+# places freely, and a request that changes it is predicted across all of them (predict.py), not by
+# whichever split the solver happened to land on.
+EQUALLY_GOOD = 0.002
 # The trial fields a fit learns from, per mode (besides the configuration features.config_of reads).
 NEEDED = {"phases": ("ttft_ms", "e2e_ms", "prefill_energy_j", "decode_energy_j"), "request": ("e2e_ms", "energy_j")}
 check_names({name for names in NEEDED.values() for name in names} | {"status", "gen_tokens", "batch_size",
@@ -231,12 +232,14 @@ def fit_nonnegative(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = No
 
 
 def equally_good(x: np.ndarray, y: np.ndarray, coef: np.ndarray, pinned: np.ndarray) -> list[np.ndarray]:
-    """The extreme coefficient sets (each column at its least and at its most) among those ≥ 0 that predict
-    every trial within EQUALLY_GOOD of `coef`'s prediction, `pinned` columns kept; those that differ from it.
+    """The extreme coefficient sets (each column at its least and at its most) among those ≥ 0 whose mean
+    absolute relative error on the trials is within what their number cannot tell from `coef`'s
+    (EQUALLY_GOOD), `pinned` columns kept; those that differ from `coef`.
 
     Linear programs over the trials' design: where two columns were proportional in every trial, one
     set gives the first column everything and another the second, and predictions for a request that
-    separates them span both.
+    separates them span both; where noise hides how two columns split, the sets reach as far as the
+    noise lets them.
     """
     import numpy as np
     from scipy.optimize import linprog
@@ -246,20 +249,26 @@ def equally_good(x: np.ndarray, y: np.ndarray, coef: np.ndarray, pinned: np.ndar
     live = (scale > 0) & ~pinned
     if not live.any():
         return []
+    n, k = len(y), int(live.sum())
     a_live = a[:, live] / scale[live]
     chosen = coef[live] * scale[live]
-    target = a_live @ chosen
-    constraints = np.vstack([a_live, -a_live])
-    limits = np.concatenate([target + EQUALLY_GOOD, EQUALLY_GOOD - target])
+    rest = a @ coef - a_live @ chosen  # the pinned columns' share of each prediction
+    loss = float(np.mean(np.abs(a @ coef - 1)))
+    allowed = loss * (1 + 2 / math.sqrt(n)) + EQUALLY_GOOD
+    # variables: k coefficients, then n absolute errors e_i ≥ |a_i·c + rest_i - 1|, with mean(e) ≤ allowed
+    eye = np.eye(n)
+    constraints = np.vstack([np.hstack([a_live, -eye]), np.hstack([-a_live, -eye]),
+                             np.concatenate([np.zeros(k), np.full(n, 1 / n)])[None, :]])
+    limits = np.concatenate([1 - rest, rest - 1, [allowed]])
     found: list[np.ndarray] = [chosen]
-    for column in range(a_live.shape[1]):
+    for column in range(k):
         for sign in (1.0, -1.0):  # least, then most
-            objective = np.zeros(a_live.shape[1])
+            objective = np.zeros(k + n)
             objective[column] = sign
             result = linprog(objective, A_ub=constraints, b_ub=limits, bounds=(0, None), method="highs")
-            if result.status == 0 and not any(np.abs(result.x - f).max() < 1e-6 * max(f.max(), 1e-12)
+            if result.status == 0 and not any(np.abs(result.x[:k] - f).max() < 1e-6 * max(f.max(), 1e-12)
                                               for f in found):
-                found.append(result.x)
+                found.append(result.x[:k])
     out = []
     for scaled in found[1:]:
         candidate = coef.copy()
