@@ -445,7 +445,7 @@ def _cmd_export(args) -> None:
     from energytui.app import queries
 
     with _read_only(args) as store:
-        _write(args.output, queries.export(store, args.format))
+        _write(args, queries.export(store, args.format))
 
 
 def _cmd_import(args) -> None:
@@ -465,25 +465,43 @@ def _cmd_report(args) -> None:
 
     _check_columns_format(args)
     with _read_only(args) as store:
-        _write(args.output, queries.report(store, args.by, args.format, args.columns))
+        _write(args, queries.report(store, args.by, args.format, args.columns))
 
 
 def _cmd_compare(args) -> None:
     from energytui.app import queries
 
     with _read_only(args) as store:
-        _write(args.output, queries.compare_text(store, args.a, args.b, args.format))
+        _write(args, queries.compare_text(store, args.a, args.b, args.format))
 
 
-def _write(output: Path | None, text: str) -> None:
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _write(args, text: str) -> None:
+    output: Path | None = args.output
     if output is None:
         sys.stdout.write(text)
         return
+    _refuse_to_overwrite_a_database(output, Path(_db_path(args)))
     try:
         output.write_text(text)
     except OSError as exc:
         raise UserError(f"--output {output}: cannot write ({exc.strerror}); choose another path") from None
     print(f"wrote {output}")
+
+
+def _refuse_to_overwrite_a_database(output: Path, db: Path) -> None:
+    """A report written over the database it came from (or any SQLite file) would lose every trial."""
+    same = output.exists() and output.resolve() == db.expanduser().resolve()
+    try:
+        with open(output, "rb") as fh:
+            is_sqlite = fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:  # missing or unreadable: nothing to lose
+        is_sqlite = False
+    if same or is_sqlite:
+        what = "the database it reads" if same else "a SQLite database"
+        raise UserError(f"--output {output}: that is {what}; writing there would destroy it, choose another path")
 
 
 def _cmd_models_fetch(args) -> None:

@@ -208,6 +208,7 @@ class Store:
             if self.path.resolve() not in _CHECKED:  # once per file and process: the app reopens it every 2 s
                 self._check_integrity()
                 _CHECKED.add(self.path.resolve())
+            self._refuse_a_foreign_file()  # before WAL mode, which would change its header
             if not read_only:
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
@@ -267,6 +268,16 @@ class Store:
             with self._db.conn:
                 migrate(self._db)
                 self._db.execute(f"PRAGMA user_version={target}")
+
+    def _refuse_a_foreign_file(self) -> None:
+        """An energytui file has a schema version; one without it and with tables belongs to another program."""
+        if self._conn.execute("PRAGMA user_version").fetchone()[0]:
+            return
+        tables = [row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if tables:
+            shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+            raise UserError(f"--db {self.path}: a SQLite file of another program (tables {shown}); energytui leaves "
+                            "it alone, choose another file")
 
     # --- the runner's lock: one process runs trials on a database at a time ---
 

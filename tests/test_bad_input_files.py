@@ -1,0 +1,41 @@
+"""Bad input that points energytui at files it must not touch: another program's SQLite file as --db, and
+--output naming a database. Each is a real process: one line, exit 2, no traceback, every file unchanged."""
+
+import sqlite3
+import subprocess
+
+import pytest
+
+import test_import
+from test_bad_input import ENERGYTUI, _digest, files  # noqa: F401 (files is the shared module fixture)
+
+
+@pytest.fixture(scope="module")
+def foreign(files):  # noqa: F811
+    path = files["folder"] / "foreign.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE runs (id INTEGER)")  # even a table named like energytui's
+    conn.close()
+    return {**files, "foreign": path}
+
+
+CASES = [
+    (["export", "--db", "{good}", "-o", "{good}"], "--output", "that is the database it reads"),
+    (["report", "--db", "{good}", "--output", "{foreign}"], "--output", "that is a SQLite database"),
+    (["compare", "1", "1", "--db", "{good}", "-o", "{good}"], "--output", "that is the database it reads"),
+    (["report", "--db", "{foreign}"], "--db", "a SQLite file of another program (tables runs)"),
+    (["run", "{manifest}", "--db", "{foreign}"], "--db", "a SQLite file of another program (tables runs)"),
+    (["import", "{folder}/log.csv", "--map", str(test_import.EXAMPLE_MAP), "--db", "{foreign}"], "--db",
+     "energytui leaves it alone"),
+]
+
+
+@pytest.mark.parametrize("args, flag, message", CASES, ids=[" ".join(c[0][:2]) + " " + c[1] for c in CASES])
+def test_files_that_are_not_ours_to_write_are_refused_and_left_as_they_were(foreign, args, flag, message):
+    before = {p: _digest(p) for p in foreign["folder"].iterdir()}
+    done = subprocess.run([*ENERGYTUI, *(a.format(**foreign) for a in args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"energytui: error: {flag} ") and message in lines[0], lines[0]
+    assert {p: _digest(p) for p in foreign["folder"].iterdir()} == before
