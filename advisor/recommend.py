@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, Sequence
 
 from energytui.engine.errors import UserError
+from energytui.engine.manifest import MAX_SEQUENCES
 
 from . import hardware, sensitivity
 from .features import QUANT_BITS, Config, ModelShape, Workload
@@ -32,6 +33,8 @@ OBJECTIVES = {"energy": "energy_j", "edp": "edp_js", "latency": "latency_s"}
 _POWER_UNITS = {"w": 1.0, "kw": 1e3, "mw": 1e-3}  # any case, but a capital M is mega (MW), not milli
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "min": 60.0}
 MAX_BUDGET_W = 100_000.0  # a power budget above 100 kW is a typo, not a desktop
+MAX_REQUEST_TOKENS = 1 << 20  # a million tokens: beyond the context of any model energytui runs
+MAX_THREADS = 4096
 UNMEASURED_WIDEN = 1.5  # intervals for lengths, models or quantizations never measured in this configuration
 MEASURED_NEAR = 0.1  # a request within 10 % of a measured prompt and generation length counts as measured
 AMBIGUOUS = 1.1  # equally good calibrations reaching 10 % from the prediction are named in its caveats
@@ -87,10 +90,15 @@ class Request:
     def check(self) -> None:
         if self.objective not in OBJECTIVES:
             raise UserError(f"--objective {self.objective!r}: choose energy, edp or latency")
-        for flag, value in (("--tokens", self.gen_tokens), ("--prompt-tokens", self.prompt_tokens),
-                            ("--batch", self.batch), ("--threads", self.threads)):
+        for flag, value, most, what in (
+                ("--tokens", self.gen_tokens, MAX_REQUEST_TOKENS, "tokens: beyond any model's context"),
+                ("--prompt-tokens", self.prompt_tokens, MAX_REQUEST_TOKENS, "tokens: beyond any model's context"),
+                ("--batch", self.batch, MAX_SEQUENCES, "sequences: llama.cpp decodes at most that many together"),
+                ("--threads", self.threads, MAX_THREADS, "threads")):
             if value is not None and value < 1:
                 raise UserError(f"{flag} {value}: give a whole number ≥ 1")
+            if value is not None and value > most:
+                raise UserError(f"{flag} {value}: more than {most:,} {what}; give a smaller number")
         for quant in self.quants:
             if quant not in QUANT_BITS:
                 raise UserError(f"--quant {quant!r}: choose from {', '.join(QUANT_BITS)}")

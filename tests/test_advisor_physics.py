@@ -270,6 +270,8 @@ def test_too_little_data_names_the_calibration_manifest():
     ("batch", 0, "--batch 0: give a whole number"), ("batch", -3, "--batch -3"),
     ("threads", 0, "--threads 0"), ("prompt_tokens", 0, "--prompt-tokens 0"),
     ("objective", "speed", "--objective 'speed'"), ("quants", ["Q9_9"], "--quant 'Q9_9'"),
+    ("prompt_tokens", 10**12, "--prompt-tokens 1000000000000: more than 1,048,576 tokens"),
+    ("batch", 100_000, "--batch 100000: more than 256 sequences"), ("threads", 10**6, "--threads 1000000"),
 ])
 def test_bad_requests_name_the_value(synthetic_fit, field, value, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
