@@ -16,6 +16,7 @@ from typing import BinaryIO
 from .errors import UserError
 
 GGUF_MAGIC = b"GGUF"
+GGUF_NEWEST = 3  # the newest GGUF version llama.cpp writes
 
 # GGUF metadata value types → struct format (arrays and strings handled apart).
 _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -135,6 +136,9 @@ def read_gguf(path: str | Path) -> GGUFInfo:
         version = reader.take("<I")
         if version < 2:
             raise UserError(f"{path}: GGUF version {version} is too old for llama.cpp; convert the model again")
+        if version > GGUF_NEWEST:
+            raise UserError(f"{path}: GGUF version {version} is newer than this reader knows (2–{GGUF_NEWEST}); "
+                            "update energytui and llama-cpp-python, or convert the model with this llama.cpp")
         n_tensors, n_kv = reader.take("<Q"), reader.take("<Q")
         meta = {}
         for _ in range(n_kv):
@@ -145,7 +149,9 @@ def read_gguf(path: str | Path) -> GGUFInfo:
             name = reader.string()
             dims = [reader.take("<Q") for _ in range(reader.take("<I"))]
             tensors.append((name, dims, reader.take("<I"), reader.take("<Q")))
-        alignment = meta.get("general.alignment") or 32
+        if n_tensors == 0:
+            raise UserError(f"{path}: a GGUF header with no tensors, not a model; give a llama.cpp .gguf model")
+        alignment = _header_number(path, meta, "general.alignment") or 32
         data_start = -(-fh.tell() // alignment) * alignment
     return _summarise(path, size, meta, tensors, data_start)
 
@@ -173,13 +179,24 @@ def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int
         size=size,
         arch=arch,
         name=meta.get("general.name", path.stem),
-        n_layers=int(meta.get(f"{arch}.block_count") or 0),
+        n_layers=_header_number(path, meta, f"{arch}.block_count"),
         n_params=n_params,
         quant=quant,
         tensor_bytes=tensor_bytes or size - data_start,
         has_chat_template="tokenizer.chat_template" in meta,
         **shape,
     )
+
+
+def _header_number(path: Path, meta: dict, key: str) -> int:
+    """A whole number the reader relies on, 0 when missing; any other type means a damaged or foreign file."""
+    value = meta.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"{path}: header key {key} is {value!r}, not a whole number; the file is damaged or not "
+                        "a llama.cpp model")
+    return value
 
 
 def _int(value) -> int:
