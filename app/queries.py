@@ -12,7 +12,7 @@ from typing import Iterator
 from energytui.engine import compare as comparison
 from energytui.engine.errors import UserError
 from energytui.engine.importer import ImportResult, import_logs
-from energytui.engine.paths import default_db_path
+from energytui.engine.paths import default_db_path, make_folder_for
 from energytui.engine.report import TAG_LABELS, export_text, missing_trace_reason, report_text
 from energytui.engine.store import Store
 
@@ -28,7 +28,7 @@ def db_path(given: Path | None, for_writing: bool) -> Path:
         return given
     path = default_db_path()
     if for_writing:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder_for(path, "--db")
     return path
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from .errors import UserError
 from .gguf import GGUFInfo, read_gguf
-from .paths import CONFIG_DIR, models_dir
+from .paths import CONFIG_DIR, make_folder_for, models_dir
 
 REGISTRY_FILE = CONFIG_DIR / "models.yaml"
 LADDER_QUANTS = ("Q4_0", "Q5_1", "Q8_0", "F16")
@@ -125,7 +125,7 @@ def fetch(name: str | None = None, log=print) -> Path:
         verify(entry, entry.path)
         log(f"{name}: present and verified at {entry.path}")
         return entry.path
-    entry.path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder_for(entry.path, "models folder")
     partial = entry.path.with_name(entry.path.name + ".part")
     try:
         _download(entry, partial, log)
@@ -202,7 +202,7 @@ def ladder(source_ref: str, quants=LADDER_QUANTS, threads: int | None = None, lo
             log(f"{quant}: present at {target}")
             made.append(target)
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder_for(target, "models folder")
         partial = target.with_name(target.name + ".part")
         seconds = llama_backend.quantize(source, partial, _LLAMA_FTYPES[quant], threads)
         os.replace(partial, target)

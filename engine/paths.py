@@ -7,6 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
+from .errors import UserError
+
 # In a source checkout and in an installed wheel alike, config/ and data/ sit
 # next to engine/ (pyproject maps all three under the energytui package).
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -28,3 +30,21 @@ def default_db_path() -> Path:
     """$ENERGYTUI_DB, else energytui.db in the home dir."""
     override = os.environ.get("ENERGYTUI_DB")
     return Path(override).expanduser() if override else home_dir() / "energytui.db"
+
+
+def where_from(path: Path) -> str:
+    """How the user named `path`'s location: the environment variable that set it, for an error message."""
+    if os.environ.get("ENERGYTUI_DB") and path == default_db_path():
+        return "$ENERGYTUI_DB"
+    if os.environ.get("ENERGYTUI_HOME") and home_dir() in path.parents:
+        return "$ENERGYTUI_HOME"
+    return ""
+
+
+def make_folder_for(path: Path, flag: str) -> None:
+    """mkdir -p of `path`'s folder, or one line naming the setting behind it (`flag` or an environment variable)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{where_from(path) or flag}: cannot create the folder {path.parent} ({exc.strerror}); "
+                        "choose another path") from None

@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Protocol, Sequence
 from urllib.parse import quote
 
 from .errors import UserError
+from .paths import where_from
 from .record import stored_row
 
 SCHEMA_VERSION = 9
@@ -195,13 +196,15 @@ class Store:
 
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path).expanduser()
+        self.flag = where_from(self.path) or "--db"  # how the user named it, for the messages
         self.read_only = read_only
         self._lock_fh: IO[str] | None = None
         folder = self.path.parent
         if not folder.is_dir():
-            raise UserError(f"--db {self.path}: folder {folder} does not exist; create it or choose another path")
+            raise UserError(f"{self.flag} {self.path}: folder {folder} does not exist; create it or choose another "
+                            "path")
         if read_only and not self.path.is_file():
-            raise UserError(f"--db {self.path}: no database there; check the path, or create one with "
+            raise UserError(f"{self.flag} {self.path}: no database there; check the path, or create one with "
                             "`energytui run config/manifests/quickstart.yaml`")
         try:
             self._conn = self._connect_read_only() if read_only else self._connect()
@@ -214,10 +217,11 @@ class Store:
             self._migrate()
         except sqlite3.OperationalError as exc:
             how = "reading" if read_only else "writing"
-            raise UserError(f"--db {self.path}: cannot open for {how} ({exc}); choose a "
+            raise UserError(f"{self.flag} {self.path}: cannot open for {how} ({exc}); choose a "
                             f"{'readable' if read_only else 'writable'} location") from None
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"--db {self.path}: not an energytui database ({exc}); choose another file") from None
+            raise UserError(f"{self.flag} {self.path}: not an energytui database ({exc}); choose another "
+                            "file") from None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
@@ -237,7 +241,7 @@ class Store:
         problem = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         if problem != "ok":
             problem = " ".join(problem.replace("*** in database main ***", "").split())
-            raise UserError(f"--db {self.path}: the database is damaged ({problem}); nothing was written to it. "
+            raise UserError(f"{self.flag} {self.path}: the database is damaged ({problem}); nothing was written to it. "
                             f"Restore a copy, or recover what is readable with `sqlite3 {self.path} .recover "
                             f"| sqlite3 recovered.db` and use --db recovered.db")
 
@@ -256,7 +260,7 @@ class Store:
     def _migrate_now(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise UserError(f"--db {self.path}: schema version {version} is newer than this energytui "
+            raise UserError(f"{self.flag} {self.path}: schema version {version} is newer than this energytui "
                             f"({SCHEMA_VERSION}); upgrade energytui")
         self._in_memory = self.read_only and version < SCHEMA_VERSION
         if self._in_memory:  # an older file is read through an upgraded copy in memory
@@ -276,8 +280,8 @@ class Store:
         tables = [row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         if tables:
             shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
-            raise UserError(f"--db {self.path}: a SQLite file of another program (tables {shown}); energytui leaves "
-                            "it alone, choose another file")
+            raise UserError(f"{self.flag} {self.path}: a SQLite file of another program (tables {shown}); "
+                            "energytui leaves it alone, choose another file")
 
     # --- the runner's lock: one process runs trials on a database at a time ---
 
@@ -286,7 +290,7 @@ class Store:
         try:
             fh = open(lock_path, "a+")
         except OSError as exc:
-            raise UserError(f"--db {self.path}: cannot create the lock file {lock_path} ({exc.strerror}); "
+            raise UserError(f"{self.flag} {self.path}: cannot create the lock file {lock_path} ({exc.strerror}); "
                             "choose a writable location") from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -294,7 +298,7 @@ class Store:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise UserError(f"--db {self.path}: trials are already running on this database ({holder}); "
+            raise UserError(f"{self.flag} {self.path}: trials are already running on this database ({holder}); "
                             "wait for it to finish or use another --db", exit_code=3) from None
         fh.truncate(0)
         fh.write(f"pid {os.getpid()}")

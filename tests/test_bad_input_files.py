@@ -39,3 +39,25 @@ def test_files_that_are_not_ours_to_write_are_refused_and_left_as_they_were(fore
     assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert lines[0].startswith(f"energytui: error: {flag} ") and message in lines[0], lines[0]
     assert {p: _digest(p) for p in foreign["folder"].iterdir()} == before
+
+
+ENV_CASES = [
+    ({"ENERGYTUI_DB": "{folder}/log.csv/x.db"}, ["run", "{manifest}"], "$ENERGYTUI_DB: cannot create the folder"),
+    ({"ENERGYTUI_HOME": "{folder}/log.csv"}, ["models", "fetch"], "$ENERGYTUI_HOME: cannot create the folder"),
+    ({"ENERGYTUI_DB": "{foreign}"}, ["report"], "$ENERGYTUI_DB "),
+    ({"ENERGYTUI_DB": "{folder}/typo.db"}, ["export"], "$ENERGYTUI_DB "),
+]
+
+
+@pytest.mark.parametrize("env, args, message", ENV_CASES, ids=[next(iter(c[0])) + " " + c[1][0] for c in ENV_CASES])
+def test_a_bad_path_from_the_environment_is_named_by_its_variable(foreign, env, args, message):
+    import os
+
+    before = {p: _digest(p) for p in foreign["folder"].iterdir()}
+    environment = {**os.environ, **{k: v.format(**foreign) for k, v in env.items()}}
+    done = subprocess.run([*ENERGYTUI, *(a.format(**foreign) for a in args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120, env=environment)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"energytui: error: {message}"), lines[0]
+    assert {p: _digest(p) for p in foreign["folder"].iterdir()} == before
