@@ -89,6 +89,11 @@ def text(names: tuple[str, str], rows: list[dict], only_a: list[str], only_b: li
     return _markdown(names, rows, only_a, only_b)
 
 
+def _tagged(cell: str, tag: str | None) -> str:
+    """An energy cell with its source beside it, as report writes it: a side's estimate never passes unmarked."""
+    return f"{cell} {', '.join(TAG_LABELS.get(t, t) for t in tag.split(', '))}" if tag else cell
+
+
 def _markdown(names: tuple[str, str], rows: list[dict], only_a: list[str], only_b: list[str]) -> str:
     out = [f"# {names[1]} (B) against {names[0]} (A)", "",
            "Mean ± sample stddev over each side's done trials; B/A is the ratio of the means (above 1: B is "
@@ -101,7 +106,9 @@ def _markdown(names: tuple[str, str], rows: list[dict], only_a: list[str], only_
         cells = [r["configuration"], str(r["n_a"]), str(r["n_b"])]
         for metric, _, digits in METRICS:
             left, right, ratio = r[metric]
-            cells += [left.fmt(digits), right.fmt(digits), f"{ratio:.2f}" if ratio is not None else "–"]
+            sides = [_tagged(value.fmt(digits), tag if metric in ENERGY_KEYS and value.mean is not None else None)
+                     for value, tag in zip((left, right), r["tags"])]
+            cells += [*sides, f"{ratio:.2f}" if ratio is not None else "–"]
         out.append("| " + " | ".join(cells) + " |")
         if r["tags"][0] != r["tags"][1]:
             unlike.append(r["configuration"])

@@ -87,6 +87,9 @@ def test_compare_two_hosts_gives_each_sides_mean_and_the_ratio(two_hosts, capsys
         assert row["j_per_token_ratio_b_a"] == pytest.approx(SLOWER, rel=1e-2)
     code, out, _ = run_cli(capsys, "compare", hosts[0], hosts[1], "--db", db)
     assert code == 0 and "| configuration | n A | n B |" in out and "| 4.00 |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "configuration" not in line]
+    assert len(rows) == 4  # each side's J/token and EDP carry their source, as report's cells do
+    assert all(row.count(" measured (integrated power) |") == 4 for row in rows), rows
 
 
 def test_compare_names_what_it_cannot_find(two_hosts, capsys):
