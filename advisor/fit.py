@@ -372,7 +372,8 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels:
         models_seen=sorted({t["model"] for t in data}), imported_trials=sum(bool(t.get("imported")) for t in data),
         steady_trials=sum(bool(t.get("window_id")) for t in data),
         excluded=excluded, quants=quants,
-        host={k: data[0].get(k) for k in ("gpu_build", "host_cores", "host_ram_gb")}, kernels=kernels or {},
+        host={k: data[0].get(k) for k in ("gpu_build", "host_cores", "host_ram_gb", "host_gpu_memory_gb")},
+        kernels=kernels or {},
         cpu_estimate=cpu_estimate_of(data),
     )
 

@@ -243,10 +243,13 @@ def limits(config: Config, req: Request, fit: Fit) -> list[str]:
         reasons.append(f"cannot run: {req.prompt_tokens} + {req.gen_tokens} tokens exceeds {m.name}'s trained "
                        f"context of {m.n_ctx_train}")
     per_sequence = m.kv_bytes_per_token * context + 4 * m.n_vocab  # its KV cache and its logits
-    need_gb = (m.weight_bytes + per_sequence * config.batch_size) / 1024**3
+    # a host GPU holds its share of the layers: their weights and their part of the KV cache
+    share = config.gpu_share if config.gpu_share > 0 and not config.device else 1.0
+    weights, per_sequence = m.weight_bytes * share, per_sequence * share
+    need_gb = (weights + per_sequence * config.batch_size) / 1024**3
     memory, where = _memory_gb(config, fit)
     if memory and need_gb > memory * MEMORY_HEADROOM:
-        fits = int((memory * MEMORY_HEADROOM * 1024**3 - m.weight_bytes) // per_sequence) if per_sequence else 0
+        fits = int((memory * MEMORY_HEADROOM * 1024**3 - weights) // per_sequence) if per_sequence else 0
         most = f"at most batch {fits} fits" if fits >= 1 else "not even the weights fit"
         reasons.append(f"cannot run: needs {need_gb:.1f} GiB (weights + KV cache for batch {config.batch_size}) "
                        f"but {where} has {memory:.0f} GiB; {most}")
@@ -263,7 +266,7 @@ def _memory_gb(config: Config, fit: Fit) -> tuple[float | None, str]:
         return dev.memory_gb, dev.title
     if config.gpu_share == 0:
         return fit.host.get("host_ram_gb"), "this host's RAM"
-    return None, ""
+    return fit.host.get("host_gpu_memory_gb"), "this host's GPU memory"
 
 
 # --- advice --------------------------------------------------------------------------------------
@@ -484,6 +487,10 @@ def _notes(fit: Fit, gpu_trials: bool, predictions: list[Prediction], req: Reque
     if fit.steady_trials:
         notes.append(f"{fit.steady_trials} of the trials have energy from steady-state windows (a power source "
                      "slower than a trial): each its share of its window's energy, with no prefill/decode split")
+    if (not req.hardware and not fit.host.get("host_gpu_memory_gb")
+            and any(p.config["gpu_layers"] or p.config["backend"] == "gpu" for p in predictions)):
+        notes.append("this host's GPU memory was not recorded (imported trials, or measured before energytui "
+                     "recorded it): whether a batch fits on the GPU was not checked")
     for reason, count in fit.excluded.items():
         notes.append(f"{count} trials left out of the calibration: {reason}")
     shares = fit.cpu_estimate.get("shares", [])

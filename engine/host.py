@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 from . import llama_backend
-from .telemetry.nvml import describe_gpus
+from .telemetry.nvml import describe_gpus, gpu_memory_gb
 
 
 def _cpu_model() -> str:
@@ -54,6 +54,7 @@ def describe_host(name: str | None = None) -> dict:
         "ram_gb": _ram_gb(),
         "gpu": gpu,
         "gpu_driver": driver,
+        "gpu_memory_gb": gpu_memory_gb(),  # not part of the id: the same GPUs are the same host
         "os": platform.platform(),
         "llama_cpp": llama_backend.version(),
         "gpu_offload": int(llama_backend.supports_gpu_offload()),

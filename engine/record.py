@@ -83,7 +83,8 @@ TRIAL_FIELDS: tuple[TrialField, ...] = (
     *_fields(MEASURED, "t_start_ns:i:ns t_first_ns:i:ns t_end_ns:i:ns load_ms:f:ms output_text:s", exported=False),
     # The model's shape (engine/gguf.py) and the host's facts, joined by Store.trials for the advisor.
     *_fields(JOINED, "n_layers:i model_size:i n_embd:i n_head:i n_head_kv:i head_dim:i n_ctx_train:i n_vocab:i "
-                     "decode_bytes:i layer_bytes:i matmul_params:i gpu_build:i host_cores:i host_ram_gb:f",
+                     "decode_bytes:i layer_bytes:i matmul_params:i gpu_build:i host_cores:i host_ram_gb:f "
+                     "host_gpu_memory_gb:f",
              exported=False),
 )
 FIELDS = {field.name: field for field in TRIAL_FIELDS}

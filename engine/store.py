@@ -23,7 +23,7 @@ from .errors import UserError
 from .paths import where_from
 from .record import stored_row
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 if TYPE_CHECKING:
@@ -152,6 +152,12 @@ def _steady_windows_v8(db: sqlite_utils.Database) -> None:
 def _host_names_v9(db: sqlite_utils.Database) -> None:
     """A host's readable name (a fleet worker's `--name`), shown beside its id."""
     db.table("hosts").add_column("name", str)
+
+
+@_migration
+def _gpu_memory_v10(db: sqlite_utils.Database) -> None:
+    """The GPUs' total memory, so the advisor can tell whether a batch fits on them."""
+    db.table("hosts").add_column("gpu_memory_gb", float)
 
 
 # A trial's steady window, as Store.trials joins it (engine/record.py declares these names).
@@ -455,7 +461,7 @@ class Store:
         return self._rows(
             f"SELECT t.*, m.bits_per_weight, m.n_params, m.n_layers, m.size AS model_size, "
             f"{', '.join('m.' + c for c in MODEL_SHAPE)}, h.gpu_offload AS gpu_build, h.cores AS host_cores, "
-            f"h.ram_gb AS host_ram_gb, h.name AS host_name, "
+            f"h.ram_gb AS host_ram_gb, h.gpu_memory_gb AS host_gpu_memory_gb, h.name AS host_name, "
             f"{', '.join(f'w.{c} AS {n}' for n, c in WINDOW_JOIN.items())} FROM trials t "
             f"LEFT JOIN models m ON m.path = t.model_path LEFT JOIN hosts h ON h.id = t.host_id "
             f"LEFT JOIN steady_windows w ON w.id = t.window_id "

@@ -157,18 +157,29 @@ def test_unmeasured_threads_and_longer_requests_follow_the_physics(synthetic_fit
 
 def test_batch_amortises_the_weights_but_never_for_free(synthetic_fit):
     one = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=1, model="tiny-q4_0"), True)
-    big = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=1000, model="tiny-q4_0"), True)
+    big = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=256, model="tiny-q4_0"), True)
     cheapest_one = min(p.values["energy_j"] for p in [one.recommendation, *one.alternatives])
     gpu_big = [p for p in [big.recommendation, *big.alternatives, *big.rejected]
                if p.config["backend"] == "gpu" and p.values]
     assert gpu_big and all(p.values["energy_j"] > cheapest_one / 50 for p in gpu_big)
-    assert all("batch 1000: batch 1–4 were measured here" in p.extrapolation for p in gpu_big)
-    # 10,000 sequences' KV cache (22,528 bytes a token × 192 tokens each) exceeds the host's 32 GiB: refused
-    huge = advise(synthetic_fit, Request(gen_tokens=64, prompt_tokens=128, batch=10_000, model="tiny-q4_0"), True)
+    assert all("batch 256: batch 1–4 were measured here" in p.extrapolation for p in gpu_big)
+
+
+def test_a_batch_whose_kv_cache_does_not_fit_the_ram_or_the_gpu_is_refused():
+    """256 sequences of 2000 tokens: 22,528 bytes a token of KV cache plus 128 kB of logits each, and 0.65 GB
+    of weights, 11.4 GiB in all, on a host with 4 GiB of RAM and an 8 GiB GPU."""
+    trials = synthetic_trials()
+    for t in trials:
+        t.update(host_ram_gb=4.0, host_gpu_memory_gb=8.0)
+    small = fit(trials, "small-host")
+    huge = advise(small, Request(gen_tokens=200, prompt_tokens=1800, batch=256, model="tiny-q4_0"), True)
+    assert huge.recommendation is None
     cpu = [p for p in huge.rejected if p.config["backend"] == "cpu"]
-    assert cpu and all(p.rejected[0].startswith("cannot run: needs 42.1 GiB") for p in cpu)
-    assert all(p.rejected[0].endswith("at most batch 6797 fits") for p in cpu)
-    assert all(p.config["backend"] != "cpu" for p in [huge.recommendation, *huge.alternatives] if p)
+    gpu = [p for p in huge.rejected if p.config["backend"] == "gpu"]
+    assert cpu and all(p.rejected[0] == "cannot run: needs 11.4 GiB (weights + KV cache for batch 256) but this "
+                       "host's RAM has 4 GiB; at most batch 71 fits" for p in cpu)
+    assert gpu and all(p.rejected[0] == "cannot run: needs 11.4 GiB (weights + KV cache for batch 256) but this "
+                       "host's GPU memory has 8 GiB; at most batch 156 fits" for p in gpu)
 
 
 def test_a_budget_decides_between_cpu_and_gpu(synthetic_fit):

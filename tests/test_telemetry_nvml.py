@@ -85,3 +85,11 @@ def test_gpus_are_described_for_the_host_row():
                                      "000.00 (stand-in)")
     assert replay.init_count == 0
     assert describe_gpus(NvmlReplay(driver_loaded=False)) == (None, None)
+
+
+def test_gpu_memory_is_the_total_of_the_visible_gpus():
+    from energytui.engine.telemetry.nvml import gpu_memory_gb
+
+    replay = NvmlReplay()
+    assert gpu_memory_gb(replay) == 16.0 and replay.init_count == 0  # two stand-in GPUs of 8 GiB, NVML shut down
+    assert gpu_memory_gb(NvmlReplay(driver_loaded=False)) is None

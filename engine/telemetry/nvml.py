@@ -211,6 +211,25 @@ class NvmlSource:
 
 
 
+def gpu_memory_gb(nvml: Any = None) -> float | None:
+    """Total memory of the visible NVIDIA GPUs in GiB (llama.cpp splits layers across them), None without NVML."""
+    module = load_nvml(nvml)
+    if isinstance(module, Unavailable):
+        return None
+    try:
+        module.nvmlInit()
+    except module.NVMLError:
+        return None
+    try:
+        handles = [module.nvmlDeviceGetHandleByIndex(i) for i in range(module.nvmlDeviceGetCount())]
+        total = sum(module.nvmlDeviceGetMemoryInfo(h).total for h in handles)
+        return round(total / 2**30, 2) if handles else None
+    except module.NVMLError:
+        return None
+    finally:
+        module.nvmlShutdown()
+
+
 def describe_gpus(nvml: Any = None) -> tuple[str | None, str | None]:
     """("name, name", driver version) of the visible NVIDIA GPUs, or (None, None) without NVML."""
     module = load_nvml(nvml)
