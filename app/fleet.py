@@ -89,6 +89,23 @@ def check_private(flag: str, address: str) -> str:
     return address
 
 
+HEAD_ANSWER_S = 3.0  # a head on the LAN answers in milliseconds; Ray's own wait for a missing one is minutes
+
+
+def check_head_answers(flag: str, address: str) -> None:
+    """`address` is host:PORT and something listens there, before Ray is asked to join it."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(f"{flag} {address}: give the head's address as IP:PORT (its port is 6379 unless "
+                        "`energytui worker --head --port` chose another)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=HEAD_ANSWER_S).close()
+    except OSError as exc:
+        why = exc.strerror or f"no answer in {HEAD_ANSWER_S:g} s"
+        raise UserError(f"{flag} {address}: no Ray head answers there ({why}); start it with "
+                        "`energytui worker --head --bind IP`") from None
+
+
 def node_command(bind: str, head_port: int | None, join: str | None, name: str | None) -> list[str]:
     """The `ray start` command line of a fleet node: a head (head_port) or a node joining `join`; with a name,
     it runs energytui trials (its host resource) and nothing else (no CPUs or GPUs for other Ray work)."""

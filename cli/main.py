@@ -321,6 +321,8 @@ def _run_fleet(args, manifest, path: Path, options) -> int:
         raise UserError(f"{machine[0]} describes one machine: give it to `energytui worker` on that host, not to "
                         "a fleet's run")
     fleet.check_private("--cluster", args.cluster)  # before the database is created
+    fleet.ray_module()  # without the fleet extra, how to install it comes first
+    fleet.check_head_answers("--cluster", args.cluster)
     with database(path):  # created and checked here, before any host starts
         pass
     wanted = None if args.hosts == "all" else [name.strip() for name in args.hosts.split(",") if name.strip()]

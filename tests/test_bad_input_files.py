@@ -25,6 +25,10 @@ CASES = [
     (["compare", "1", "1", "--db", "{good}", "-o", "{good}"], "--output", "that is the database it reads"),
     (["report", "--db", "{foreign}"], "--db", "a SQLite file of another program (tables runs)"),
     (["run", "{manifest}", "--db", "{foreign}"], "--db", "a SQLite file of another program (tables runs)"),
+    (["run", "{manifest}", "--db", "{folder}/fleet.db", "--cluster", "127.0.0.1:99999"], "--cluster",
+     "give the head's address as IP:PORT"),
+    (["run", "{manifest}", "--db", "{folder}/fleet.db", "--cluster", "127.0.0.1:1"], "--cluster",
+     "no Ray head answers there"),  # nothing listens on port 1: refused at once, not after Ray's minutes
     (["import", "{folder}/log.csv", "--map", str(test_import.EXAMPLE_MAP), "--db", "{foreign}"], "--db",
      "energytui leaves it alone"),
 ]
