@@ -393,7 +393,7 @@ def _cmd_worker(args) -> int:
     options.check()
     machine = {"cpu_tdp_w": options.cpu_tdp_w, "cpu_static_share": options.cpu_static_share,
                "power_command": options.power_command}
-    name = None if args.no_trials else (args.name or fleet.default_name())
+    name = None if args.no_trials else (fleet.default_name() if args.name is None else args.name)
     return fleet.start_node(args.bind, args.port if args.head else None, args.join, name, machine)
 
 
@@ -535,6 +535,8 @@ def _cmd_models_ladder(args) -> None:
     from energytui.app.machine import default_model_name, ladder
 
     quants = [q.strip() for q in args.quants.split(",") if q.strip()]
+    if not quants:
+        raise UserError(f"--quants {args.quants!r}: name at least one quantization, e.g. Q4_0,Q8_0")
     ladder(args.model or default_model_name(), quants, args.threads)
 
 

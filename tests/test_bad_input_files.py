@@ -29,6 +29,8 @@ CASES = [
      "give the head's address as IP:PORT"),
     (["run", "{manifest}", "--db", "{folder}/fleet.db", "--cluster", "127.0.0.1:1"], "--cluster",
      "no Ray head answers there"),  # nothing listens on port 1: refused at once, not after Ray's minutes
+    (["worker", "--head", "--bind", "127.0.0.1", "--name", ""], "--name", "use 1-40 letters"),  # not the hostname
+    (["models", "ladder", "--quants", ","], "--quants", "name at least one quantization"),
     (["import", "{folder}/log.csv", "--map", str(test_import.EXAMPLE_MAP), "--db", "{foreign}"], "--db",
      "energytui leaves it alone"),
 ]
