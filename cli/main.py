@@ -477,9 +477,6 @@ def _cmd_compare(args) -> None:
         _write(args, queries.compare_text(store, args.a, args.b, args.format))
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
 def _write(args, text: str) -> None:
     output: Path | None = args.output
     if output is None:
@@ -495,6 +492,8 @@ def _write(args, text: str) -> None:
 
 def _refuse_to_overwrite_a_database(output: Path, db: Path) -> None:
     """A report written over the database it came from (or any SQLite file) would lose every trial."""
+    from energytui.engine.store import SQLITE_MAGIC
+
     same = output.exists() and output.resolve() == db.expanduser().resolve()
     try:
         with open(output, "rb") as fh:

@@ -24,6 +24,7 @@ from .paths import where_from
 from .record import stored_row
 
 SCHEMA_VERSION = 10
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite file
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 if TYPE_CHECKING:
@@ -226,6 +227,8 @@ class Store:
             raise UserError(f"{self.flag} {self.path}: cannot open for {how} ({exc}); choose a "
                             f"{'readable' if read_only else 'writable'} location") from None
         except sqlite3.DatabaseError as exc:
+            if self._starts_like_sqlite():  # a SQLite file SQLite cannot read: cut short or overwritten
+                raise self._damaged(str(exc)) from None
             raise UserError(f"{self.flag} {self.path}: not an energytui database ({exc}); choose another "
                             "file") from None
 
@@ -246,10 +249,19 @@ class Store:
     def _check_integrity(self) -> None:
         problem = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         if problem != "ok":
-            problem = " ".join(problem.replace("*** in database main ***", "").split())
-            raise UserError(f"{self.flag} {self.path}: the database is damaged ({problem}); nothing was written to it. "
-                            f"Restore a copy, or recover what is readable with `sqlite3 {self.path} .recover "
-                            f"| sqlite3 recovered.db` and use --db recovered.db")
+            raise self._damaged(" ".join(problem.replace("*** in database main ***", "").split()))
+
+    def _damaged(self, problem: str) -> UserError:
+        return UserError(f"{self.flag} {self.path}: the database is damaged ({problem}); nothing was written to it. "
+                         f"Restore a copy, or recover what is readable with `sqlite3 {self.path} .recover "
+                         f"| sqlite3 recovered.db` and use --db recovered.db")
+
+    def _starts_like_sqlite(self) -> bool:
+        try:
+            with open(self.path, "rb") as fh:
+                return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+        except OSError:
+            return False
 
     @cached_property
     def _db(self):

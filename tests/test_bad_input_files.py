@@ -16,13 +16,16 @@ def foreign(files):  # noqa: F811
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE runs (id INTEGER)")  # even a table named like energytui's
     conn.close()
-    return {**files, "foreign": path}
+    truncated = files["folder"] / "truncated.db"  # a copy cut short, as a full disk or a killed copy leaves it
+    truncated.write_bytes(files["good"].read_bytes()[:files["good"].stat().st_size // 2])
+    return {**files, "foreign": path, "truncated": truncated}
 
 
 CASES = [
     (["export", "--db", "{good}", "-o", "{good}"], "--output", "that is the database it reads"),
     (["report", "--db", "{good}", "--output", "{foreign}"], "--output", "that is a SQLite database"),
     (["compare", "1", "1", "--db", "{good}", "-o", "{good}"], "--output", "that is the database it reads"),
+    (["report", "--db", "{truncated}"], "--db", "the database is damaged"),
     (["report", "--db", "{foreign}"], "--db", "a SQLite file of another program (tables runs)"),
     (["run", "{manifest}", "--db", "{foreign}"], "--db", "a SQLite file of another program (tables runs)"),
     (["run", "{manifest}", "--db", "{folder}/fleet.db", "--cluster", "127.0.0.1:99999"], "--cluster",
