@@ -242,10 +242,10 @@ def limits(config: Config, req: Request, fit: Fit) -> list[str]:
     if m.n_ctx_train and context > m.n_ctx_train:
         reasons.append(f"cannot run: {req.prompt_tokens} + {req.gen_tokens} tokens exceeds {m.name}'s trained "
                        f"context of {m.n_ctx_train}")
-    per_sequence = m.kv_bytes_per_token * context + 4 * m.n_vocab  # its KV cache and its logits
-    # a host GPU holds its share of the layers: their weights and their part of the KV cache
+    # a host GPU holds its share of the layers: their weights and their part of the KV cache (and logits)
     share = config.gpu_share if config.gpu_share > 0 and not config.device else 1.0
-    weights, per_sequence = m.weight_bytes * share, per_sequence * share
+    weights = m.weight_bytes * share
+    per_sequence = (m.kv_bytes_per_token * context + 4 * m.n_vocab) * share
     need_gb = (weights + per_sequence * config.batch_size) / 1024**3
     memory, where = _memory_gb(config, fit)
     if memory and need_gb > memory * MEMORY_HEADROOM:
