@@ -257,6 +257,7 @@ def _cmd_run(args) -> int:
     from .tables import wrap
 
     _check_columns_format(args)
+    _check_run_numbers(args)
     options = _meter_options(args)
     options.check()
     manifest = runs.load_manifest(args.manifest, skip_gpu=args.skip_gpu)
@@ -304,6 +305,23 @@ def _cmd_run(args) -> int:
     if failed:
         print(f"{failed} trial(s) failed; `energytui report` lists why", file=sys.stderr)
     return 1 if failed == len(trials) else 0
+
+
+def _check_run_numbers(args) -> None:
+    """`run`'s meter options, before anything runs. Chained comparisons are false for NaN and inf, which
+    MeterOptions.check's one-sided ones let through; the upper bounds keep every wait and figure sane."""
+    tdp = args.cpu_tdp
+    checks = (("--sample-hz", args.sample_hz, 1 <= args.sample_hz <= 1000, "choose a rate from 1 to 1000 Hz"),
+              ("--idle-s", args.idle_s, 0.05 <= args.idle_s <= 3600,
+               "give an idle window from 0.05 s to 1 h (3600 s) to measure idle power"),
+              ("--cpu-tdp", tdp, tdp is None or 0 < tdp <= 1000,
+               "give the CPU's TDP in watts, above 0 and at most 1000 (per CPU package)"))
+    for flag, value, ok, fix in checks:
+        if not ok:
+            raise UserError(f"{flag} {value:g}: {fix}")
+    if args.power_command is not None and not args.power_command.strip():
+        raise UserError(f"--power-command {args.power_command!r}: empty; give the command that prints the "
+                        "system's watts, or drop --power-command")
 
 
 def _run_fleet(args, manifest, path: Path, options) -> int:
@@ -482,27 +500,14 @@ def _write(args, text: str) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    _refuse_to_overwrite_a_database(output, Path(_db_path(args)))
+    from energytui.app.queries import refuse_to_overwrite_a_database
+
+    refuse_to_overwrite_a_database(output, Path(_db_path(args)))
     try:
         output.write_text(text)
     except OSError as exc:
         raise UserError(f"--output {output}: cannot write ({exc.strerror}); choose another path") from None
     print(f"wrote {output}")
-
-
-def _refuse_to_overwrite_a_database(output: Path, db: Path) -> None:
-    """A report written over the database it came from (or any SQLite file) would lose every trial."""
-    from energytui.engine.store import SQLITE_MAGIC
-
-    same = output.exists() and output.resolve() == db.expanduser().resolve()
-    try:
-        with open(output, "rb") as fh:
-            is_sqlite = fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
-    except OSError:  # missing or unreadable: nothing to lose
-        is_sqlite = False
-    if same or is_sqlite:
-        what = "the database it reads" if same else "a SQLite database"
-        raise UserError(f"--output {output}: that is {what}; writing there would destroy it, choose another path")
 
 
 def _cmd_models_fetch(args) -> None:

@@ -7,6 +7,9 @@ configurations, the host and the model. Energy may be empty in the log and given
 a companion power log `timestamp,backend,energy_joules,notes` instead. Imported trials
 keep their own host, are marked imported, and carry their caveats: no per-token
 timings, no prefill/decode split, prompt tokens estimated from characters.
+
+Everything is read and checked before anything is written, and the writes are one
+transaction: a refused or failed import leaves the database as it was.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +25,8 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
+# The manifest's backend rules (cpu: no layers, gpu: all, hybrid: some), so the map is checked like a manifest.
+from .manifest import BACKENDS, MAX_SEQUENCES, Problem, ValueChecker
 from .store import Store
 
 LOG_COLUMNS = ("timestamp", "run_id", "backend", "prompt_id", "prompt_template", "prompt_length_chars", "latency_ms",
@@ -35,6 +41,17 @@ MAP_KEYS = {
     "run": ("backend", "threads", "gpu_layers", "batch_size", "n_batch", "n_ctx"),
 }
 POWER_MATCH_S = 5.0  # a power-log row belongs to the log row with the same backend within this many seconds
+# Sane bounds (low, high, whole number?): beyond them a value is a typo or a unit mix-up, and a whole number
+# could overflow SQLite's 64-bit integers half-way through the writes.
+MODEL_NUMBERS = {"bits_per_weight": (0.5, 64.0, False), "n_params": (1, 10**15, True), "n_layers": (1, 10_000, True)}
+HOST_NUMBERS = {"ram_gb": (0.01, 10.0**6, False), "cores": (1, 100_000, True)}
+RUN_NUMBERS = {"threads": (1, 512, True),  # ggml's GGML_MAX_N_THREADS
+               "batch_size": (1, MAX_SEQUENCES, True), "n_batch": (1, 2**31 - 1, True),  # llama.cpp's int32
+               "n_ctx": (16, 2**31 - 1, True)}  # n_ctx from 16, as in a manifest
+CHARS_PER_TOKEN = (0.1, 100.0, False)
+HOST_TEXTS, MODEL_TEXTS = ("gpu", "energy_devices", "os", "llama_cpp", "gpu_driver"), ("arch",)  # optional
+LOG_NUMBERS = {"prompt_length_chars": (0, 10**9), "tokens_generated": (0, 10**9),  # a log's cells
+               "latency_ms": (0.001, 1e9), "energy_joules": (0.0, 1e9)}  # latency > 0: the power is energy / it
 
 
 @dataclass
@@ -46,67 +63,151 @@ class ImportResult:
     skipped: list[str]
 
 
-def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> list[tuple[int, dict]]:
+def _check_file(path: Path, what: str) -> None:
+    """Before a file is read or hashed: a missing file or a folder is one line, not a traceback."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give the {what} file")
     if not path.is_file():
         raise UserError(f"{path}: {what} not found; check the path")
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> list[tuple[int, dict]]:
+    """(line number, row) of each row, every row with all of `columns`."""
+    _check_file(path, what)
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in columns if c not in (reader.fieldnames or [])]
-            if missing:
-                raise UserError(f"{path}: {what} lacks the column(s) {', '.join(missing)}; "
-                                f"expected {','.join(columns)}")
-            return list(enumerate(reader, start=2))
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that would stick to the first column's name
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = _csv_rows(path, csv.DictReader(fh), columns, what)
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text; save the {what} as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the {what} ({exc.strerror}); check its permissions") from None
+    if not rows:
+        raise UserError(f"{path}: the {what} has no rows, only a header; give a {what} with its rows")
+    return rows
+
+
+def _csv_rows(path: Path, reader: csv.DictReader, columns: tuple[str, ...], what: str) -> list[tuple[int, dict]]:
+    try:
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: {what} lacks the column(s) {', '.join(missing)}; "
+                            f"expected {','.join(columns)}")
+        rows = [(reader.line_num, row) for row in reader]  # line_num: right past blank or multi-line rows too
+    except csv.Error as exc:
+        raise UserError(f"{path}: line {reader.line_num}: not readable CSV ({exc}); fix that line") from None
+    for line, row in rows:
+        short = [c for c in columns if row.get(c) is None]  # csv leaves the fields past a short row's end None
+        if short:
+            raise UserError(f"{path}: line {line}: the row has no {', '.join(short)} (fewer fields than the "
+                            "header); complete the row")
+    return rows
 
 
 def _map_error(path: Path, key: str, problem: str) -> UserError:
     return UserError(f"{path}: key {key!r}: {problem}")
 
 
+class _MapProblem(Problem):
+    """The manifest checker's messages, worded as the map's others: key 'runs.ID.KEY'."""
+
+    def __call__(self, run_id: str | None, key: str | None, problem: str, fix: str | None = None) -> UserError:
+        return _map_error(self.path, f"runs.{run_id}.{key}", problem + (f"; {fix}" if fix else ""))
+
+
 def load_map(path: Path) -> dict:
-    """The YAML map: host, model, energy_source, caveats, runs (run id → configuration)."""
-    if not path.is_file():
-        raise UserError(f"{path}: import map not found; check the path")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable YAML map ({str(exc).splitlines()[0]}); fix the YAML") from None
-    if not isinstance(doc, dict):
-        raise UserError(f"{path}: the map must be a mapping with host, model and runs")
+    """The YAML map: host, model, energy_source, caveats, runs (run id → configuration), checked like a manifest:
+    the first problem is one line naming the key."""
+    doc = _read_map(path)
     _known_keys(path, doc, "", "")
     for key in ("host", "model", "runs"):
         if not isinstance(doc.get(key), dict) or not doc[key]:
             raise _map_error(path, key, "missing or not a mapping")
-    _known_keys(path, doc["host"], "host", "host.")
-    _known_keys(path, doc["model"], "model", "model.")
-    for key in ("name", "cpu"):
-        if not isinstance(doc["host"].get(key), str):
-            raise _map_error(path, f"host.{key}", "needs a text value")
-    model = doc["model"]
-    for key, kind in (("name", str), ("quant", str), ("bits_per_weight", (int, float)), ("n_params", int),
-                      ("n_layers", int)):
-        if not isinstance(model.get(key), kind) or isinstance(model.get(key), bool):
-            raise _map_error(path, f"model.{key}", f"needs a {'number' if kind is not str else 'text value'}")
+    _check_host(path, doc["host"])
+    _check_model(path, doc["model"])
     if "energy_source" not in doc:
         raise _map_error(path, "energy_source", f"missing: declare how the log's energy was obtained "
                          f"({', '.join(ENERGY_TAGS)})")
     if doc["energy_source"] not in ENERGY_TAGS:
         raise _map_error(path, "energy_source", f"{doc['energy_source']!r} is not one of {', '.join(ENERGY_TAGS)}")
-    ratio = doc.get("chars_per_token", 4.0)
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or ratio <= 0:
-        raise _map_error(path, "chars_per_token", f"{ratio!r} is not a positive number")
+    _map_number(path, "chars_per_token", doc.get("chars_per_token", 4.0), CHARS_PER_TOKEN)
     for run_id, config in doc["runs"].items():
-        if not isinstance(config, dict) or config.get("backend") not in ("cpu", "gpu", "hybrid"):
-            raise _map_error(path, f"runs.{run_id}.backend", "use cpu, gpu or hybrid")
-        _known_keys(path, config, "run", f"runs.{run_id}.")
-        for key in ("threads", "gpu_layers", "batch_size", "n_batch", "n_ctx"):
-            value = config.get(key)  # absent: unknown (threads, n_batch, n_ctx) or the default (0 layers, batch 1)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                      or value < (0 if key == "gpu_layers" else 1)):
-                raise _map_error(path, f"runs.{run_id}.{key}", f"{value!r} is not a valid whole number")
+        _check_run(path, run_id, config, doc["model"]["n_layers"])
     return doc
+
+
+def _read_map(path: Path) -> dict:
+    _check_file(path, "import map")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a readable YAML map ({str(exc).splitlines()[0]}); fix the YAML") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the import map ({exc.strerror}); check its permissions") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: the map must be a mapping with host, model and runs")
+    return doc
+
+
+def _check_host(path: Path, host: dict) -> None:
+    _known_keys(path, host, "host", "host.")
+    for key in ("name", "cpu"):
+        _map_text(path, f"host.{key}", host.get(key))
+    for key in HOST_TEXTS:
+        _map_text(path, f"host.{key}", host.get(key), required=False)
+    for key, bounds in HOST_NUMBERS.items():
+        if host.get(key) is not None:  # unknown unless given
+            _map_number(path, f"host.{key}", host[key], bounds)
+
+
+def _check_model(path: Path, model: dict) -> None:
+    _known_keys(path, model, "model", "model.")
+    for key in ("name", "quant"):
+        _map_text(path, f"model.{key}", model.get(key))
+    for key in MODEL_TEXTS:
+        _map_text(path, f"model.{key}", model.get(key), required=False)
+    for key, bounds in MODEL_NUMBERS.items():
+        _map_number(path, f"model.{key}", model.get(key), bounds)
+
+
+def _check_run(path: Path, run_id, config, n_layers: int) -> None:
+    if not isinstance(config, dict) or config.get("backend") not in BACKENDS:
+        raise _map_error(path, f"runs.{run_id}.backend", "use cpu, gpu or hybrid")
+    _known_keys(path, config, "run", f"runs.{run_id}.")
+    for key, bounds in RUN_NUMBERS.items():
+        if config.get(key) is not None:  # absent: unknown (threads, n_batch, n_ctx) or the default (batch 1)
+            _map_number(path, f"runs.{run_id}.{key}", config[key], bounds)
+    _check_layers(path, run_id, config, n_layers)
+
+
+def _check_layers(path: Path, run_id, config: dict, n_layers: int) -> None:
+    """gpu_layers by the manifest's rules; a count the map gives as `all` or `half`, or leaves out for a gpu run,
+    is written in as the number (a cpu run's is left as written, so its configuration id stays the same)."""
+    if config["backend"] == "hybrid" and config.get("gpu_layers") is None:  # a manifest's "half" would be a guess
+        raise _map_error(path, f"runs.{run_id}.gpu_layers", f"missing: say how many of the model's {n_layers} "
+                         "layers the hybrid run offloaded")
+    resolved = {"backend": config["backend"], "gpu_layers": config.get("gpu_layers")}
+    ValueChecker(path, _MapProblem(path), gpu_offload=True).check_backend(str(run_id), resolved, n_layers)
+    if resolved["gpu_layers"] != config.get("gpu_layers", 0):
+        config["gpu_layers"] = resolved["gpu_layers"]
+
+
+def _map_text(path: Path, key: str, value, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise _map_error(path, key, f"{'missing' if value is None else repr(value)}: needs a text value; "
+                         "write one (in quotes if YAML reads it as something else)")
+
+
+def _map_number(path: Path, key: str, value, bounds: tuple) -> None:
+    low, high, whole = bounds
+    kind = "a whole number" if whole else "a number"
+    if value is None:
+        raise _map_error(path, key, f"missing: give {kind} in {low}..{high}")
+    wrong_kind = isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
+    if wrong_kind or not low <= value <= high:  # a NaN fails the comparison too
+        raise _map_error(path, key, f"{value!r} is not {kind} in {low}..{high}; fix the value")
 
 
 def _known_keys(path: Path, section: dict, kind: str, prefix: str) -> None:
@@ -121,34 +222,65 @@ def _known_keys(path: Path, section: dict, kind: str, prefix: str) -> None:
 def _timestamp(path: Path, line: int, text: str) -> float:
     try:
         return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError):  # not ISO 8601, or a date before the epoch's range
+        pass
+    try:
+        seconds = float(text)
     except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise UserError(f"{path}: line {line}: timestamp {text!r} is neither ISO 8601 nor seconds") from None
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise UserError(f"{path}: line {line}: timestamp {text!r} is neither ISO 8601 nor seconds; fix the value")
+    return seconds
 
 
-def _number(path: Path, line: int, column: str, text: str, kind=float):
+def _number(path: Path, line: int, column: str, text: str, kind: type = float):
+    """A log cell: a number (whole where `kind` is int) within LOG_NUMBERS' bounds, else one line naming it."""
     try:
         value = kind(text)
-    except (TypeError, ValueError):
-        raise UserError(f"{path}: line {line}: {column} {text!r} is not a number") from None
-    if value < 0:
-        raise UserError(f"{path}: line {line}: {column} {value} is negative")
+    except ValueError:
+        raise UserError(f"{path}: line {line}: {column} {text!r} is not a "
+                        f"{'whole ' if kind is int else ''}number; fix the value") from None
+    low, high = LOG_NUMBERS[column]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{path}: line {line}: {column} {text!r} is not a finite number; fix the value")
+    if not low <= value <= high:
+        raise UserError(f"{path}: line {line}: {column} {text!r} is outside {low:g}..{high:g}; "
+                        "fix the value (check its unit)")
     return value
 
 
 def import_logs(store: Store, log: Path, map_path: Path, power_log: Path | None = None,
                 again: bool = False) -> ImportResult:
-    """Validate everything first, then write one run of imported trials (once per log, map and power log)."""
+    """Read and check everything first, then write one run of imported trials in one transaction (once per log,
+    map and power log)."""
     mapping = load_map(map_path)
-    content = _sha(log, map_path, *([power_log] if power_log else []))
-    earlier = store.run_with_sha(content)
-    if earlier is not None and not again:
-        raise UserError(f"{log}: already imported as run {earlier} (the same log, map and power log); "
-                        "pass --again to import it once more")
     rows = _read_csv(log, LOG_COLUMNS, "log")
     power = _power_rows(power_log) if power_log else []
+    content = _sha(log, map_path, *([power_log] if power_log else []))  # every file checked readable above
+    trials, skipped = _trials(log, map_path, rows, mapping, power)
+    host = _host(mapping)
+    for trial in trials:  # a configuration is the host's: two hosts with the same run ids never merge
+        trial["config_id"] = _digest([host["id"], trial["run_id"], mapping["runs"][trial["run_id"]]])
+    model = mapping["model"]
+    model_path = f"imported:{model['name']}"
+    rows_out = [{**t, "model": model["name"], "model_path": model_path, "quant": model["quant"]} for t in trials]
+    with store.transaction():
+        earlier = store.run_with_sha(content)
+        if earlier is not None and not again:
+            raise UserError(f"{log}: already imported as run {earlier} (the same log, map and power log); "
+                            "pass --again to import it once more")
+        store.upsert_host(host)
+        store.upsert_model({"path": model_path, "name": model["name"], "quant": model["quant"],
+                            "bits_per_weight": float(model["bits_per_weight"]), "n_params": model["n_params"],
+                            "n_layers": model["n_layers"], "arch": model.get("arch"), "sha256": None, "size": None,
+                            "derived_from": None, "derivation": None})
+        run = store.create_run(str(log.resolve()), content, host["id"], rows_out, status="done")
+    return ImportResult(run, host["id"], len(trials), sum(t["energy_j"] is not None for t in trials), skipped)
+
+
+def _trials(log: Path, map_path: Path, rows: list[tuple[int, dict]], mapping: dict,
+            power: list) -> tuple[list[dict], list[str]]:
+    """The trials of the rows whose run id the map has; the others are skipped, each with its reason."""
     chars_per_token = float(mapping.get("chars_per_token", 4.0))
     trials, skipped = [], []
     for line, row in rows:
@@ -159,19 +291,7 @@ def import_logs(store: Store, log: Path, map_path: Path, power_log: Path | None 
         trials.append(_trial(log, line, row, config, mapping, power, chars_per_token))
     if not trials:
         raise UserError(f"{log}: no row matched a run id of {map_path}; map them under `runs:`")
-    host = _host(mapping)
-    for trial in trials:  # a configuration is the host's: two hosts with the same run ids never merge
-        trial["config_id"] = _digest([host["id"], trial["run_id"], mapping["runs"][trial["run_id"]]])
-    model = mapping["model"]
-    model_path = f"imported:{model['name']}"
-    store.upsert_host(host)
-    store.upsert_model({"path": model_path, "name": model["name"], "quant": model["quant"],
-                        "bits_per_weight": float(model["bits_per_weight"]), "n_params": model["n_params"],
-                        "n_layers": model["n_layers"], "arch": model.get("arch"), "sha256": None, "size": None,
-                        "derived_from": None, "derivation": None})
-    rows_out = [{**t, "model": model["name"], "model_path": model_path, "quant": model["quant"]} for t in trials]
-    run = store.create_run(str(log.resolve()), content, host["id"], rows_out, status="done")
-    return ImportResult(run, host["id"], len(trials), sum(t["energy_j"] is not None for t in trials), skipped)
+    return trials, skipped
 
 
 def _power_rows(path: Path) -> list[tuple[float, str, float | None]]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +34,13 @@ RUN_DEFAULTS = {
     "seed": 42, "repetitions": 1, "cooldown_s": 0.0, "window": "auto",
 }
 NOT_EXPANDABLE = {"repetitions", "cooldown_s", "window"}
-
+WHOLE_NUMBER_KEYS = ("threads", "n_batch", "batch_size", "n_ctx", "max_tokens", "repetitions", "prompt_tokens",
+                     "prompt_limit")
+MAX_WHOLE = 2**31 - 1  # llama.cpp takes these as int32 (n_ctx, n_batch: uint32); beyond it ctypes overflows
+MAX_THREADS = 512  # ggml's GGML_MAX_N_THREADS
+MAX_SEED = 2**32 - 2  # llama_sampler_init_dist takes a uint32, and 2**32 - 1 (LLAMA_DEFAULT_SEED) means random
+MAX_WAIT_S = 3600.0  # cooldown_s: an hour at most, like `run --min-window`
+MAX_TRIALS = 1_000_000  # a manifest's trials (weeks of running); expanding more takes minutes and gigabytes
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,40 @@ class Manifest:
     skipped_runs: list[str]
 
 
-class _Problem:
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    fix = "keep one of them"
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML keeps the last silently) and reads 1e12 as a number
+    (YAML 1.1, PyYAML's, wants 1.0e+12; YAML 1.2 and people write 1e12)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            _refuse_duplicate_keys(self, node)
+        return super().construct_mapping(node, deep)
+
+
+_ManifestLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _refuse_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
+    first_line: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden on purpose
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            line = first_line.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: SafeLoader's own error names it
+            continue
+        if line != key_node.start_mark.line + 1:
+            raise _DuplicateKey(None, None, f"duplicate key {key!r} (first on line {line})", key_node.start_mark)
+
+
+class Problem:
     """Builds the one-line message: file, run id, key, what is wrong, what to do."""
 
     def __init__(self, path: Path):
@@ -97,19 +138,21 @@ def load_manifest(path: str | Path, gpu_offload: bool | None = None, skip_gpu: b
     """Parse, validate and expand; raises UserError (exit 2) on the first problem found. `gpu_offload`:
     whether llama.cpp here can offload to a GPU (None: ask the installed llama.cpp)."""
     path = Path(path)
-    problem = _Problem(path)
+    problem = Problem(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a manifest; give the path of a .yaml file")
     if not path.is_file():
         raise UserError(f"{path}: manifest not found; check the path")
     raw_bytes = path.read_bytes()
     try:
-        doc = yaml.safe_load(raw_bytes.decode("utf-8"))
+        doc = yaml.load(raw_bytes.decode("utf-8"), Loader=_ManifestLoader)  # a SafeLoader
     except UnicodeDecodeError:
         raise problem(None, None, "not UTF-8 text", "save the manifest as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(exc, "problem", None) or "malformed YAML"
-        raise problem(None, None, f"{where}{reason}", "fix the YAML syntax") from None
+        raise problem(None, None, f"{where}{reason}", getattr(exc, "fix", "fix the YAML syntax")) from None
     return parse_manifest(doc, path, hashlib.sha256(raw_bytes).hexdigest(), gpu_offload, skip_gpu)
 
 
@@ -120,7 +163,7 @@ def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool | None = None
         from . import llama_backend
 
         gpu_offload = llama_backend.supports_gpu_offload()
-    problem = _Problem(path)
+    problem = Problem(path)
     if not isinstance(doc, dict):
         raise problem(None, None, "the manifest must be a mapping with 'runs:'", "see config/manifests/quickstart.yaml")
     for key in doc:
@@ -134,8 +177,9 @@ def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool | None = None
     if not isinstance(runs, list) or not runs:
         raise problem(None, "runs", "missing or empty", "add a list of runs, each with an `id`")
     _check_keys(problem, None, defaults)
+    _check_shuffle(problem, doc)
 
-    checker = _ValueChecker(path, problem, gpu_offload)
+    checker = ValueChecker(path, problem, gpu_offload)
     trials, skipped, seen_ids = [], [], set()
     for index, run in enumerate(runs):
         if not isinstance(run, dict) or not isinstance(run.get("id"), (str, int)):
@@ -157,7 +201,15 @@ def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool | None = None
     return Manifest(path, sha256, trials, skipped)
 
 
-def _check_keys(problem: _Problem, run_id, mapping: dict, allow_id: bool = False) -> None:
+def _check_shuffle(problem: Problem, doc: dict) -> None:
+    if not isinstance(doc.get("shuffle", False), bool):
+        raise problem(None, "shuffle", f"expected true or false, got {doc['shuffle']!r}", "write true or false")
+    seed = doc.get("shuffle_seed", 0)
+    if not _is_whole(seed):
+        raise problem(None, "shuffle_seed", f"expected a whole number, got {seed!r}", "write e.g. shuffle_seed: 7")
+
+
+def _check_keys(problem: Problem, run_id, mapping: dict, allow_id: bool = False) -> None:
     for key in mapping:
         if key == "id" and allow_id:
             continue
@@ -169,51 +221,102 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-class _ValueChecker:
-    def __init__(self, path: Path, problem: _Problem, gpu_offload: bool):
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value) -> bool:
+    """An int or float (never a bool) that is neither NaN nor ±inf nor an int too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+class ValueChecker:
+    def __init__(self, path: Path, problem: Problem, gpu_offload: bool):
         self.path, self.problem, self.gpu_offload = path, problem, gpu_offload
         self._models: dict[str, tuple[str, GGUFInfo]] = {}
         self._prompts: dict[tuple, list[Prompt] | list[int]] = {}  # synthetic prompts are token counts
+        self._trial_count = 0
 
     def expand(self, run_id: str, merged: dict) -> list[dict]:
         for key in NOT_EXPANDABLE:
             if isinstance(merged[key], list):
                 raise self.problem(run_id, key, "cannot be a list", "give a single value")
+        for key, value in merged.items():
+            self.check_single_values(run_id, key, value)
+        if math.prod(len(_as_list(value)) for value in merged.values()) > MAX_TRIALS:
+            raise self.problem(run_id, None, f"its lists expand into more than {MAX_TRIALS} configurations",
+                               "use shorter lists, or split the run")
         keys = list(merged)
         combos = itertools.product(*(_as_list(merged[k]) for k in keys))
         return [dict(zip(keys, combo)) for combo in combos]
+
+    def check_single_values(self, run_id: str, key: str, value) -> None:
+        """A value, or a list of values, each a scalar: an empty list would expand into no trials at all,
+        and a list inside a list or a mapping is no value any key takes."""
+        if value == []:
+            raise self.problem(run_id, key, "is an empty list", "give a value, or a list of at least one")
+        for item in _as_list(value):
+            if isinstance(item, (list, dict)):
+                raise self.problem(run_id, key, f"expected a single value or a list of values, got {value!r}",
+                                   f"write e.g. {key}: [a, b], one level of brackets")
 
     def check(self, run_id: str, c: dict) -> dict:
         p = self.problem
         if c["model"] is None:
             raise p(run_id, "model", "missing", "name a registry model (see `energytui models list`) or a .gguf path")
-        for key in ("threads", "n_batch", "batch_size", "n_ctx", "max_tokens", "repetitions", "prompt_tokens",
-                    "prompt_limit"):
-            if c[key] is not None and (not isinstance(c[key], int) or isinstance(c[key], bool) or c[key] < 1):
-                raise p(run_id, key, f"expected a whole number ≥ 1, got {c[key]!r}", "fix the value")
-        for key in ("temperature", "cooldown_s"):
-            if key == "cooldown_s" and c[key] == "auto":
-                continue
-            if not isinstance(c[key], (int, float)) or isinstance(c[key], bool) or c[key] < 0:
-                raise p(run_id, key, f"expected a number ≥ 0{' or auto' if key == 'cooldown_s' else ''}, "
-                        f"got {c[key]!r}", "fix the value")
+        self.check_whole_numbers(run_id, c)
+        self.check_floats(run_id, c)
         if c["window"] not in WINDOW_MODES:
             raise p(run_id, "window", f"unknown value {c['window']!r}", f"use one of {', '.join(WINDOW_MODES)}")
         for key in ("ignore_eos", "chat"):
             if not isinstance(c[key], bool):
                 raise p(run_id, key, f"expected true or false, got {c[key]!r}", "write true or false")
-        if not isinstance(c["seed"], int) or isinstance(c["seed"], bool):
-            raise p(run_id, "seed", f"expected a whole number, got {c['seed']!r}", "fix the value")
-        if c["batch_size"] > MAX_SEQUENCES:
-            raise p(run_id, "batch_size", f"{c['batch_size']} is more than llama.cpp's {MAX_SEQUENCES} sequences",
-                    "use a smaller batch_size")
-        if c["n_ctx"] < 16:
-            raise p(run_id, "n_ctx", f"{c['n_ctx']} is too small", "use at least 16 (2048 is typical)")
+        for key in ("suite", "prompt_file"):
+            if c[key] is not None and not isinstance(c[key], str):
+                raise p(run_id, key, f"expected a name or a path, got {c[key]!r}", "write it as text")
         c["model_path"], info = self.model(run_id, c["model"])
         c["quant"] = info.quant
         self.check_backend(run_id, c, info.n_layers)
         c["threads"] = c["threads"] or _default_threads()
         return c
+
+    def check_whole_numbers(self, run_id: str, c: dict) -> None:
+        p = self.problem
+        for key in WHOLE_NUMBER_KEYS:
+            most = MAX_THREADS if key == "threads" else MAX_WHOLE
+            if c[key] is not None and (not _is_whole(c[key]) or c[key] < 1):
+                raise p(run_id, key, f"expected a whole number ≥ 1, got {c[key]!r}", "fix the value")
+            if c[key] is not None and c[key] > most:
+                raise p(run_id, key, f"{c[key]} is too large", f"use at most {most}")
+        if not _is_whole(c["seed"]) or not 0 <= c["seed"] <= MAX_SEED:
+            raise p(run_id, "seed", f"expected a whole number from 0 to {MAX_SEED}, got {c['seed']!r}",
+                    f"use a seed in range (llama.cpp's seeds are 32-bit; {MAX_SEED + 1} means random)")
+        if c["batch_size"] > MAX_SEQUENCES:
+            raise p(run_id, "batch_size", f"{c['batch_size']} is more than llama.cpp's {MAX_SEQUENCES} sequences",
+                    "use a smaller batch_size")
+        if c["n_ctx"] < 16:
+            raise p(run_id, "n_ctx", f"{c['n_ctx']} is too small", "use at least 16 (2048 is typical)")
+        # llama.cpp caps a batch at n_ctx × batch_size tokens: more only inflates the memory estimates
+        most = max(c["n_ctx"] * c["batch_size"], RUN_DEFAULTS["n_batch"])
+        if c["n_batch"] > most:
+            raise p(run_id, "n_batch", f"{c['n_batch']} is more than llama.cpp uses with n_ctx {c['n_ctx']} "
+                    f"× batch_size {c['batch_size']}", f"use at most {most}"
+                    + (" (the default)" if most == RUN_DEFAULTS["n_batch"] else ""))
+
+    def check_floats(self, run_id: str, c: dict) -> None:
+        p = self.problem
+        if not _is_finite(c["temperature"]) or c["temperature"] < 0:
+            raise p(run_id, "temperature", f"expected a finite number ≥ 0, got {c['temperature']!r}",
+                    "use 0 for greedy, or e.g. 0.8")
+        wait = c["cooldown_s"]
+        if wait != "auto" and not (_is_finite(wait) and 0 <= wait <= MAX_WAIT_S):
+            raise p(run_id, "cooldown_s", f"expected seconds from 0 to {MAX_WAIT_S:g} (1 h) or auto, got {wait!r}",
+                    "fix the value")
 
     def check_backend(self, run_id: str, c: dict, n_layers: int) -> None:
         p, backend, layers = self.problem, c["backend"], c["gpu_layers"]
@@ -299,6 +402,10 @@ class _ValueChecker:
 
     def trials(self, run_id: str, c: dict) -> list[TrialSpec]:
         prompts = self.prompts(run_id, c)
+        self._trial_count += c["repetitions"] * len(prompts)
+        if self._trial_count > MAX_TRIALS:
+            raise self.problem(run_id, "repetitions", f"the manifest comes to more than {MAX_TRIALS} trials",
+                               "use fewer repetitions, prompts or configurations")
         config_id = _config_id(c)
         specs = []
         for repetition in range(c["repetitions"]):

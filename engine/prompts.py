@@ -30,6 +30,8 @@ def load_suite(name: str) -> list[Prompt]:
 
 def load_prompt_file(path: Path, suite: str | None = None) -> list[Prompt]:
     """A .jsonl file of {"id", "text"[, "suite"]} objects, or any other text file with one prompt per line."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a prompt file; give the path of a .jsonl or text file")
     if not path.is_file():
         raise UserError(f"{path}: prompt file not found; "
                         "check the path (relative paths are from the manifest's folder)")
@@ -44,8 +46,19 @@ def load_prompt_file(path: Path, suite: str | None = None) -> list[Prompt]:
     if not lines:
         raise UserError(f"{path}: the prompt file is empty; add one prompt per line")
     if path.suffix == ".jsonl":
-        return [_json_prompt(path, n, line, suite) for n, line in lines]
+        return _unique_ids(path, [(n, _json_prompt(path, n, line, suite)) for n, line in lines])
     return [Prompt(f"{suite}-{i:02d}", line, suite) for i, (_n, line) in enumerate(lines, 1)]
+
+
+def _unique_ids(path: Path, numbered: list[tuple[int, Prompt]]) -> list[Prompt]:
+    """Trials name their prompt by id: two prompts with one id would be indistinguishable in the results."""
+    first_line: dict[str, int] = {}
+    for line_no, prompt in numbered:
+        first = first_line.setdefault(prompt.id, line_no)
+        if first != line_no:
+            raise UserError(f"{path}: line {line_no}: duplicate id {prompt.id!r} (first on line {first}); "
+                            "give every prompt its own id")
+    return [prompt for _, prompt in numbered]
 
 
 def _json_prompt(path: Path, line_no: int, line: str, suite: str) -> Prompt:

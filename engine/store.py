@@ -14,9 +14,10 @@ import socket
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol, Sequence
+from typing import IO, TYPE_CHECKING, Iterator, Protocol, Sequence
 from urllib.parse import quote
 
 from .errors import UserError
@@ -337,6 +338,21 @@ class Store:
         return cursor.rowcount
 
     # --- writing ---
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several writes together or not at all (an import's host, model, run and trials): the write lock is
+        taken first, and a failure before the writes' own blocks commit rolls every one of them back."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")  # a concurrent writer waits rather than interleaves
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        if conn.in_transaction:
+            conn.commit()
 
     def upsert_host(self, host: dict) -> str:
         existing = self._db.table("hosts").count_where("id = ?", [host["id"]])

@@ -36,8 +36,44 @@ def files(tmp_path_factory, model_path):
     huge_ctx.write_text(manifest.read_text().replace("runs:", "  n_ctx: 1000000000\nruns:"))
     large = folder / "large.yaml"
     large.write_text(manifest.read_text() + "    repetitions: 1001\n")
+    (folder / "dup-ids.jsonl").write_text('{"id": "a", "text": "hi"}\n{"id": "b", "text": "yo"}\n'
+                                          '{"id": "a", "text": "again"}\n')
+    bad = {name: folder / f"{name}.yaml" for name in BAD_MANIFESTS}
+    for name, lines in BAD_MANIFESTS.items():
+        bad[name].write_text(_variant(manifest.read_text(), lines))
     return {"good": good, "damaged": damaged, "missing": folder / "typo.db", "manifest": manifest,
-            "huge_ctx": huge_ctx, "large": large, "folder": folder}
+            "huge_ctx": huge_ctx, "large": large, "folder": folder, **bad}
+
+
+PROMPT = "    prompt_tokens: 8\n"
+# The good manifest with these lines: top-level keys before it, run keys in place of its `prompt_tokens: 8` line.
+BAD_MANIFESTS = {
+    "nested_list": PROMPT + "    suite: [[sd]]\n",
+    "shuffle_seed_list": "shuffle_seed: [1]\n",
+    "shuffle_seed_map": "shuffle_seed: {a: 1}\n",
+    "shuffle_maybe": "shuffle: maybe\n",
+    "temperature_nan": PROMPT + "    temperature: .nan\n",
+    "temperature_inf": PROMPT + "    temperature: .inf\n",
+    "cooldown_inf": PROMPT + "    cooldown_s: .inf\n",
+    "cooldown_nan": PROMPT + "    cooldown_s: .nan\n",
+    "cooldown_huge": PROMPT + "    cooldown_s: 1.0e+9\n",
+    "seed_huge": PROMPT + "    seed: 99999999999999999999999\n",
+    "seed_negative": PROMPT + "    seed: -1\n",
+    "duplicate_key": PROMPT + "    max_tokens: 64\n",
+    "empty_model": PROMPT + "    model: []\n",
+    "empty_threads": PROMPT + "    threads: []\n",
+    "n_batch_huge": PROMPT + "    n_batch: 100000000\n",
+    "exponent": PROMPT + "    temperature: -1e3\n",
+    "threads_huge": PROMPT + "    threads: 100000\n",
+    "repetitions_huge": PROMPT + "    repetitions: 100000000\n",
+    "prompt_file_number": "    prompt_file: 5\n",
+    "duplicate_prompt_ids": "    prompt_file: dup-ids.jsonl\n",
+    "prompt_file_directory": "    prompt_file: .\n",
+}
+
+
+def _variant(good: str, lines: str) -> str:
+    return good.replace(PROMPT, lines) if lines.startswith(" ") else lines + good
 
 
 def _damaged(data: bytes) -> bytes:
@@ -93,6 +129,51 @@ CASES = [
      "--columns chooses a table's columns; --format csv writes every field"),
     (["run", "{manifest}", "--db", "{missing}", "--format", "json", "--columns", "done"], 2,
      "--format json writes every field"),
+    # manifests: refused at validation, before a database is opened (--db {good} stays as it was)
+    (["run", "{nested_list}", "--db", "{missing}"], 2,
+     "run 'one': key 'suite': expected a single value or a list of values, got [['sd']]"),
+    (["run", "{shuffle_seed_list}", "--db", "{missing}"], 2, "key 'shuffle_seed': expected a whole number, got [1]"),
+    (["run", "{shuffle_seed_map}", "--db", "{missing}"], 2,
+     "key 'shuffle_seed': expected a whole number, got {'a': 1}"),
+    (["run", "{shuffle_maybe}", "--db", "{missing}"], 2, "key 'shuffle': expected true or false, got 'maybe'"),
+    (["run", "{temperature_nan}", "--db", "{good}"], 2, "key 'temperature': expected a finite number ≥ 0, got nan"),
+    (["run", "{temperature_inf}", "--db", "{missing}"], 2, "key 'temperature': expected a finite number ≥ 0, got inf"),
+    (["run", "{cooldown_inf}", "--db", "{missing}"], 2,
+     "key 'cooldown_s': expected seconds from 0 to 3600 (1 h) or auto, got inf"),
+    (["run", "{cooldown_nan}", "--db", "{missing}"], 2,
+     "key 'cooldown_s': expected seconds from 0 to 3600 (1 h) or auto, got nan"),
+    (["run", "{cooldown_huge}", "--db", "{missing}"], 2,
+     "key 'cooldown_s': expected seconds from 0 to 3600 (1 h) or auto, got 1000000000.0"),
+    (["run", "{seed_huge}", "--db", "{good}"], 2,
+     "key 'seed': expected a whole number from 0 to 4294967294, got 99999999999999999999999"),
+    (["run", "{seed_negative}", "--db", "{missing}"], 2,
+     "key 'seed': expected a whole number from 0 to 4294967294, got -1"),
+    (["run", "{duplicate_key}", "--db", "{good}"], 2, "line 7, column 5: duplicate key 'max_tokens' (first on line 6)"),
+    (["run", "{empty_model}", "--db", "{missing}"], 2, "run 'one': key 'model': is an empty list"),
+    (["run", "{empty_threads}", "--db", "{missing}"], 2, "run 'one': key 'threads': is an empty list"),
+    (["run", "{n_batch_huge}", "--db", "{missing}"], 2,
+     "key 'n_batch': 100000000 is more than llama.cpp uses with n_ctx 2048 × batch_size 1; use at most 2048"),
+    (["run", "{exponent}", "--db", "{missing}"], 2, "key 'temperature': expected a finite number ≥ 0, got -1000.0"),
+    (["run", "{threads_huge}", "--db", "{missing}"], 2, "key 'threads': 100000 is too large; use at most 512"),
+    (["run", "{repetitions_huge}", "--db", "{missing}"], 2,
+     "key 'repetitions': the manifest comes to more than 1000000 trials"),
+    (["run", "{prompt_file_number}", "--db", "{missing}"], 2, "key 'prompt_file': expected a name or a path, got 5"),
+    (["run", "{duplicate_prompt_ids}", "--db", "{missing}"], 2,
+     "dup-ids.jsonl: line 3: duplicate id 'a' (first on line 1); give every prompt its own id"),
+    (["run", "{prompt_file_directory}", "--db", "{missing}"], 2,
+     ": is a directory, not a prompt file; give the path of a .jsonl or text file"),
+    (["run", "{folder}", "--db", "{missing}"], 2, "is a directory, not a manifest; give the path of a .yaml file"),
+    # run's meter options: finite and within their stated bounds, refused before the manifest is read
+    (["run", "{manifest}", "--db", "{missing}", "--sample-hz", "nan"], 2, "--sample-hz nan: choose a rate from 1 to"),
+    (["run", "{manifest}", "--db", "{missing}", "--sample-hz", "0.001"], 2, "--sample-hz 0.001: choose a rate"),
+    (["run", "{manifest}", "--db", "{missing}", "--idle-s", "nan"], 2, "--idle-s nan: give an idle window from 0.05 s"),
+    (["run", "{manifest}", "--db", "{missing}", "--idle-s", "inf"], 2, "--idle-s inf: give an idle window"),
+    (["run", "{manifest}", "--db", "{missing}", "--idle-s", "1e9"], 2, "--idle-s 1e+09: give an idle window"),
+    (["run", "{manifest}", "--db", "{missing}", "--cpu-tdp", "nan"], 2, "--cpu-tdp nan: give the CPU's TDP in watts"),
+    (["run", "{manifest}", "--db", "{missing}", "--cpu-tdp", "inf"], 2, "--cpu-tdp inf: give the CPU's TDP"),
+    (["run", "{manifest}", "--db", "{missing}", "--cpu-tdp", "1e30"], 2,
+     "--cpu-tdp 1e+30: give the CPU's TDP in watts, above 0 and at most 1000"),
+    (["run", "{manifest}", "--db", "{good}", "--power-command", ""], 2, "--power-command '': empty;"),
 ]
 
 

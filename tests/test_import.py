@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -123,7 +125,7 @@ def test_unmapped_run_ids_are_reported_not_guessed(tmp_path, capsys):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda text: text.replace("latency_ms", "latency"), "lacks the column(s) latency_ms"),
-    (lambda text: text.replace(",64,", ",sixty-four,", 1), "tokens_generated 'sixty-four' is not a number"),
+    (lambda text: text.replace(",64,", ",sixty-four,", 1), "tokens_generated 'sixty-four' is not a whole number"),
     (lambda text: text.replace("2026-03-01T10:00:00", "yesterday", 1), "timestamp 'yesterday'"),
 ])
 def test_bad_logs_are_one_line_errors_and_nothing_is_written(tmp_path, capsys, mutate, message):
@@ -178,3 +180,167 @@ def test_advise_all_hosts_answers_each_and_ranks_energy_only_where_measured(logs
 
     code, _, err = run_cli(capsys, "advise", "--db", db, "--host", "all", "--explain")
     assert code == 2 and "give --tokens N" in err
+
+
+# --- bad input: one line, exit 2, no traceback, and the database exactly as it was (conftest's imported_db: an
+# earlier import, for a refused one to leave alone) ---
+
+POWER_HEADER = "timestamp,backend,energy_joules,notes\n"
+
+
+def _counts(db) -> dict:
+    """Rows per table: a refused import must leave each as it was (no phantom run, host or model)."""
+    with closing(sqlite3.connect(db)) as conn:
+        return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("runs", "hosts", "models", "trials")}
+
+
+def _refused(capsys, db, *args) -> str:
+    """`energytui import ARGS --db DB` refused: exit 2, one line on stderr, nothing written; the line."""
+    before = _counts(db)
+    code, out, err = run_cli(capsys, "import", *args, "--db", db)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("energytui: error: ") and not out, err
+    assert "Traceback" not in err
+    assert _counts(db) == before
+    return err
+
+
+def _log_with(tmp_path, column: str, value: str) -> Path:
+    records = _records()
+    records[0][column] = value  # the first row: line 2
+    return _write(tmp_path / "log.csv", records, LOG_COLUMNS)
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("prompt_length_chars", "100000000000000000000000000",
+     "prompt_length_chars '100000000000000000000000000' is outside 0..1e+09"),  # overflowed SQLite half-way
+    ("tokens_generated", "1e23", "tokens_generated '1e23' is not a whole number"),
+    ("tokens_generated", "-3", "tokens_generated '-3' is outside 0..1e+09"),
+    ("latency_ms", "0", "latency_ms '0' is outside 0.001..1e+09"),
+    ("latency_ms", "inf", "latency_ms 'inf' is not a finite number"),
+    ("energy_joules", "nan", "energy_joules 'nan' is not a finite number"),  # was stored as NULL, tagged
+    ("energy_joules", "inf", "energy_joules 'inf' is not a finite number"),  # was Infinity in the JSON export
+    ("energy_joules", "1e308", "energy_joules '1e308' is outside 0..1e+09"),
+    ("energy_joules", "-1", "energy_joules '-1' is outside 0..1e+09"),
+    ("timestamp", "nan", "timestamp 'nan' is neither ISO 8601 nor seconds"),
+])
+def test_absurd_log_values_are_refused_and_nothing_is_written(imported_db, tmp_path, capsys, column, value,
+                                                              message):
+    log = _log_with(tmp_path, column, value)
+    err = _refused(capsys, imported_db, log, "--map", EXAMPLE_MAP)
+    assert f"log.csv: line 2: {message}" in err
+    assert _refused(capsys, imported_db, log, "--map", EXAMPLE_MAP) == err  # a retry: the same, not "already"
+
+
+@pytest.mark.parametrize("power_log, message", [
+    (POWER_HEADER + "2026-03-01T10:00:00,cpu,inf,\n", "power.csv: line 2: energy_joules 'inf' is not a finite"),
+    (POWER_HEADER + "2026-03-01T10:00:00,cpu,nan,\n", "power.csv: line 2: energy_joules 'nan' is not a finite"),
+    (POWER_HEADER + "2026-03-01T10:00:00,cpu,1e308,\n", "power.csv: line 2: energy_joules '1e308' is outside"),
+    (POWER_HEADER + "2025-01-01T00:00:01,cpu\n", "power.csv: line 2: the row has no energy_joules, notes"),
+    (POWER_HEADER, "power.csv: the power log has no rows, only a header"),
+])
+def test_bad_power_logs_are_refused_and_nothing_is_written(imported_db, tmp_path, capsys, power_log, message):
+    (tmp_path / "power.csv").write_text(power_log)
+    log = _log(tmp_path, energy_in_log=False)
+    err = _refused(capsys, imported_db, log, "--map", EXAMPLE_MAP, "--power-log", tmp_path / "power.csv")
+    assert message in err
+
+
+@pytest.mark.parametrize("broken, how, message", [
+    ("log", "missing", "missing.csv: log not found; check the path"),
+    ("log", "folder", "folder: is a folder; give the log file"),
+    ("map", "missing", "missing.csv: import map not found; check the path"),
+    ("map", "folder", "folder: is a folder; give the import map file"),
+    ("power", "missing", "missing.csv: power log not found; check the path"),
+    ("power", "folder", "folder: is a folder; give the power log file"),
+])
+def test_missing_files_and_folders_are_named_before_anything_is_read(imported_db, tmp_path, capsys, broken, how,
+                                                                     message):
+    (tmp_path / "folder").mkdir()
+    paths = {"log": _log(tmp_path, energy_in_log=False), "map": EXAMPLE_MAP, "power": _log(tmp_path, False)}
+    paths[broken] = tmp_path / ("missing.csv" if how == "missing" else "folder")
+    err = _refused(capsys, imported_db, paths["log"], "--map", paths["map"], "--power-log", paths["power"])
+    assert message in err
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ("n_params: 1100048384", "n_params: 100000000000000000000000", "model.n_params",
+     "100000000000000000000000 is not a whole number in 1..1000000000000000"),  # overflowed SQLite half-way
+    ("n_params: 1100048384", "n_params: 1e23", "model.n_params", "'1e23' is not a whole number"),
+    ("n_params: 1100048384", "n_params: -5", "model.n_params", "-5 is not a whole number"),
+    ("bits_per_weight: 4.54", "bits_per_weight: .nan", "model.bits_per_weight", "nan is not a number in 0.5..64"),
+    ("bits_per_weight: 4.54", "bits_per_weight: -4", "model.bits_per_weight", "-4 is not a number"),
+    ("n_layers: 22", "n_layers: 0", "model.n_layers", "0 is not a whole number in 1..10000"),
+    ("n_layers: 22", "", "model.n_layers", "missing"),
+    ("threads: 8}", "threads: 100000000000000000000000}", "runs.cpu-t8.threads",
+     "100000000000000000000000 is not a whole number in 1..512"),
+    ("threads: 4}", "threads: 4, batch_size: 1000}", "runs.cpu-t4.batch_size", "1000 is not a whole number"),
+    ("gpu_layers: 11,", "gpu_layers: 999,", "runs.hyb-l11.gpu_layers", "999 is outside 0..22 for this model"),
+    ("gpu_layers: 11, ", "", "runs.hyb-l11.gpu_layers", "missing: say how many of the model's 22 layers"),
+    ("gpu_layers: 22}", "gpu_layers: 20}", "runs.gpu-l22.gpu_layers", "backend gpu offloads all 22 layers"),
+    ("threads: 4}", "threads: 4, gpu_layers: 5}", "runs.cpu-t4.gpu_layers", "backend cpu runs no layers on a GPU"),
+    ("ram_gb: 32", "ram_gb: lots", "host.ram_gb", "'lots' is not a number"),
+    ("ram_gb: 32", "ram_gb: 32\n  cores: -4", "host.cores", "-4 is not a whole number"),
+    ("cpu: Intel Core i5-13400F", "cpu: 13400", "host.cpu", "13400: needs a text value"),
+    ("chars_per_token: 4.0", "chars_per_token: .nan", "chars_per_token", "nan is not a number in 0.1..100"),
+    ("chars_per_token: 4.0", "chars_per_token: .inf", "chars_per_token", "inf is not a number"),
+    ("chars_per_token: 4.0", "chars_per_token: 0", "chars_per_token", "0 is not a number"),
+])
+def test_nonsense_in_the_map_names_the_key_and_nothing_is_written(imported_db, tmp_path, capsys, old, new, key,
+                                                                  message):
+    assert old in EXAMPLE_MAP.read_text()
+    bad = tmp_path / "map.yaml"
+    bad.write_text(EXAMPLE_MAP.read_text().replace(old, new, 1))
+    err = _refused(capsys, imported_db, _log(tmp_path, energy_in_log=True), "--map", bad)
+    assert f"map.yaml: key '{key}': {message}" in err
+
+
+def test_gpu_layers_of_a_gpu_run_default_to_all_and_half_is_a_count(tmp_path, capsys):
+    """As in a manifest: a gpu run offloads every layer, and `half` of 22 layers is 11."""
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(EXAMPLE_MAP.read_text().replace("{backend: gpu, gpu_layers: 22}", "{backend: gpu}")
+                       .replace("gpu_layers: 11,", "gpu_layers: half,"))
+    db = tmp_path / "layers.db"
+    code, _, err = run_cli(capsys, "import", _log(tmp_path, energy_in_log=True), "--map", mapping, "--db", db)
+    assert code == 0, err
+    _, out, _ = run_cli(capsys, "export", "--db", db, "--format", "json")
+    layers = {r["backend"]: r["gpu_layers"] for r in json.loads(out)}
+    assert layers == {"cpu": 0, "gpu": 22, "hybrid": 11}
+
+
+def test_a_log_with_only_a_header_says_so(imported_db, tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    log.write_text(HEADER)
+    err = _refused(capsys, imported_db, log, "--map", EXAMPLE_MAP)
+    assert "log.csv: the log has no rows, only a header" in err
+
+
+def test_a_log_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    log = _log(tmp_path, energy_in_log=True)
+    log.write_text(log.read_text(), encoding="utf-8-sig")  # Excel's "CSV UTF-8"
+    code, out, err = run_cli(capsys, "import", log, "--map", EXAMPLE_MAP, "--db", tmp_path / "bom.db")
+    assert code == 0 and "imported 24 trials (24 with energy)" in out, err
+
+
+def test_a_write_failing_half_way_leaves_the_database_as_it_was(imported_db, tmp_path, monkeypatch):
+    """Host, model, run and trials are one transaction: when the trials' insert fails after the run row was
+    written (SQLite refusing an integer it cannot hold, as before the bounds), a new host and model go too."""
+    from energytui.engine import store as store_module
+    from energytui.engine.importer import import_logs
+    from energytui.engine.store import Store
+
+    real = store_module.stored_row
+    monkeypatch.setattr(store_module, "stored_row", lambda values, where: {**real(values, where),
+                                                                             "prompt_tokens": 10**30})
+    other = tmp_path / "other.yaml"  # another host and model: rows the failed import would have added
+    other.write_text(EXAMPLE_MAP.read_text().replace("lab-desktop", "other-desktop").replace("tinyllama", "other"))
+    log, before = _log(tmp_path, energy_in_log=True), _counts(imported_db)
+    store = Store(imported_db)
+    try:
+        with pytest.raises(OverflowError):
+            import_logs(store, log, other)
+        assert _counts(imported_db) == before
+        monkeypatch.undo()
+        assert import_logs(store, log, other).trials == 24  # not "already imported"
+    finally:
+        store.close()

@@ -135,3 +135,32 @@ def test_shipped_manifests_validate(model_path):
     assert {t.n_batch for t in seed.trials} == {128, 512, 1024}
     assert {t.threads for t in seed.trials} == {1, 4, 8}
     assert {t.gpu_layers for t in seed.trials} == {0, 15, 30}
+
+
+def test_exponents_without_a_dot_are_numbers(manifest):
+    """YAML 1.1 (PyYAML) reads 1e1 as text; people and YAML 1.2 mean a number."""
+    trial = manifest("  - id: e\n    prompt_tokens: 8\n    temperature: 5e-1\n    cooldown_s: 1e1\n").trials[0]
+    assert (trial.temperature, trial.cooldown_s) == (0.5, 10.0)
+
+
+def test_seeds_span_llamas_uint32_but_its_random_seed(manifest):
+    m = manifest("  - id: s\n    prompt_tokens: 8\n    seed: [0, 4294967294]\n")
+    assert [t.seed for t in m.trials] == [0, 4294967294]
+    with pytest.raises(UserError, match="key 'seed': expected a whole number from 0 to 4294967294, got 4294967295"):
+        manifest("  - id: s\n    prompt_tokens: 8\n    seed: 4294967295\n")
+
+
+def test_a_merge_key_may_be_overridden_but_a_key_not_repeated(write_manifest, model_path):
+    text = (f"defaults: &d\n  model: {model_path}\n  max_tokens: 2\nruns:\n"
+            "  - id: m\n    <<: *d\n    max_tokens: 4\n    prompt_tokens: 8\n")
+    assert load_manifest(write_manifest(text), gpu_offload=False).trials[0].max_tokens == 4
+    with pytest.raises(UserError, match=r"line 3, column 3: duplicate key 'model' \(first on line 2\); keep one"):
+        load_manifest(write_manifest(f"defaults:\n  model: {model_path}\n  model: x.gguf\nruns: []\n"),
+                      gpu_offload=False)
+
+
+def test_n_batch_up_to_the_default_or_n_ctx_times_batch_size(manifest):
+    m = manifest("  - id: b\n    prompt_tokens: 8\n    n_ctx: 256\n    batch_size: 4\n    n_batch: [512, 1024]\n")
+    assert [t.n_batch for t in m.trials] == [512, 1024]
+    with pytest.raises(UserError, match="'n_batch': 1025 is more than .* n_ctx 256 × batch_size 4; use at most 1024"):
+        manifest("  - id: b\n    prompt_tokens: 8\n    n_ctx: 256\n    batch_size: 4\n    n_batch: 1025\n")

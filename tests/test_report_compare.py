@@ -105,7 +105,8 @@ def test_compare_names_what_it_cannot_find(two_hosts, capsys):
     (lambda text: text.replace("energy_source: integrated", ""), "'energy_source': missing: declare how"),
     (lambda text: text.replace("{backend: cpu, threads: 8}", "{backend: cpu, thread: 8}"),
      "'runs.cpu-t8.thread': unknown key; use backend, threads"),
-    (lambda text: text.replace("threads: 4}", "threads: four}"), "'runs.cpu-t4.threads': 'four' is not a valid"),
+    (lambda text: text.replace("threads: 4}", "threads: four}"),
+     "'runs.cpu-t4.threads': 'four' is not a whole number in 1..512"),
     (lambda text: text.replace("chars_per_token: 4.0", "chars_per_token: 0"), "'chars_per_token': 0 is not"),
     (lambda text: text.replace("  ram_gb: 32", "  ram: 32"), "'host.ram': unknown key"),
 ])
