@@ -34,6 +34,9 @@ AUTO_COOLDOWN_BOUND_S = 30.0
 _AUTO_COOLDOWN_WINDOW_NS = 250_000_000
 
 
+MAX_CPU_TDP_W = 1000.0  # per package: beyond any desktop or server CPU, so a larger figure is a typo
+
+
 @dataclass
 class MeterOptions:
     rate_hz: float = 100.0
@@ -52,19 +55,25 @@ class MeterOptions:
     min_window_s: float | None = None  # --min-window: a steady window's length (None: 5 update periods)
 
     def check(self) -> None:
+        """Every option within bounds before anything runs; chained comparisons, which NaN never passes."""
         if self.window is not None and self.window not in WINDOW_MODES:
             raise UserError(f"--window {self.window}: choose one of {', '.join(WINDOW_MODES)}")
         if self.min_window_s is not None and not 0.1 <= self.min_window_s <= 3600:
             raise UserError(f"--min-window {self.min_window_s:g}s: give a length between 0.1 s and 1 h, e.g. 5s")
-        if self.rate_hz <= 0 or self.rate_hz > 1000:
+        if not 1 <= self.rate_hz <= 1000:
             raise UserError(f"--sample-hz {self.rate_hz:g}: choose a rate between 1 and 1000 Hz")
-        if self.idle_s < 0.05:
-            raise UserError(f"--idle-s {self.idle_s:g}: the idle window needs at least 0.05 s to measure idle power")
-        if self.cpu_tdp_w is not None and self.cpu_tdp_w <= 0:
-            raise UserError(f"--cpu-tdp {self.cpu_tdp_w:g}: give the CPU's TDP in watts, a positive number")
+        if not 0.05 <= self.idle_s <= 3600:
+            raise UserError(f"--idle-s {self.idle_s:g}: give an idle window from 0.05 s to 1 h (3600 s) to measure "
+                            "idle power")
+        if self.cpu_tdp_w is not None and not 0 < self.cpu_tdp_w <= MAX_CPU_TDP_W:
+            raise UserError(f"--cpu-tdp {self.cpu_tdp_w:g}: give the CPU's TDP in watts, above 0 and at most "
+                            f"{MAX_CPU_TDP_W:g} (per CPU package)")
         if self.cpu_static_share is not None and not 0 <= self.cpu_static_share < 1:
             raise UserError(f"--cpu-static-share {self.cpu_static_share:g}: give the share of TDP the CPU draws "
                             "whatever the load, from 0 to below 1 (e.g. 0.3 or 30%)")
+        if self.power_command is not None and not self.power_command.strip():
+            raise UserError(f"--power-command {self.power_command!r}: empty; give the command that prints the "
+                            "system's watts, or drop --power-command")
 
 
 class Meter:

@@ -164,7 +164,8 @@ CASES = [
      ": is a directory, not a prompt file; give the path of a .jsonl or text file"),
     (["run", "{folder}", "--db", "{missing}"], 2, "is a directory, not a manifest; give the path of a .yaml file"),
     # run's meter options: finite and within their stated bounds, refused before the manifest is read
-    (["run", "{manifest}", "--db", "{missing}", "--sample-hz", "nan"], 2, "--sample-hz nan: choose a rate from 1 to"),
+    (["run", "{manifest}", "--db", "{missing}", "--sample-hz", "nan"], 2,
+     "--sample-hz nan: choose a rate between 1 and 1000 Hz"),
     (["run", "{manifest}", "--db", "{missing}", "--sample-hz", "0.001"], 2, "--sample-hz 0.001: choose a rate"),
     (["run", "{manifest}", "--db", "{missing}", "--idle-s", "nan"], 2, "--idle-s nan: give an idle window from 0.05 s"),
     (["run", "{manifest}", "--db", "{missing}", "--idle-s", "inf"], 2, "--idle-s inf: give an idle window"),
@@ -174,6 +175,8 @@ CASES = [
     (["run", "{manifest}", "--db", "{missing}", "--cpu-tdp", "1e30"], 2,
      "--cpu-tdp 1e+30: give the CPU's TDP in watts, above 0 and at most 1000"),
     (["run", "{manifest}", "--db", "{good}", "--power-command", ""], 2, "--power-command '': empty;"),
+    (["doctor", "--cpu-tdp", "nan"], 2, "--cpu-tdp nan: give the CPU's TDP in watts"),  # every command, one check
+    (["worker", "--head", "--bind", "127.0.0.1", "--cpu-tdp", "inf"], 2, "--cpu-tdp inf: give the CPU's TDP"),
 ]
 
 

@@ -163,7 +163,7 @@ def test_external_meter_is_total_power_and_short_windows_are_flagged_not_zero(ma
 
 @pytest.mark.parametrize("args, message", [
     (("--sample-hz", "0"), "--sample-hz 0: choose a rate between 1 and 1000 Hz"),
-    (("--idle-s", "0"), "--idle-s 0: the idle window needs at least 0.05 s"),
+    (("--idle-s", "0"), "--idle-s 0: give an idle window from 0.05 s to 1 h"),
     (("--cpu-tdp", "-5"), "--cpu-tdp -5: give the CPU's TDP in watts"),
     (("--cpu-static-share", "1.5"), "--cpu-static-share 1.5: give the share of TDP the CPU draws whatever the load"),
     (("--cpu-static-share", "120%"), "--cpu-static-share 1.2: give the share of TDP"),
