@@ -123,8 +123,8 @@ def load_map(path: Path) -> dict:
     for key in ("host", "model", "runs"):
         if not isinstance(doc.get(key), dict) or not doc[key]:
             raise _map_error(path, key, "missing or not a mapping")
-    _check_host(path, doc["host"])
-    _check_model(path, doc["model"])
+    _check_section(path, doc["host"], "host", ("name", "cpu"), HOST_TEXTS, HOST_NUMBERS, numbers_required=False)
+    _check_section(path, doc["model"], "model", ("name", "quant"), MODEL_TEXTS, MODEL_NUMBERS, numbers_required=True)
     if "energy_source" not in doc:
         raise _map_error(path, "energy_source", f"missing: declare how the log's energy was obtained "
                          f"({', '.join(ENERGY_TAGS)})")
@@ -149,25 +149,17 @@ def _read_map(path: Path) -> dict:
     return doc
 
 
-def _check_host(path: Path, host: dict) -> None:
-    _known_keys(path, host, "host", "host.")
-    for key in ("name", "cpu"):
-        _map_text(path, f"host.{key}", host.get(key))
-    for key in HOST_TEXTS:
-        _map_text(path, f"host.{key}", host.get(key), required=False)
-    for key, bounds in HOST_NUMBERS.items():
-        if host.get(key) is not None:  # unknown unless given
-            _map_number(path, f"host.{key}", host[key], bounds)
-
-
-def _check_model(path: Path, model: dict) -> None:
-    _known_keys(path, model, "model", "model.")
-    for key in ("name", "quant"):
-        _map_text(path, f"model.{key}", model.get(key))
-    for key in MODEL_TEXTS:
-        _map_text(path, f"model.{key}", model.get(key), required=False)
-    for key, bounds in MODEL_NUMBERS.items():
-        _map_number(path, f"model.{key}", model.get(key), bounds)
+def _check_section(path: Path, section: dict, kind: str, required: tuple[str, ...], texts: tuple[str, ...],
+                   numbers: dict, numbers_required: bool) -> None:
+    """The map's host or model: known keys, its text values, and its numbers within their bounds."""
+    _known_keys(path, section, kind, f"{kind}.")
+    for key in required:
+        _map_text(path, f"{kind}.{key}", section.get(key))
+    for key in texts:
+        _map_text(path, f"{kind}.{key}", section.get(key), required=False)
+    for key, bounds in numbers.items():
+        if numbers_required or section.get(key) is not None:  # a host's numbers are unknown unless given
+            _map_number(path, f"{kind}.{key}", section.get(key), bounds)
 
 
 def _check_run(path: Path, run_id, config, n_layers: int) -> None:
