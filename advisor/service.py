@@ -104,6 +104,9 @@ def explain(fit: Fit) -> str:
                 f"{q} {1e-9 / a:.0f}/{1e-9 / b:.0f}" for q, (a, b) in speeds.items() if a and b))
     for part, coefficients in fit.coefficients.items():
         lines.append(f"  {part}: " + ", ".join(f"{c} {v:.3g}" for c, v in coefficients.items() if v))
+    lines.append("  other calibrations that fit the trials as well (their constants at their least and most): "
+                 + ", ".join(f"{part} {len(sets)}" for part, sets in fit.alternatives.items())
+                 + "; a prediction is their middle and its interval spans them")
     return "\n".join(lines)
 
 
