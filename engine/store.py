@@ -26,6 +26,7 @@ from .record import stored_row
 
 SCHEMA_VERSION = 10
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite file
+APPLICATION_ID = 0x45545549  # "ETUI" in the SQLite header: the files energytui creates
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 
 if TYPE_CHECKING:
@@ -293,10 +294,16 @@ class Store:
                 self._db.execute(f"PRAGMA user_version={target}")
 
     def _refuse_a_foreign_file(self) -> None:
-        """An energytui file has a schema version; one without it and with tables belongs to another program."""
+        """An energytui file has a schema version, or is being created by energytui (its application id, set
+        before the first table: SQLite commits each CREATE TABLE at once, so another connection can see the
+        tables before the version). A file with neither and with tables belongs to another program."""
         if self._conn.execute("PRAGMA user_version").fetchone()[0]:
             return
+        if self._conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+            return
         tables = [row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if not tables and not self.read_only:
+            self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")  # a new file: claimed before its tables
         if tables:
             shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
             raise UserError(f"{self.flag} {self.path}: a SQLite file of another program (tables {shown}); "

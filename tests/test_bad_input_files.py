@@ -70,3 +70,24 @@ def test_a_bad_path_from_the_environment_is_named_by_its_variable(foreign, env, 
     assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert lines[0].startswith(f"energytui: error: {message}"), lines[0]
     assert {p: _digest(p) for p in foreign["folder"].iterdir()} == before
+
+
+def test_a_database_energytui_is_still_creating_is_never_taken_for_another_programs(tmp_path):
+    """SQLite commits each CREATE TABLE at once, so a second connection (the app's poll, a runner) can see
+    tables before the schema version: the application id energytui writes first tells the two apart."""
+    from energytui.engine.errors import UserError
+    from energytui.engine.store import APPLICATION_ID, Store
+
+    Store(tmp_path / "new.db").close()
+    with sqlite3.connect(tmp_path / "new.db") as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    conn.close()
+    halfway = tmp_path / "halfway.db"
+    with sqlite3.connect(halfway) as conn:
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute("CREATE TABLE hosts (id TEXT)")  # the first table, committed; the version still 0
+    conn.close()
+    try:
+        Store(halfway).close()
+    except UserError as exc:  # the other creator's race may still fail the migration, never as foreign
+        assert "another program" not in str(exc)
