@@ -41,13 +41,23 @@ CASES = [
 
 @pytest.mark.parametrize("args, flag, message", CASES, ids=[" ".join(c[0][:2]) + " " + c[1] for c in CASES])
 def test_files_that_are_not_ours_to_write_are_refused_and_left_as_they_were(foreign, args, flag, message):
-    before = {p: _digest(p) for p in foreign["folder"].iterdir()}
-    done = subprocess.run([*ENERGYTUI, *(a.format(**foreign) for a in args)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=120)
+    line = _refused_with_one_line(foreign, args, {})
+    assert line.startswith(f"energytui: error: {flag} ") and message in line, line
+
+
+def _refused_with_one_line(paths: dict, args: list[str], env: dict[str, str]) -> str:
+    """Runs energytui with `args` (and `env`) formatted from `paths`: exit 2, one line, no traceback, every file
+    in the folder unchanged; the line."""
+    import os
+
+    before = {p: _digest(p) for p in paths["folder"].iterdir()}
+    done = subprocess.run([*ENERGYTUI, *(a.format(**paths) for a in args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120,
+                          env={**os.environ, **{k: v.format(**paths) for k, v in env.items()}})
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert lines[0].startswith(f"energytui: error: {flag} ") and message in lines[0], lines[0]
-    assert {p: _digest(p) for p in foreign["folder"].iterdir()} == before
+    assert {p: _digest(p) for p in paths["folder"].iterdir()} == before
+    return lines[0]
 
 
 ENV_CASES = [
@@ -60,16 +70,8 @@ ENV_CASES = [
 
 @pytest.mark.parametrize("env, args, message", ENV_CASES, ids=[next(iter(c[0])) + " " + c[1][0] for c in ENV_CASES])
 def test_a_bad_path_from_the_environment_is_named_by_its_variable(foreign, env, args, message):
-    import os
-
-    before = {p: _digest(p) for p in foreign["folder"].iterdir()}
-    environment = {**os.environ, **{k: v.format(**foreign) for k, v in env.items()}}
-    done = subprocess.run([*ENERGYTUI, *(a.format(**foreign) for a in args)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=120, env=environment)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert lines[0].startswith(f"energytui: error: {message}"), lines[0]
-    assert {p: _digest(p) for p in foreign["folder"].iterdir()} == before
+    line = _refused_with_one_line(foreign, args, env)
+    assert line.startswith(f"energytui: error: {message}"), line
 
 
 def test_a_database_energytui_is_still_creating_is_never_taken_for_another_programs(tmp_path):
