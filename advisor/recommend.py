@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, Sequence
 
 from energytui.engine.errors import UserError
-from energytui.engine.manifest import MAX_SEQUENCES
+from energytui.engine.manifest import MAX_SEQUENCES, MAX_THREADS
 
 from . import hardware, sensitivity
 from .features import QUANT_BITS, Config, ModelShape, Workload
@@ -34,7 +34,6 @@ _POWER_UNITS = {"w": 1.0, "kw": 1e3, "mw": 1e-3}  # any case, but a capital M is
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "min": 60.0}
 MAX_BUDGET_W = 100_000.0  # a power budget above 100 kW is a typo, not a desktop
 MAX_REQUEST_TOKENS = 1 << 20  # a million tokens: beyond the context of any model energytui runs
-MAX_THREADS = 4096
 UNMEASURED_WIDEN = 1.5  # intervals for lengths, models or quantizations never measured in this configuration
 MEASURED_NEAR = 0.1  # a request within 10 % of a measured prompt and generation length counts as measured
 AMBIGUOUS = 1.1  # equally good calibrations reaching 10 % from the prediction are named in its caveats

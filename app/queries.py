@@ -14,7 +14,7 @@ from energytui.engine.errors import UserError
 from energytui.engine.importer import ImportResult, import_logs
 from energytui.engine.paths import default_db_path, make_folder_for
 from energytui.engine.report import TAG_LABELS, export_text, missing_trace_reason, report_text
-from energytui.engine.store import SQLITE_MAGIC, Store
+from energytui.engine.store import Store, is_sqlite_file
 
 __all__ = ["ImportResult", "Trace", "compare_text", "database", "db_path", "export", "import_logs",
            "latest_pending_run", "report", "run_summaries", "trace"]
@@ -35,12 +35,7 @@ def db_path(given: Path | None, for_writing: bool) -> Path:
 def refuse_to_overwrite_a_database(output: Path, db: Path) -> None:
     """A report written over the database it came from (or any SQLite file) would lose every trial."""
     same = output.exists() and output.resolve() == db.expanduser().resolve()
-    try:
-        with open(output, "rb") as fh:
-            is_sqlite = fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
-    except OSError:  # missing or unreadable: nothing to lose
-        is_sqlite = False
-    if same or is_sqlite:
+    if same or is_sqlite_file(output):
         what = "the database it reads" if same else "a SQLite database"
         raise UserError(f"--output {output}: that is {what}; writing there would destroy it, choose another path")
 

@@ -26,7 +26,7 @@ import yaml
 
 from .errors import UserError
 # The manifest's backend rules (cpu: no layers, gpu: all, hybrid: some), so the map is checked like a manifest.
-from .manifest import BACKENDS, MAX_SEQUENCES, Problem, ValueChecker
+from .manifest import BACKENDS, MAX_SEQUENCES, MAX_THREADS, MAX_WHOLE, Problem, ValueChecker
 from .store import Store
 
 LOG_COLUMNS = ("timestamp", "run_id", "backend", "prompt_id", "prompt_template", "prompt_length_chars", "latency_ms",
@@ -45,9 +45,8 @@ POWER_MATCH_S = 5.0  # a power-log row belongs to the log row with the same back
 # could overflow SQLite's 64-bit integers half-way through the writes.
 MODEL_NUMBERS = {"bits_per_weight": (0.5, 64.0, False), "n_params": (1, 10**15, True), "n_layers": (1, 10_000, True)}
 HOST_NUMBERS = {"ram_gb": (0.01, 10.0**6, False), "cores": (1, 100_000, True)}
-RUN_NUMBERS = {"threads": (1, 512, True),  # ggml's GGML_MAX_N_THREADS
-               "batch_size": (1, MAX_SEQUENCES, True), "n_batch": (1, 2**31 - 1, True),  # llama.cpp's int32
-               "n_ctx": (16, 2**31 - 1, True)}  # n_ctx from 16, as in a manifest
+RUN_NUMBERS = {"threads": (1, MAX_THREADS, True), "batch_size": (1, MAX_SEQUENCES, True),  # as in a manifest
+               "n_batch": (1, MAX_WHOLE, True), "n_ctx": (16, MAX_WHOLE, True)}
 CHARS_PER_TOKEN = (0.1, 100.0, False)
 HOST_TEXTS, MODEL_TEXTS = ("gpu", "energy_devices", "os", "llama_cpp", "gpu_driver"), ("arch",)  # optional
 LOG_NUMBERS = {"prompt_length_chars": (0, 10**9), "tokens_generated": (0, 10**9),  # a log's cells

@@ -171,6 +171,15 @@ WINDOW_JOIN = {"window_j_per_token": "j_per_token", "window_energy_per_request_j
                "window_requests": "requests", "window_extra_requests": "extra_requests", "window_tag": "energy_tag"}
 
 
+def is_sqlite_file(path: Path) -> bool:
+    """Whether the file starts as every SQLite file does (False when missing or unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:
+        return False
+
+
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -229,7 +238,7 @@ class Store:
             raise UserError(f"{self.flag} {self.path}: cannot open for {how} ({exc}); choose a "
                             f"{'readable' if read_only else 'writable'} location") from None
         except sqlite3.DatabaseError as exc:
-            if self._starts_like_sqlite():  # a SQLite file SQLite cannot read: cut short or overwritten
+            if is_sqlite_file(self.path):  # a SQLite file SQLite cannot read: cut short or overwritten
                 raise self._damaged(str(exc)) from None
             raise UserError(f"{self.flag} {self.path}: not an energytui database ({exc}); choose another "
                             "file") from None
@@ -257,13 +266,6 @@ class Store:
         return UserError(f"{self.flag} {self.path}: the database is damaged ({problem}); nothing was written to it. "
                          f"Restore a copy, or recover what is readable with `sqlite3 {self.path} .recover "
                          f"| sqlite3 recovered.db` and use --db recovered.db")
-
-    def _starts_like_sqlite(self) -> bool:
-        try:
-            with open(self.path, "rb") as fh:
-                return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
-        except OSError:
-            return False
 
     @cached_property
     def _db(self):
@@ -302,12 +304,12 @@ class Store:
         if self._conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
             return
         tables = [row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        if not tables and not self.read_only:
-            self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")  # a new file: claimed before its tables
         if tables:
             shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
             raise UserError(f"{self.flag} {self.path}: a SQLite file of another program (tables {shown}); "
                             "energytui leaves it alone, choose another file")
+        if not self.read_only:
+            self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")  # a new file: claimed before its tables
 
     # --- the runner's lock: one process runs trials on a database at a time ---
 
