@@ -115,14 +115,19 @@ def predict(basis: Basis, config: Config, workload: Workload,
             low[quantity], high[quantity] = min(low[quantity], value), max(high[quantity], value)
     intervals = {}
     for quantity, value in values.items():
-        width = basis.widths.get(quantity, basis.widths.get("energy_j", 0.0))
+        width = _width(basis, quantity)
         intervals[quantity] = [low[quantity] * math.exp(-width), high[quantity] * math.exp(width)]
     return values, intervals
 
 
+def _width(basis: Basis, quantity: str) -> float:
+    """The log half-width of a quantity's held-out error (J/token and EDP have none of their own: energy's)."""
+    return basis.widths.get(quantity, basis.widths.get("energy_j", 0.0))
+
+
 def ambiguity(values: dict[str, float], intervals: dict[str, list[float]], basis: Basis, quantity: str) -> float:
     """How far (a factor ≥ 1) the calibrations the trials cannot tell apart reach from the point prediction."""
-    width = basis.widths.get(quantity, basis.widths.get("energy_j", 0.0))
+    width = _width(basis, quantity)
     low, high = intervals[quantity]
     return max(high * math.exp(-width) / values[quantity], values[quantity] / (low * math.exp(width)))
 

@@ -252,8 +252,8 @@ def limits(config: Config, req: Request, fit: Fit) -> list[str]:
         most = f"at most batch {fits} fits" if fits >= 1 else "not even the weights fit"
         reasons.append(f"cannot run: needs {need_gb:.1f} GiB (weights + KV cache for batch {config.batch_size}) "
                        f"but {where} has {memory:.0f} GiB; {most}")
-    cores, machine = ((hardware.device(config.device).cores, hardware.device(config.device).title) if config.device
-                      else (fit.host.get("host_cores"), "a host"))
+    device = hardware.device(config.device) if config.device else None
+    cores, machine = (device.cores, device.title) if device else (fit.host.get("host_cores"), "a host")
     if config.threads and cores and config.threads > cores and config.gpu_share < 1:
         reasons.append(f"cannot run well: {config.threads} threads on {machine} with {cores} CPUs")
     return reasons
