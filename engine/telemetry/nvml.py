@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from .base import COUNTER, INTEGRATED, Sample, Unavailable
 
@@ -211,41 +211,40 @@ class NvmlSource:
 
 
 
-def gpu_memory_gb(nvml: Any = None) -> float | None:
-    """Total memory of the visible NVIDIA GPUs in GiB (llama.cpp splits layers across them), None without NVML."""
+def _read_gpus(nvml: Any, read: Callable[[Any, list], Any], without: Any) -> Any:
+    """`read(module, handles)` of the visible NVIDIA GPUs inside one NVML session; `without` when NVML is
+    missing or fails."""
     module = load_nvml(nvml)
     if isinstance(module, Unavailable):
-        return None
+        return without
     try:
         module.nvmlInit()
     except module.NVMLError:
-        return None
+        return without
     try:
-        handles = [module.nvmlDeviceGetHandleByIndex(i) for i in range(module.nvmlDeviceGetCount())]
-        total = sum(module.nvmlDeviceGetMemoryInfo(h).total for h in handles)
-        return round(total / 2**30, 2) if handles else None
+        return read(module, [module.nvmlDeviceGetHandleByIndex(i) for i in range(module.nvmlDeviceGetCount())])
     except module.NVMLError:
-        return None
+        return without
     finally:
         module.nvmlShutdown()
+
+
+def gpu_memory_gb(nvml: Any = None) -> float | None:
+    """Total memory of the visible NVIDIA GPUs in GiB (llama.cpp splits layers across them), None without NVML."""
+    def total(module, handles: list) -> float | None:
+        return round(sum(module.nvmlDeviceGetMemoryInfo(h).total for h in handles) / 2**30, 2) if handles else None
+
+    return _read_gpus(nvml, total, None)
 
 
 def describe_gpus(nvml: Any = None) -> tuple[str | None, str | None]:
     """("name, name", driver version) of the visible NVIDIA GPUs, or (None, None) without NVML."""
-    module = load_nvml(nvml)
-    if isinstance(module, Unavailable):
-        return None, None
-    try:
-        module.nvmlInit()
-    except module.NVMLError:
-        return None, None
-    try:
-        names = [module.nvmlDeviceGetName(module.nvmlDeviceGetHandleByIndex(i))
-                 for i in range(module.nvmlDeviceGetCount())]
-        driver = module.nvmlSystemGetDriverVersion()
-        text = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-        return (", ".join(text) or None), (driver.decode() if isinstance(driver, bytes) else str(driver))
-    except module.NVMLError:
-        return None, None
-    finally:
-        module.nvmlShutdown()
+    def names_and_driver(module, handles: list) -> tuple[str | None, str]:
+        text = [_text(module.nvmlDeviceGetName(h)) for h in handles]
+        return (", ".join(text) or None), _text(module.nvmlSystemGetDriverVersion())
+
+    return _read_gpus(nvml, names_and_driver, (None, None))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
