@@ -1,6 +1,6 @@
 """energytui's overhead against llama.cpp's own llama-bench, side by side in one run, like with like.
 
-    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 5] [--reps 3] [--python-loop]
+    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 10] [--reps 5] [--python-loop]
 
 Builds llama-bench (once, into bench/.build/) from the same llama-cpp-python source
 distribution that energytui runs on (with the CMAKE_ARGS that build was given, read from the environment),
@@ -10,14 +10,16 @@ then runs rounds in which each side goes first in turn:
     manifest with a 128-token prompt and 65 generated tokens, whose prefill is pp128 at depth 0
     and whose 64 decode steps run at depth 128 to 192, as tg64 does after `-d 128`.
 Each round pairs the two sides' median tokens/s (a repetition hit by a burst of this shared machine's other
-work does not move a median); the verdict is the median over rounds of those paired ratios energytui /
-llama-bench, so a burst that lands on one side in one round moves it little, while drift between rounds cancels
-within each pair. Also printed: each side's tokens/s (mean ± stddev over every repetition) and the ratio of
-those means, which a single burst can move by several percent, and the ratio of each side's fastest repetition
-(a busy machine only slows a repetition down, so the fastest is the least disturbed one; printed, no verdict).
-Targets: prefill ≥ 0.97, decode ≥ 0.98.
-Exits 0 when both are met, 1 when one is not, 2 when the paired ratios' interquartile range is wider than
-NOISY_IQR (the rounds disagree: the machine was busy, and the verdict is printed but says little).
+work does not move a median), so drift between rounds cancels within each pair; the estimate is the median over
+rounds of those paired ratios energytui / llama-bench, with its distribution-free 95 % confidence interval (the
+order statistics that bracket a median with at least 95 % probability, from the binomial distribution; it needs
+6 rounds or more). Targets: prefill ≥ 0.97, decode ≥ 0.98. A target is met (PASS) when the whole interval lies
+at or above it, missed (FAIL) when the whole interval lies below it, and UNDECIDED when the interval straddles it:
+the rounds disagree too much (a busy machine) for so few of them; run more rounds or rerun when it is quiet.
+Exits 0 when both targets are met, 1 when one is missed, 2 when neither is missed and one is undecided.
+Also printed: each side's tokens/s (mean ± stddev over every repetition) and the ratio of those means, which a
+single burst can move by several percent, and the ratio of each side's fastest repetition (a busy machine only
+slows a repetition down, so the fastest is the least disturbed one); no verdict on either.
 --python-loop adds a third side each round, `energytui run` with ENERGYTUI_DECODE_LOOP=python (the engine's
 Python decode loop instead of the C one, engine/native_loop.py), with ratios printed but no verdict.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sqlite3
@@ -45,8 +48,27 @@ BUILD = Path(__file__).resolve().parent / ".build"
 LLAMA_BENCH = BUILD / "llama-build" / "bin" / "llama-bench"
 ENERGYTUI = Path(sys.executable).with_name("energytui")
 TARGETS = {"prefill": 0.97, "decode": 0.98}
-NOISY_IQR = 0.04  # paired ratios spread wider than this between rounds: see the docstring
+CONFIDENCE = 0.95  # of the interval around the median paired ratio: see the docstring
 PROMPT, GENERATE, DEPTH = 128, 64, 128
+
+
+def median_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The order statistics (k-th smallest, k-th largest) that hold the median with at least `confidence`,
+    for the largest such k; None when even the smallest and largest do not (too few values)."""
+    n, ordered = len(values), sorted(values)
+    outside = (1 - confidence) / 2  # allowed chance that the median lies below the k-th smallest
+    k, below = 0, 0.0  # below: P(Binomial(n, 1/2) <= k - 1), the chance of missing on one side
+    while k < n // 2 and below + math.comb(n, k) / 2 ** n <= outside:
+        below += math.comb(n, k) / 2 ** n
+        k += 1
+    return (ordered[k - 1], ordered[n - k]) if k else None
+
+
+def verdict(interval: tuple[float, float] | None, target: float) -> str:
+    """PASS when the whole interval is at or above the target, FAIL when below it, UNDECIDED otherwise."""
+    if interval is None or interval[0] < target <= interval[1]:
+        return "UNDECIDED"
+    return "PASS" if interval[0] >= target else "FAIL"
 
 
 def build_llama_bench() -> Path:
@@ -102,8 +124,8 @@ def energytui_round(model: Path, threads: int, reps: int, folder: Path, env: dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--model", default=default_model_name())
     parser.add_argument("--python-loop", action="store_true",
                         help="also run `energytui run` with ENERGYTUI_DECODE_LOOP=python each round (no verdict)")
@@ -134,31 +156,30 @@ def main() -> int:
     print(f"model {model.name}, {args.threads} threads, {args.rounds} rounds of {args.reps} repetitions (each side "
           f"first in turn), llama-cpp-python {llama_cpp.__version__}; tokens/s mean ± stddev; energytui through "
           f"`energytui run`, meter on, decode loop: {native_loop.describe()}")
-    failed, noisy = False, {}
+    verdicts = []
     for side in sides:
         for phase, test in (("prefill", f"pp{PROMPT} at depth 0"), ("decode", f"tg{GENERATE} at depth {DEPTH}")):
             ratios = paired[side][phase]
-            ratio = statistics.median(ratios)
-            ok = ratio >= TARGETS[phase]
-            low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratio] * 3
-            verdict = "(no verdict)"
+            interval = median_interval(ratios)
+            bounds = f"{interval[0]:.3f}–{interval[1]:.3f}" if interval else "none (under 6 rounds)"
+            outcome = "(no verdict)"
             if side == "energytui":
-                verdict = f"(target ≥ {TARGETS[phase]}) {'PASS' if ok else 'FAIL'}"
-                failed |= not ok
-                if high - low > NOISY_IQR:
-                    noisy[phase] = high - low
-            print(f"{side:11s} {phase:8s} {test:18s} paired ratio {ratio:.3f} {verdict}; per round "
-                  f"{min(ratios):.3f}–{max(ratios):.3f}, quartiles {low:.3f}–{high:.3f}; llama-bench "
-                  f"{statistics.fmean(theirs[phase]):.1f} ± {statistics.stdev(theirs[phase]):.1f}, {side} "
-                  f"{statistics.fmean(ours[side][phase]):.1f} ± {statistics.stdev(ours[side][phase]):.1f} tokens/s, "
-                  f"ratio of means {statistics.fmean(ours[side][phase]) / statistics.fmean(theirs[phase]):.3f}, "
-                  f"of the fastest repetitions {max(ours[side][phase]) / max(theirs[phase]):.3f}")
-    if noisy:
-        print("NOISY: " + ", ".join(f"{phase}'s paired ratios spread {iqr:.3f}" for phase, iqr in noisy.items())
-              + f" between quartiles (over {NOISY_IQR}): the machine was busy and the verdict says little; "
-              "rerun when it is quiet")
+                verdicts.append(verdict(interval, TARGETS[phase]))
+                outcome = f"(target ≥ {TARGETS[phase]}) {verdicts[-1]}"
+            mine, llamas = ours[side][phase], theirs[phase]
+            print(f"{side:11s} {phase:8s} {test:18s} paired ratio {statistics.median(ratios):.3f}, "
+                  f"{CONFIDENCE:.0%} interval {bounds} {outcome}; per round {min(ratios):.3f}–{max(ratios):.3f}; "
+                  f"llama-bench {statistics.fmean(llamas):.1f} ± {statistics.stdev(llamas):.1f}, {side} "
+                  f"{statistics.fmean(mine):.1f} ± {statistics.stdev(mine):.1f} tokens/s, ratio of means "
+                  f"{statistics.fmean(mine) / statistics.fmean(llamas):.3f}, of the fastest repetitions "
+                  f"{max(mine) / max(llamas):.3f}")
+    if "FAIL" in verdicts:
+        return 1
+    if "UNDECIDED" in verdicts:
+        print(f"UNDECIDED: a {CONFIDENCE:.0%} interval straddles its target: the rounds disagree too much for "
+              f"{args.rounds} of them (the machine was busy); run more rounds, or rerun when it is quiet")
         return 2
-    return 1 if failed else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Small helpers shared by the CLI-level tests."""
 
 import fcntl
+import importlib.util
 import os
 import pty
 import select
@@ -13,6 +14,14 @@ from pathlib import Path
 
 from energytui.engine import interrupts
 from energytui.main import main
+
+
+def load_script(path: Path, name: str):
+    """A script that is not part of the package (bench/), imported as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(capsys, *args):

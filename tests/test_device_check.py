@@ -5,7 +5,6 @@ its parts in seconds: the source trim, the manifests it writes, the NVML stand-i
 the summary it returns.
 """
 
-import importlib.util
 import io
 import json
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import load_script
 
 from energytui.engine.store import Store
 from energytui.engine.telemetry import Sample
@@ -27,14 +27,7 @@ CHECK = ROOT / "bench" / "device_check.sh"
 MS = 1_000_000
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = _load(PREP, "device_prep")
+prep = load_script(PREP, "device_prep")
 
 
 def _prep(*args) -> subprocess.CompletedProcess:
@@ -92,7 +85,7 @@ def test_manifest_rewrite_renames_the_model_and_its_rungs_and_sets_cpu_threads(t
 
 
 def test_the_nvml_stand_in_runs_on_the_clock_counts_on_across_loops_and_refuses_settings():
-    shim = _load(ROOT / "bench" / "dryrun" / "pynvml.py", "dryrun_pynvml")
+    shim = load_script(ROOT / "bench" / "dryrun" / "pynvml.py", "dryrun_pynvml")
     shim.nvmlInit()
     handle = shim.nvmlDeviceGetHandleByIndex(0)
     assert shim.nvmlDeviceGetName(handle).startswith("Stand-in")
