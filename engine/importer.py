@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import yaml
 
 from .errors import UserError
 # The manifest's backend rules (cpu: no layers, gpu: all, hybrid: some), so the map is checked like a manifest.
-from .manifest import BACKENDS, MAX_SEQUENCES, MAX_THREADS, MAX_WHOLE, Problem, ValueChecker
+from .manifest import BACKENDS, MAX_SEQUENCES, MAX_THREADS, MAX_WHOLE, Problem, ValueChecker, parse_yaml
 from .store import Store
 
 LOG_COLUMNS = ("timestamp", "run_id", "backend", "prompt_id", "prompt_template", "prompt_length_chars", "latency_ms",
@@ -138,11 +137,10 @@ def load_map(path: Path) -> dict:
 def _read_map(path: Path) -> dict:
     _check_file(path, "import map")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable YAML map ({str(exc).splitlines()[0]}); fix the YAML") from None
+        raw_bytes = path.read_bytes()
     except OSError as exc:
         raise UserError(f"{path}: cannot read the import map ({exc.strerror}); check its permissions") from None
+    doc = parse_yaml(raw_bytes, Problem(path), "import map")
     if not isinstance(doc, dict):
         raise UserError(f"{path}: the map must be a mapping with host, model and runs")
     return doc

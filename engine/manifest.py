@@ -144,16 +144,21 @@ def load_manifest(path: str | Path, gpu_offload: bool | None = None, skip_gpu: b
     if not path.is_file():
         raise UserError(f"{path}: manifest not found; check the path")
     raw_bytes = path.read_bytes()
+    doc = parse_yaml(raw_bytes, problem, "manifest")
+    return parse_manifest(doc, path, hashlib.sha256(raw_bytes).hexdigest(), gpu_offload, skip_gpu)
+
+
+def parse_yaml(raw_bytes: bytes, problem: Problem, what: str):
+    """YAML as people write it (1e12 a number, a repeated key refused); a UserError naming the line and column."""
     try:
-        doc = yaml.load(raw_bytes.decode("utf-8"), Loader=_ManifestLoader)  # a SafeLoader
+        return yaml.load(raw_bytes.decode("utf-8"), Loader=_ManifestLoader)  # a SafeLoader
     except UnicodeDecodeError:
-        raise problem(None, None, "not UTF-8 text", "save the manifest as UTF-8") from None
+        raise problem(None, None, "not UTF-8 text", f"save the {what} as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(exc, "problem", None) or "malformed YAML"
         raise problem(None, None, f"{where}{reason}", getattr(exc, "fix", "fix the YAML syntax")) from None
-    return parse_manifest(doc, path, hashlib.sha256(raw_bytes).hexdigest(), gpu_offload, skip_gpu)
 
 
 def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool | None = None,

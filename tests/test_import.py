@@ -266,7 +266,7 @@ def test_missing_files_and_folders_are_named_before_anything_is_read(imported_db
 @pytest.mark.parametrize("old, new, key, message", [
     ("n_params: 1100048384", "n_params: 100000000000000000000000", "model.n_params",
      "100000000000000000000000 is not a whole number in 1..1000000000000000"),  # overflowed SQLite half-way
-    ("n_params: 1100048384", "n_params: 1e23", "model.n_params", "'1e23' is not a whole number"),
+    ("n_params: 1100048384", "n_params: 1e23", "model.n_params", "1e+23 is not a whole number"),  # as a manifest
     ("n_params: 1100048384", "n_params: -5", "model.n_params", "-5 is not a whole number"),
     ("bits_per_weight: 4.54", "bits_per_weight: .nan", "model.bits_per_weight", "nan is not a number in 0.5..64"),
     ("bits_per_weight: 4.54", "bits_per_weight: -4", "model.bits_per_weight", "-4 is not a number"),
@@ -293,6 +293,19 @@ def test_nonsense_in_the_map_names_the_key_and_nothing_is_written(imported_db, t
     bad.write_text(EXAMPLE_MAP.read_text().replace(old, new, 1))
     err = _refused(capsys, imported_db, _log(tmp_path, energy_in_log=True), "--map", bad)
     assert f"map.yaml: key '{key}': {message}" in err
+
+
+def test_the_map_is_read_as_a_manifest_is_a_repeated_key_refused_and_1e1_a_number(imported_db, tmp_path, capsys):
+    repeated = tmp_path / "map.yaml"
+    repeated.write_text(EXAMPLE_MAP.read_text().replace("n_layers: 22", "n_layers: 22\n  n_layers: 24"))
+    err = _refused(capsys, imported_db, _log(tmp_path, energy_in_log=True), "--map", repeated)
+    line = EXAMPLE_MAP.read_text().splitlines().index("  n_layers: 22") + 2
+    assert f"map.yaml: line {line}, column 3: duplicate key 'n_layers' (first on line {line - 1}); keep one" in err
+    scientific = tmp_path / "scientific.yaml"
+    scientific.write_text(EXAMPLE_MAP.read_text().replace("ram_gb: 32", "ram_gb: 3.2e1"), encoding="utf-8-sig")
+    code, out, err = run_cli(capsys, "import", _log(tmp_path, energy_in_log=True), "--map", scientific,
+                             "--db", tmp_path / "scientific.db")
+    assert code == 0 and "imported 24 trials" in out, err
 
 
 def test_gpu_layers_of_a_gpu_run_default_to_all_and_half_is_a_count(tmp_path, capsys):
