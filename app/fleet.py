@@ -90,20 +90,47 @@ def check_private(flag: str, address: str) -> str:
 
 
 HEAD_ANSWER_S = 3.0  # a head on the LAN answers in milliseconds; Ray's own wait for a missing one is minutes
+# A Ray head's port is its GCS, a gRPC server: HTTP/2 in the clear unless RAY_USE_TLS is set. It answers HTTP/2's
+# client preface (and an empty SETTINGS frame) with a SETTINGS frame of its own (RFC 9113, 3.4).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS_FRAME = 4
 
 
 def check_head_answers(flag: str, address: str) -> None:
-    """`address` is host:PORT and something listens there, before Ray is asked to join it."""
+    """`address` is host:PORT and a Ray head answers there, before Ray is asked to join it (Ray itself waits
+    about 20 s, with warnings, on a port where some other service answers)."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise UserError(f"{flag} {address}: give the head's address as IP:PORT (its port is 6379 unless "
                         "`energytui worker --head --port` chose another)")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=HEAD_ANSWER_S).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=HEAD_ANSWER_S) as connection:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):
+                speaks_grpc = _answers_http2(connection)
+            else:
+                speaks_grpc = True  # a TLS head wants a handshake first: Ray's own connection tells
     except OSError as exc:
         why = exc.strerror or f"no answer in {HEAD_ANSWER_S:g} s"
         raise UserError(f"{flag} {address}: no Ray head answers there ({why}); start it with "
                         "`energytui worker --head --bind IP`") from None
+    if not speaks_grpc:
+        raise UserError(f"{flag} {address}: something else listens there, not a Ray head (it does not speak "
+                        "gRPC); check the port that `energytui worker --head` printed (6379 unless --port)")
+
+
+def _answers_http2(connection: socket.socket) -> bool:
+    """Whether the peer answers HTTP/2's preface with a SETTINGS frame (its first 9 bytes: a frame header)."""
+    header = b""
+    try:
+        connection.sendall(HTTP2_PREFACE)
+        while len(header) < 9:
+            chunk = connection.recv(9 - len(header))
+            if not chunk:
+                break
+            header += chunk
+    except OSError:  # silent (a gRPC server answers at once) or hung up on the preface
+        return False
+    return len(header) == 9 and header[3] == SETTINGS_FRAME
 
 
 def node_command(bind: str, head_port: int | None, join: str | None, name: str | None) -> list[str]:

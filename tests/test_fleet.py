@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -200,6 +201,32 @@ def test_fleet_bad_input_is_one_line(args, message, write_manifest, model_path, 
     code, out, err = run_cli(capsys, *args)
     assert code != 0 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "x.db").exists()  # refused before any database is created
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"SSH-2.0-OpenSSH_9.6\r\n", None])
+def test_a_port_where_something_else_answers_is_refused_at_once(answer, write_manifest, model_path, tmp_path,
+                                                                capsys, monkeypatch):
+    """A web server, an SSH server, or one that never speaks (None): not a Ray head's gRPC, one line and no wait
+    for Ray's own 20 s of warnings."""
+    monkeypatch.setattr(fleet, "HEAD_ANSWER_S", 0.5)
+    with socket.socket() as server:
+        server.bind((LOOPBACK, 0))
+        server.listen()
+        address = f"{LOOPBACK}:{server.getsockname()[1]}"
+
+        def serve() -> None:
+            connection, _ = server.accept()
+            with connection:
+                if answer is not None:
+                    connection.sendall(answer)
+                connection.recv(64)
+
+        threading.Thread(target=serve, daemon=True).start()
+        manifest = write_manifest(TINY.format(model=model_path))
+        code, _, err = run_cli(capsys, "run", manifest, "--cluster", address, "--db", tmp_path / "x.db")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--cluster {address}: something else listens there, not a Ray head" in err
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_without_ray_the_fleet_says_how_to_install_it(monkeypatch, write_manifest, model_path, tmp_path, capsys):
