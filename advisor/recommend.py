@@ -210,7 +210,8 @@ def _outside(measured: dict, req: Request) -> list[str]:
     for name, value, (low, high) in (("prompt", req.prompt_tokens, measured["prompt"]),
                                      ("generated", req.gen_tokens, measured["gen"])):
         if not low <= value <= high:
-            flags.append(f"{value} {name} tokens is outside the measured {low}–{high}")
+            span = f"the {low} measured" if low == high else f"the measured {low}–{high}"
+            flags.append(f"{value} {name} tokens is outside {span}")
     return flags
 
 

@@ -524,6 +524,7 @@ def test_one_prompt_length_extrapolates_with_a_range_that_holds_the_truth():
     p = advice.recommendation
     assert p.intervals["latency_s"][0] <= latency <= p.intervals["latency_s"][1]
     assert p.intervals["energy_j"][0] <= energy <= p.intervals["energy_j"][1]
+    assert "1024 prompt tokens is outside the 128 measured" in p.extrapolation
 
 
 def test_measured_here_means_these_lengths_ran_not_lengths_between_them(synthetic_fit):
