@@ -12,9 +12,9 @@ from typing import Iterator
 from energytui.engine import compare as comparison
 from energytui.engine.errors import UserError
 from energytui.engine.importer import ImportResult, import_logs
-from energytui.engine.paths import default_db_path, make_folder_for
+from energytui.engine.paths import default_db_path, expand_home, make_folder_for
 from energytui.engine.report import TAG_LABELS, export_text, missing_trace_reason, report_text
-from energytui.engine.store import Store, is_sqlite_file
+from energytui.engine.store import COMPANIONS, Store, database_of_companion, is_sqlite_file
 
 __all__ = ["ImportResult", "Trace", "compare_text", "database", "db_path", "export", "import_logs",
            "latest_pending_run", "report", "run_summaries", "trace"]
@@ -33,11 +33,20 @@ def db_path(given: Path | None, for_writing: bool) -> Path:
 
 
 def refuse_to_overwrite_a_database(output: Path, db: Path) -> None:
-    """A report written over the database it came from (or any SQLite file) would lose every trial."""
-    same = output.exists() and output.resolve() == db.expanduser().resolve()
-    if same or is_sqlite_file(output):
-        what = "the database it reads" if same else "a SQLite database"
-        raise UserError(f"--output {output}: that is {what}; writing there would destroy it, choose another path")
+    """A report written over the database it came from, any SQLite file, or one's -wal (which holds every write
+    since the last checkpoint: all of a killed run's trials), -shm, -journal or lock file would lose trials."""
+    target, database = output.resolve(), expand_home(db, "--db").resolve()
+    ours = [database, *(database.with_name(database.name + suffix) for suffix in COMPANIONS)]
+    if target in ours:
+        what = "the database it reads" if target == database else f"the {target.name.removeprefix(database.name)} " \
+            f"file of the database it reads"
+    elif is_sqlite_file(target):
+        what = "a SQLite database"
+    elif (owner := database_of_companion(target)) is not None:
+        what = f"the {target.name.removeprefix(owner.name)} file of the SQLite database {owner}"
+    else:
+        return
+    raise UserError(f"--output {output}: that is {what}; writing there would destroy it, choose another path")
 
 
 @contextmanager

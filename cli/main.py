@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "exit_code", 130)
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a path the system refuses (a name too long, an unreadable file) that no check named
+        if exc.filename is None:
+            raise
+        print(f"energytui: error: {exc.filename}: {exc.strerror or exc}; check the path", file=sys.stderr)
+        return 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +38,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"energytui: error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
+def _default_db_hint() -> str:
+    """The default database for --help; a bad $ENERGYTUI_HOME is shown as given (a command says what is wrong)."""
+    try:
+        return str(default_db_path())
+    except UserError:
+        return os.environ.get("ENERGYTUI_DB") or os.path.join(os.environ.get("ENERGYTUI_HOME", ""), "energytui.db")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
     db_parent = _Parser(add_help=False)
     db_parent.add_argument("--db", type=Path, default=None,
-                           help=f"SQLite database (default: $ENERGYTUI_DB or {default_db_path()})")
+                           help=f"SQLite database (default: $ENERGYTUI_DB or {_default_db_hint()})")
 
     run = sub.add_parser("run", parents=[db_parent], help="validate, queue and run a manifest's trials")
     run.add_argument("manifest", type=Path)

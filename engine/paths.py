@@ -16,10 +16,18 @@ CONFIG_DIR = PACKAGE_ROOT / "config"
 PROMPTS_DIR = PACKAGE_ROOT / "data" / "prompts"
 
 
+def expand_home(path: str | Path, named: str) -> Path:
+    """`path` with `~` or `~user` expanded; a user without a home is one line naming where the path came from."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory."
+        raise UserError(f"{named} {path}: no home folder for that user; write the path in full") from None
+
+
 def home_dir() -> Path:
     """Root for models and the default database: $ENERGYTUI_HOME or the user data dir."""
     override = os.environ.get("ENERGYTUI_HOME")
-    return Path(override).expanduser() if override else Path(platformdirs.user_data_dir("energytui"))
+    return expand_home(override, "$ENERGYTUI_HOME") if override else Path(platformdirs.user_data_dir("energytui"))
 
 
 def models_dir() -> Path:
@@ -29,7 +37,7 @@ def models_dir() -> Path:
 def default_db_path() -> Path:
     """$ENERGYTUI_DB, else energytui.db in the home dir."""
     override = os.environ.get("ENERGYTUI_DB")
-    return Path(override).expanduser() if override else home_dir() / "energytui.db"
+    return expand_home(override, "$ENERGYTUI_DB") if override else home_dir() / "energytui.db"
 
 
 def where_from(path: Path) -> str:

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sqlite3
+import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Iterator, Protocol, Sequence
 from urllib.parse import quote
 
 from .errors import UserError
-from .paths import where_from
+from .paths import expand_home, where_from
 from .record import stored_row
 
 SCHEMA_VERSION = 10
@@ -172,12 +173,28 @@ WINDOW_JOIN = {"window_j_per_token": "j_per_token", "window_energy_per_request_j
 
 
 def is_sqlite_file(path: Path) -> bool:
-    """Whether the file starts as every SQLite file does (False when missing or unreadable)."""
+    """Whether a regular file starts as every SQLite file does (False when missing or unreadable; a pipe, a FIFO
+    or a terminal is never read: the read would wait for a writer, or for the keyboard)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as fh:
             return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
     except OSError:
         return False
+
+
+COMPANIONS = ("-wal", "-shm", "-journal", ".lock")  # beside a database: SQLite's files and the runner's lock
+
+
+def database_of_companion(path: Path) -> Path | None:
+    """The database that `path` belongs beside (its -wal, -shm, -journal or runner lock file), if it is one."""
+    for suffix in COMPANIONS:
+        if path.name.endswith(suffix) and path.name != suffix:
+            database = path.with_name(path.name.removesuffix(suffix))
+            if is_sqlite_file(database):
+                return database
+    return None
 
 
 def now_iso() -> str:
@@ -213,7 +230,7 @@ class Store:
     works on read-only media; every open checks the file's integrity first."""
 
     def __init__(self, path: str | Path, read_only: bool = False):
-        self.path = Path(path).expanduser()
+        self.path = expand_home(path, "--db")
         self.flag = where_from(self.path) or "--db"  # how the user named it, for the messages
         self.read_only = read_only
         self._lock_fh: IO[str] | None = None
@@ -224,6 +241,8 @@ class Store:
         if read_only and not self.path.is_file():
             raise UserError(f"{self.flag} {self.path}: no database there; check the path, or create one with "
                             "`energytui run config/manifests/quickstart.yaml`")
+        if not read_only:
+            self._refuse_a_read_only_file()
         try:
             self._conn = self._connect_read_only() if read_only else self._connect()
             if self.path.resolve() not in _CHECKED:  # once per file and process: the app reopens it every 2 s
@@ -234,6 +253,10 @@ class Store:
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
         except sqlite3.OperationalError as exc:
+            if read_only and self.path.with_name(self.path.name + "-wal").exists() and not os.access(folder, os.W_OK):
+                raise UserError(f"{self.flag} {self.path}: its -wal file holds writes not yet merged into it, and "
+                                f"SQLite must create a -shm file beside them to read them, which {folder} does not "
+                                "allow; copy the database and its -wal file to a writable folder") from None
             how = "reading" if read_only else "writing"
             raise UserError(f"{self.flag} {self.path}: cannot open for {how} ({exc}); choose a "
                             f"{'readable' if read_only else 'writable'} location") from None
@@ -242,6 +265,14 @@ class Store:
                 raise self._damaged(str(exc)) from None
             raise UserError(f"{self.flag} {self.path}: not an energytui database ({exc}); choose another "
                             "file") from None
+
+    def _refuse_a_read_only_file(self) -> None:
+        """SQLite opens a file it may not write read-only without a word, and fails at the first write."""
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            if path.exists() and not os.access(path, os.W_OK):
+                raise UserError(f"{self.flag} {self.path}: {path.name} is read-only; make it writable (chmod u+w) "
+                                "to record into it, or choose another database (report, export, compare and "
+                                "advise read it as it is)")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)

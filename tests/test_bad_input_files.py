@@ -25,6 +25,9 @@ CASES = [
     (["export", "--db", "{good}", "-o", "{good}"], "--output", "that is the database it reads"),
     (["report", "--db", "{good}", "--output", "{foreign}"], "--output", "that is a SQLite database"),
     (["compare", "1", "1", "--db", "{good}", "-o", "{good}"], "--output", "that is the database it reads"),
+    (["export", "--db", "{good}", "-o", "{good}-wal"], "--output", "that is the -wal file of the database it reads"),
+    (["report", "--db", "{good}", "-o", "{foreign}-journal"], "--output",
+     "that is the -journal file of the SQLite database"),
     (["report", "--db", "{truncated}"], "--db", "the database is damaged"),
     (["report", "--db", "{foreign}"], "--db", "a SQLite file of another program (tables runs)"),
     (["run", "{manifest}", "--db", "{foreign}"], "--db", "a SQLite file of another program (tables runs)"),
@@ -34,6 +37,7 @@ CASES = [
      "no Ray head answers there"),  # nothing listens on port 1: refused at once, not after Ray's minutes
     (["worker", "--head", "--bind", "127.0.0.1", "--name", ""], "--name", "use 1-40 letters"),  # not the hostname
     (["models", "ladder", "--quants", ","], "--quants", "name at least one quantization"),
+    (["export", "--db", "~nosuchuser-energytui/x.db"], "--db", "no home folder for that user"),
     (["import", "{folder}/log.csv", "--map", str(test_import.EXAMPLE_MAP), "--db", "{foreign}"], "--db",
      "energytui leaves it alone"),
 ]
@@ -65,6 +69,9 @@ ENV_CASES = [
     ({"ENERGYTUI_HOME": "{folder}/log.csv"}, ["models", "fetch"], "$ENERGYTUI_HOME: cannot create the folder"),
     ({"ENERGYTUI_DB": "{foreign}"}, ["report"], "$ENERGYTUI_DB "),
     ({"ENERGYTUI_DB": "{folder}/typo.db"}, ["export"], "$ENERGYTUI_DB "),
+    ({"ENERGYTUI_DB": "~nosuchuser-energytui/x.db"}, ["report"],
+     "$ENERGYTUI_DB ~nosuchuser-energytui/x.db: no home folder for that user; write the path in full"),
+    ({"ENERGYTUI_HOME": "~nosuchuser-energytui"}, ["models", "list"], "$ENERGYTUI_HOME ~nosuchuser-energytui: "),
 ]
 
 
@@ -93,3 +100,69 @@ def test_a_database_energytui_is_still_creating_is_never_taken_for_another_progr
         Store(halfway).close()
     except UserError as exc:  # the other creator's race may still fail the migration, never as foreign
         assert "another program" not in str(exc)
+
+
+def test_a_killed_runs_trials_in_the_wal_file_survive_an_output_aimed_at_it(tmp_path):
+    """A run killed before SQLite's checkpoint leaves its trials in the -wal file only: writing a report there
+    would erase them. Here a writer that never checkpoints holds a committed run in the -wal file."""
+    from energytui.engine.store import Store
+
+    db = tmp_path / "killed.db"
+    store = Store(db)
+    store._conn.execute("PRAGMA wal_autocheckpoint=0")
+    store.create_run("m.yaml", "sha", None, [{"run_id": "a", "config_id": "c", "backend": "cpu"}])
+    wal = tmp_path / "killed.db-wal"
+    assert wal.stat().st_size > 0
+    done = subprocess.run([*ENERGYTUI, "export", "--db", str(db), "-o", str(wal)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    store.close()
+    assert done.returncode == 2 and "that is the -wal file of the database it reads" in done.stderr, done.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 1
+    conn.close()
+
+
+def test_output_to_a_pipe_is_written_not_read_first(files):  # noqa: F811
+    """`report -o /dev/stdout | head`: the guard against overwriting a database never reads a pipe (it would wait
+    for a writer that is itself)."""
+    done = subprocess.run([*ENERGYTUI, "report", "--db", str(files["good"]), "-o", "/dev/stdout"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert done.returncode == 0 and "J/token" in done.stdout, done.stderr
+
+
+@pytest.fixture
+def read_only_copy(files, tmp_path):  # noqa: F811
+    """A copy of the good database that this process may not write: chmod 444, and for root (whom permission
+    bits do not stop) the immutable attribute, which stops root too."""
+    import os
+    import shutil
+
+    copy = tmp_path / "read-only.db"
+    shutil.copy(files["good"], copy)
+    copy.chmod(0o444)
+    immutable = os.geteuid() == 0
+    if immutable and subprocess.run(["chattr", "+i", str(copy)], capture_output=True).returncode != 0:
+        pytest.skip("running as root where chattr +i is unavailable: nothing here can make a file read-only")
+    yield copy
+    if immutable:
+        subprocess.run(["chattr", "-i", str(copy)], check=True)
+
+
+def test_a_read_only_database_is_refused_for_recording_and_read_as_it_is(read_only_copy, files):  # noqa: F811
+    before = _digest(read_only_copy)
+    done = subprocess.run([*ENERGYTUI, "run", str(files["manifest"]), "--db", str(read_only_copy)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"--db {read_only_copy}: read-only.db is read-only; make it writable (chmod u+w)" in lines[0]
+    report = subprocess.run([*ENERGYTUI, "report", "--db", str(read_only_copy)], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=120)
+    assert report.returncode == 0 and "J/token" in report.stdout, report.stderr
+    assert _digest(read_only_copy) == before
+
+
+@pytest.mark.parametrize("args", [["report", "--db", "{long}.db"], ["run", "{long}.yaml"],
+                                  ["export", "--db", "{good}", "-o", "{long}.csv"]])
+def test_a_name_too_long_for_the_system_is_one_line(foreign, args):
+    line = _refused_with_one_line({**foreign, "long": str(foreign["folder"] / ("x" * 300))}, args, {})
+    assert line.startswith("energytui: error: ") and "File name too long" in line, line
