@@ -98,6 +98,9 @@ class Request:
                 raise UserError(f"{flag} {value}: give a whole number ≥ 1")
             if value is not None and value > most:
                 raise UserError(f"{flag} {value}: more than {most:,} {what}; give a smaller number")
+        for flag, text in (("--model", self.model), ("--hardware", self.hardware)):
+            if text is not None and not text.strip():
+                raise UserError(f"{flag} '': empty; give a name, or leave {flag} out")
         for quant in self.quants:
             if quant not in QUANT_BITS:
                 raise UserError(f"--quant {quant!r}: choose from {', '.join(QUANT_BITS)}")

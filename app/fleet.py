@@ -72,6 +72,8 @@ def default_name() -> str:
 def check_private(flag: str, address: str) -> str:
     """An address Ray may listen on or join: loopback or private (LAN), never public; Ray's ports and its
     dashboard have no authentication."""
+    if not address.strip():
+        raise UserError(f"{flag} '': give an address (the machine's LAN IP, e.g. 192.168.1.20)")
     if address.startswith("["):  # [IPv6]:port
         host = address[1:address.find("]")]
     else:
@@ -154,6 +156,8 @@ def node_command(bind: str, head_port: int | None, join: str | None, name: str |
 def start_node(bind: str, head_port: int | None, join: str | None, name: str | None, machine_options: dict) -> int:
     """Run a fleet node in the foreground until Ctrl-C; returns `ray start`'s exit code."""
     check_private("--bind", bind)
+    if head_port is not None and not 1 <= head_port <= 65535:
+        raise UserError(f"--port {head_port}: give a port from 1 to 65535 (Ray's own is 6379)")
     if join is not None:
         check_private("--join", join)
     if name is not None:

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from energytui.engine import host, llama_backend, metering, native_loop
 from energytui.engine.metering import MeterOptions, ProbeReport, parse_seconds
+from energytui.engine.manifest import MAX_THREADS
 from energytui.engine.models import default_model_name, fetch, ladder, list_models
 
-__all__ = ["MachineReport", "MeterOptions", "default_model_name", "describe", "fetch", "ladder", "list_models",
-           "parse_seconds"]
+__all__ = ["MAX_THREADS", "MachineReport", "MeterOptions", "default_model_name", "describe", "fetch", "ladder",
+           "list_models", "parse_seconds"]
 
 
 @dataclass

@@ -104,6 +104,9 @@ def report(store: Store, by: str, fmt: str, columns: list[int] | None = None) ->
 def compare_text(store: Store, ref_a: str, ref_b: str, fmt: str) -> str:
     """Two runs, hosts or run ids side by side on the configurations they share."""
     (name_a, a), (name_b, b) = comparison.select(store, ref_a), comparison.select(store, ref_b)
+    if name_a == name_b:
+        raise UserError(f"compare: {name_a} against itself; name two different runs, hosts or run ids "
+                        "(`energytui report` lists them)")
     rows, only_a, only_b = comparison.compare(a, b)
     if not rows:
         raise UserError(f"compare: {name_a} and {name_b} share no configuration (same model, quantization, "

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from energytui import __version__
 from energytui.app import UserError, default_db_path, describe_interruption
@@ -37,6 +38,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse with the house's one-line errors (no usage block): the value, and where to read more."""
 
     def error(self, message: str):
+        if message.endswith("expected one argument"):  # `--budget -5W`: argparse takes -5W for an option
+            message += " (a value that starts with '-' is written --option=VALUE)"
         self.exit(2, f"energytui: error: {self.prog}: {message}; see `{self.prog} --help`\n")
 
 
@@ -224,7 +227,7 @@ def _share(text: str) -> float:
         value = float(number)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a share; write e.g. 0.3 or 30%") from None
-    return value / 100 if text.strip().endswith("%") else value
+    return (value / 100 if text.strip().endswith("%") else value) + 0.0  # + 0.0: -0 prints as 0
 
 
 def _meter_options(args):
@@ -461,7 +464,7 @@ def _cmd_export(args) -> None:
     from energytui.app import queries
 
     with _read_only(args) as store:
-        _write(args, queries.export(store, args.format))
+        _write(args, lambda: queries.export(store, args.format))
 
 
 def _cmd_import(args) -> None:
@@ -481,24 +484,26 @@ def _cmd_report(args) -> None:
 
     _check_columns_format(args)
     with _read_only(args) as store:
-        _write(args, queries.report(store, args.by, args.format, args.columns))
+        _write(args, lambda: queries.report(store, args.by, args.format, args.columns))
 
 
 def _cmd_compare(args) -> None:
     from energytui.app import queries
 
     with _read_only(args) as store:
-        _write(args, queries.compare_text(store, args.a, args.b, args.format))
+        _write(args, lambda: queries.compare_text(store, args.a, args.b, args.format))
 
 
-def _write(args, text: str) -> None:
+def _write(args, produce: Callable[[], str]) -> None:
+    """The text `produce` makes, to stdout or --output (checked before the text is made)."""
     output: Path | None = args.output
     if output is None:
-        sys.stdout.write(text)
+        sys.stdout.write(produce())
         return
     from energytui.app.queries import refuse_to_overwrite_a_database
 
     refuse_to_overwrite_a_database(output, Path(_db_path(args)))
+    text = produce()
     try:
         output.write_text(text)
     except OSError as exc:
@@ -532,11 +537,13 @@ def _cmd_models_list(args) -> None:
 
 
 def _cmd_models_ladder(args) -> None:
-    from energytui.app.machine import default_model_name, ladder
+    from energytui.app.machine import MAX_THREADS, default_model_name, ladder
 
     quants = [q.strip() for q in args.quants.split(",") if q.strip()]
     if not quants:
         raise UserError(f"--quants {args.quants!r}: name at least one quantization, e.g. Q4_0,Q8_0")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise UserError(f"--threads {args.threads}: give a whole number from 1 to {MAX_THREADS}")
     ladder(args.model or default_model_name(), quants, args.threads)
 
 
@@ -560,6 +567,8 @@ def _cmd_advise(args) -> int:
                       quants=[q.strip().upper() for q in (args.quant or "").split(",") if q.strip()],
                       hardware=args.hardware)
     request.check()  # before the database is opened: bad values fail fast
+    if args.host is not None and not args.host.strip():
+        raise UserError("--host '': empty; give a host id or name from `energytui report`, or `all`")
     if args.host == "all":
         return _advise_all_hosts(args, request)
     with _read_only(args) as store:

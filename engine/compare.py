@@ -18,8 +18,12 @@ ENERGY_KEYS = ("j_per_token", "edp_js")
 def select(store: Store, ref: str) -> tuple[str, list[dict]]:
     """The done trials `ref` names: a run number, a host id, or a run id of a manifest (or an import map)."""
     runs = store.run_numbers()
-    if ref.isdigit() and int(ref) in runs:
-        return f"run {ref}", store.trials(run=int(ref), done=True)
+    if ref.isascii() and ref.isdigit() and int(ref) in runs:  # isdigit alone takes "٣" for 3
+        done = store.trials(run=int(ref), done=True)
+        if not done:
+            raise UserError(f"compare: run {int(ref)} has no done trials (`energytui export` lists each trial and "
+                            "how it ended); compare runs that finished some")
+        return f"run {int(ref)}", done
     host = store.host_id_of(ref)
     if host is not None:
         named = f" ({ref})" if ref != host else ""

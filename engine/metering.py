@@ -35,6 +35,7 @@ _AUTO_COOLDOWN_WINDOW_NS = 250_000_000
 
 
 MAX_CPU_TDP_W = 1000.0  # per package: beyond any desktop or server CPU, so a larger figure is a typo
+MIN_CPU_TDP_W = 1.0  # below any laptop or single-board computer's CPU: every figure would read as zero
 
 
 @dataclass
@@ -65,8 +66,8 @@ class MeterOptions:
         if not 0.05 <= self.idle_s <= 3600:
             raise UserError(f"--idle-s {self.idle_s:g}: give an idle window from 0.05 s to 1 h (3600 s) to measure "
                             "idle power")
-        if self.cpu_tdp_w is not None and not 0 < self.cpu_tdp_w <= MAX_CPU_TDP_W:
-            raise UserError(f"--cpu-tdp {self.cpu_tdp_w:g}: give the CPU's TDP in watts, above 0 and at most "
+        if self.cpu_tdp_w is not None and not MIN_CPU_TDP_W <= self.cpu_tdp_w <= MAX_CPU_TDP_W:
+            raise UserError(f"--cpu-tdp {self.cpu_tdp_w:g}: give the CPU's TDP in watts, from {MIN_CPU_TDP_W:g} to "
                             f"{MAX_CPU_TDP_W:g} (per CPU package)")
         if self.cpu_static_share is not None and not 0 <= self.cpu_static_share < 1:
             raise UserError(f"--cpu-static-share {self.cpu_static_share:g}: give the share of TDP the CPU draws "

@@ -173,8 +173,16 @@ CASES = [
     (["run", "{manifest}", "--db", "{missing}", "--cpu-tdp", "nan"], 2, "--cpu-tdp nan: give the CPU's TDP in watts"),
     (["run", "{manifest}", "--db", "{missing}", "--cpu-tdp", "inf"], 2, "--cpu-tdp inf: give the CPU's TDP"),
     (["run", "{manifest}", "--db", "{missing}", "--cpu-tdp", "1e30"], 2,
-     "--cpu-tdp 1e+30: give the CPU's TDP in watts, above 0 and at most 1000"),
+     "--cpu-tdp 1e+30: give the CPU's TDP in watts, from 1 to 1000"),
+    (["run", "{manifest}", "--db", "{missing}", "--cpu-tdp", "1e-9"], 2,
+     "--cpu-tdp 1e-09: give the CPU's TDP in watts, from 1 to 1000"),  # every figure would print as 0
     (["run", "{manifest}", "--db", "{good}", "--power-command", ""], 2, "--power-command '': empty;"),
+    (["advise", "--tokens", "5", "--budget", "-5W", "--db", "{good}"], 2,
+     "argument --budget: expected one argument (a value that starts with '-' is written --option=VALUE)"),
+    (["advise", "--tokens", "5", "--model", "", "--db", "{good}"], 2, "--model '': empty; give a name"),
+    (["advise", "--tokens", "5", "--hardware", " ", "--db", "{good}"], 2, "--hardware '': empty; give a name"),
+    (["advise", "--tokens", "5", "--host", "", "--db", "{good}"], 2, "--host '': empty; give a host id"),
+    (["models", "ladder", "--quants", "Q8_0", "--threads", "-1"], 2, "--threads -1: give a whole number from 1"),
     (["doctor", "--cpu-tdp", "nan"], 2, "--cpu-tdp nan: give the CPU's TDP in watts"),  # every command, one check
     (["worker", "--head", "--bind", "127.0.0.1", "--cpu-tdp", "inf"], 2, "--cpu-tdp inf: give the CPU's TDP"),
 ]

@@ -187,6 +187,11 @@ def test_results_by_host_name(cluster, write_manifest, model_path, tmp_path, cap
     (["worker", "--join", "[2001:4860::1]:6379", "--bind", "10.0.0.2"], "--join [2001:4860::1]:6379: 2001:4860::1 is "
                                                                         "not a private"),
     (["worker", "--join", "10.0.0.1:6379", "--bind", "10.0.0.2", "--no-trials"], "--no-trials is for a head"),
+    (["worker", "--head", "--bind", "127.0.0.1", "--port", "-1"], "--port -1: give a port from 1 to 65535"),
+    (["worker", "--head", "--bind", "127.0.0.1", "--port", "99999"], "--port 99999: give a port from 1 to 65535"),
+    (["worker", "--head", "--bind", "127.0.0.1", "--port", "0"], "--port 0: give a port from 1 to 65535"),
+    (["worker", "--head", "--bind", ""], "--bind '': give an address"),
+    (["run", "{manifest}", "--cluster", ""], "--cluster '': give an address"),
     (["worker", "--head", "--bind", "127.0.0.1", "--name", "two words"], "--name 'two words': use 1-40 letters"),
     (["worker", "--head", "--bind", "127.0.0.1", "--power-command", "/nonexistent/meter"], "/nonexistent/meter"),
     (["run", "{manifest}", "--cluster", "8.8.4.4:6379"], "--cluster 8.8.4.4:6379: 8.8.4.4 is not a "

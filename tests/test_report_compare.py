@@ -98,6 +98,21 @@ def test_compare_names_what_it_cannot_find(two_hosts, capsys):
     assert code == 2 and "'nothing-here' is neither a run number (1, 2)" in err and err.count("\n") == 1
     code, _, err = run_cli(capsys, "compare", "cpu-t4", "gpu-l22", "--db", db)
     assert code == 1 and "share no configuration" in err
+    code, _, err = run_cli(capsys, "compare", "1", "01", "--db", db)
+    assert code == 2 and "compare: run 1 against itself; name two different runs" in err
+    code, _, err = run_cli(capsys, "compare", "\u0661", "2", "--db", db)  # an Arabic-Indic one is not run 1
+    assert code == 2 and "'\u0661' is neither a run number (1, 2)" in err
+
+
+def test_compare_says_a_run_has_no_done_trials(tmp_path, capsys):
+    from energytui.engine.store import Store
+
+    store = Store(tmp_path / "pending.db")
+    store.create_run("m.yaml", "sha", None, [{"run_id": "a", "config_id": "c", "backend": "cpu"}])
+    store.close()
+    code, _, err = run_cli(capsys, "compare", "1", "a", "--db", tmp_path / "pending.db")
+    assert code == 2 and err.count("\n") == 1
+    assert "compare: run 1 has no done trials (`energytui export` lists each trial and how it ended)" in err
 
 
 @pytest.mark.parametrize("mutate, key", [
