@@ -7,6 +7,7 @@ bits per weight of every model without loading any of them.
 
 from __future__ import annotations
 
+import reprlib
 import struct
 from dataclasses import dataclass
 from math import prod
@@ -21,6 +22,8 @@ GGUF_NEWEST = 3  # the newest GGUF version llama.cpp writes
 # GGUF metadata value types → struct format (arrays and strings handled apart).
 _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+GGML_MAX_DIMS = 4
+_MAX_HEADER_NUMBER = 2**32 - 1  # llama.cpp holds layer counts, sizes and lengths in uint32
 
 # ggml tensor types → (elements per block, bytes per block), from ggml's type traits.
 GGML_BLOCKS = {
@@ -82,8 +85,8 @@ class GGUFInfo:
 
 
 class _Reader:
-    def __init__(self, fh: BinaryIO, path: Path):
-        self.fh, self.path = fh, path
+    def __init__(self, fh: BinaryIO, path: Path, size: int):
+        self.fh, self.path, self.size = fh, path, size
 
     def take(self, fmt: str):
         size = struct.calcsize(fmt)
@@ -92,12 +95,20 @@ class _Reader:
             raise UserError(f"{self.path}: GGUF header is truncated; download the file again")
         return struct.unpack(fmt, raw)[0]
 
+    def expect(self, nbytes: int, what: str) -> None:
+        """Refuse a length the rest of the file cannot hold before reading (and allocating) it."""
+        at = self.fh.tell()
+        if nbytes > self.size - at:
+            raise UserError(f"{self.path}: GGUF header is truncated or damaged ({what} at byte {at}, only "
+                            f"{self.size - at} bytes left); download the file again")
+
+    def damaged(self, what: str) -> UserError:
+        return UserError(f"{self.path}: {what}; the file is damaged or not GGUF")
+
     def string(self) -> str:
         length = self.take("<Q")
-        raw = self.fh.read(length)
-        if len(raw) < length:
-            raise UserError(f"{self.path}: GGUF header is truncated; download the file again")
-        return raw.decode("utf-8", errors="replace")
+        self.expect(length, f"a string of {length} bytes")
+        return self.fh.read(length).decode("utf-8", errors="replace")
 
     def value(self, vtype: int):
         if vtype in _SCALAR_FORMATS:
@@ -105,14 +116,33 @@ class _Reader:
         if vtype == _STRING:
             return self.string()
         if vtype == _ARRAY:
-            item_type, count = self.take("<I"), self.take("<Q")
-            if item_type in _SCALAR_FORMATS:  # skip numeric arrays in one seek
-                self.fh.seek(count * struct.calcsize(_SCALAR_FORMATS[item_type]), 1)
-                return None
-            for _ in range(count):
-                self.value(item_type)
+            self.skip_array()
             return None
-        raise UserError(f"{self.path}: unknown GGUF value type {vtype}; the file is damaged or not GGUF")
+        raise self.damaged(f"unknown GGUF value type {vtype}")
+
+    def skip_array(self) -> None:
+        """The reader needs no array's values (a per-layer number reads as missing)."""
+        item_type, count = self.take("<I"), self.take("<Q")
+        if item_type == _STRING:
+            self.expect(count * 8, f"an array of {count} strings")  # each string is at least its 8-byte length
+            for _ in range(count):
+                self.string()
+        elif item_type in _SCALAR_FORMATS:
+            nbytes = count * struct.calcsize(_SCALAR_FORMATS[item_type])
+            self.expect(nbytes, f"an array of {count} numbers")
+            self.fh.seek(nbytes, 1)
+        elif item_type == _ARRAY:  # llama.cpp refuses them too; following them would recurse without bound
+            raise self.damaged("a GGUF array of arrays, which llama.cpp cannot load")
+        else:
+            raise self.damaged(f"unknown GGUF value type {item_type}")
+
+    def tensor_info(self) -> tuple[str, list[int], int, int]:
+        """Name, dimensions, ggml type and data offset of one tensor."""
+        name, n_dims = self.string(), self.take("<I")
+        if n_dims > GGML_MAX_DIMS:
+            raise self.damaged(f"a tensor of {n_dims} dimensions (ggml allows {GGML_MAX_DIMS})")
+        dims = [self.take("<Q") for _ in range(n_dims)]
+        return name, dims, self.take("<I"), self.take("<Q")
 
 
 KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is F16
@@ -128,11 +158,18 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found; check the path or run `energytui models fetch`")
+    try:
+        return _read_header(path)
+    except OSError as exc:  # unreadable (EACCES, EIO): the header reader's own errors are UserErrors
+        raise UserError(f"{path}: cannot read the model ({exc.strerror or exc}); check its permissions") from None
+
+
+def _read_header(path: Path) -> GGUFInfo:
     size = path.stat().st_size
     with path.open("rb") as fh:
         if fh.read(4) != GGUF_MAGIC:
             raise UserError(f"{path}: not a GGUF file (bad magic); give a llama.cpp .gguf model")
-        reader = _Reader(fh, path)
+        reader = _Reader(fh, path, size)
         version = reader.take("<I")
         if version < 2:
             raise UserError(f"{path}: GGUF version {version} is too old for llama.cpp; convert the model again")
@@ -144,11 +181,7 @@ def read_gguf(path: str | Path) -> GGUFInfo:
         for _ in range(n_kv):
             key = reader.string()
             meta[key] = reader.value(reader.take("<I"))
-        tensors = []
-        for _ in range(n_tensors):
-            name = reader.string()
-            dims = [reader.take("<Q") for _ in range(reader.take("<I"))]
-            tensors.append((name, dims, reader.take("<I"), reader.take("<Q")))
+        tensors = [reader.tensor_info() for _ in range(n_tensors)]
         if n_tensors == 0:
             raise UserError(f"{path}: a GGUF header with no tensors, not a model; give a llama.cpp .gguf model")
         alignment = _header_number(path, meta, "general.alignment") or 32
@@ -173,7 +206,7 @@ def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int
     file_type = meta.get("general.file_type")
     # A type the table lacks, or a header without one, is named as it reads: "ftype99", "ftypeNone".
     quant = (FILE_TYPE_NAMES.get(file_type) if isinstance(file_type, int) else None) or f"ftype{file_type}"
-    shape = _shape(arch, meta, sizes)
+    shape = _shape(path, arch, meta, sizes)
     return GGUFInfo(
         path=path,
         size=size,
@@ -189,32 +222,32 @@ def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int
 
 
 def _header_number(path: Path, meta: dict, key: str) -> int:
-    """A whole number the reader relies on, 0 when missing; any other type means a damaged or foreign file."""
+    """A count or size from the header, 0 when missing (or a per-layer array, which the reader skips); anything
+    but a whole number llama.cpp can hold means a damaged or foreign file."""
     value = meta.get(key)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"{path}: header key {key} is {value!r}, not a whole number; the file is damaged or not "
-                        "a llama.cpp model")
+    if isinstance(value, float) and value.is_integer():  # a float type holding a whole number is still one
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_HEADER_NUMBER:
+        raise UserError(f"{path}: header key {key} is {reprlib.repr(value)}, not a whole number from 0 to "
+                        f"{_MAX_HEADER_NUMBER}; the file is damaged or not a llama.cpp model")
     return value
 
 
-def _int(value) -> int:
-    """A header number; per-layer arrays (skipped by the reader) and missing keys read as 0."""
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
-def _shape(arch: str, meta: dict, sizes: dict[str, tuple[int, int, list]]) -> dict:
+def _shape(path: Path, arch: str, meta: dict, sizes: dict[str, tuple[int, int, list]]) -> dict:
     """Attention shape, trained context and the bytes and FLOPs one token costs.
 
     A decode step reads every weight once except the token embedding, of which it reads one
     row per token; a model without `output.weight` reuses the embedding as its output
     matrix and so reads it whole. Matrices (2-D tensors) cost 2 FLOPs per weight per token.
     """
-    n_embd = _int(meta.get(f"{arch}.embedding_length"))
-    n_head = _int(meta.get(f"{arch}.attention.head_count"))
-    n_head_kv = _int(meta.get(f"{arch}.attention.head_count_kv")) or n_head
-    head_dim = _int(meta.get(f"{arch}.attention.key_length")) or (n_embd // n_head if n_head else 0)
+    def number(key: str) -> int:
+        return _header_number(path, meta, f"{arch}.{key}")
+
+    n_embd, n_head = number("embedding_length"), number("attention.head_count")
+    n_head_kv = number("attention.head_count_kv") or n_head
+    head_dim = number("attention.key_length") or (n_embd // n_head if n_head else 0)
     tied = "output.weight" not in sizes
     embed = sizes.get("token_embd.weight", (0, 0, [0, 0]))
     decode_bytes = sum(nbytes for name, (_e, nbytes, _d) in sizes.items() if name != "token_embd.weight")
@@ -225,8 +258,8 @@ def _shape(arch: str, meta: dict, sizes: dict[str, tuple[int, int, list]]) -> di
         matmul += embed[0]
     return {
         "n_embd": n_embd, "n_head": n_head, "n_head_kv": n_head_kv, "head_dim": head_dim,
-        "n_ctx_train": _int(meta.get(f"{arch}.context_length")),
-        "n_vocab": _int(meta.get(f"{arch}.vocab_size")) or (embed[2][-1] if len(embed[2]) > 1 else 0),
+        "n_ctx_train": number("context_length"),
+        "n_vocab": number("vocab_size") or (embed[2][-1] if len(embed[2]) > 1 else 0),
         "decode_bytes": decode_bytes,
         "layer_bytes": sum(nbytes for name, (_e, nbytes, _d) in sizes.items() if name.startswith("blk.")),
         "matmul_params": matmul,

@@ -18,14 +18,17 @@ import csv
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 
 from .errors import UserError
 # The manifest's backend rules (cpu: no layers, gpu: all, hybrid: some), so the map is checked like a manifest.
-from .manifest import BACKENDS, MAX_SEQUENCES, MAX_THREADS, MAX_WHOLE, Problem, ValueChecker, parse_yaml
+from .manifest import (BACKENDS, MAX_SEQUENCES, MAX_THREADS, MAX_WHOLE, Problem, ValueChecker, parse_yaml,
+                       yaml_kind)
+from .paths import check_regular_file, read_file
 from .store import Store
 
 LOG_COLUMNS = ("timestamp", "run_id", "backend", "prompt_id", "prompt_template", "prompt_length_chars", "latency_ms",
@@ -50,6 +53,14 @@ CHARS_PER_TOKEN = (0.1, 100.0, False)
 HOST_TEXTS, MODEL_TEXTS = ("gpu", "energy_devices", "os", "llama_cpp", "gpu_driver"), ("arch",)  # optional
 LOG_NUMBERS = {"prompt_length_chars": (0, 10**9), "tokens_generated": (0, 10**9),  # a log's cells
                "latency_ms": (0.001, 1e9), "energy_joules": (0.0, 1e9)}  # latency > 0: the power is energy / it
+# A cell's number as people and spreadsheets write it: ASCII digits only (Python's int() and float() also take
+# 4_00 and other scripts' digits, which no log means).
+WHOLE_CELL = re.compile(r"[+-]?[0-9]+")
+NUMBER_CELL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+NOT_FINITE_CELL = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+FIRST_YEAR, LAST_YEAR = 1970, 2100  # a timestamp beyond them is a typo or in other units (ms, µs)
+TIMESTAMP_RANGE = (datetime(FIRST_YEAR, 1, 1, tzinfo=timezone.utc).timestamp(),
+                   datetime(LAST_YEAR + 1, 1, 1, tzinfo=timezone.utc).timestamp())
 
 
 @dataclass
@@ -62,11 +73,10 @@ class ImportResult:
 
 
 def _check_file(path: Path, what: str) -> None:
-    """Before a file is read or hashed: a missing file or a folder is one line, not a traceback."""
+    """Before a file is read or hashed: a missing file, a folder or a device is one line, not a traceback."""
     if path.is_dir():
         raise UserError(f"{path}: is a folder; give the {what} file")
-    if not path.is_file():
-        raise UserError(f"{path}: {what} not found; check the path")
+    check_regular_file(path, what)
 
 
 def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> list[tuple[int, dict]]:
@@ -129,6 +139,7 @@ def load_map(path: Path) -> dict:
     if doc["energy_source"] not in ENERGY_TAGS:
         raise _map_error(path, "energy_source", f"{doc['energy_source']!r} is not one of {', '.join(ENERGY_TAGS)}")
     _map_number(path, "chars_per_token", doc.get("chars_per_token", 4.0), CHARS_PER_TOKEN)
+    doc["runs"] = _runs_by_text_id(path, doc["runs"])
     for run_id, config in doc["runs"].items():
         _check_run(path, run_id, config, doc["model"]["n_layers"])
     return doc
@@ -136,14 +147,24 @@ def load_map(path: Path) -> dict:
 
 def _read_map(path: Path) -> dict:
     _check_file(path, "import map")
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the import map ({exc.strerror}); check its permissions") from None
+    raw_bytes = read_file(path, "import map")
     doc = parse_yaml(raw_bytes, Problem(path), "import map")
     if not isinstance(doc, dict):
         raise UserError(f"{path}: the map must be a mapping with host, model and runs")
     return doc
+
+
+def _runs_by_text_id(path: Path, runs: dict) -> dict:
+    """The runs keyed by their ids as text, as the log's run_id cells are: YAML reads `1:` as a number."""
+    by_text: dict = {}
+    for run_id, config in runs.items():
+        if isinstance(run_id, bool) or not isinstance(run_id, (str, int)):
+            raise _map_error(path, f"runs.{run_id}", f"a run id must be text, and YAML reads {run_id} as a "
+                             f"{yaml_kind(run_id)}; put it in quotes, as the log writes it")
+        if str(run_id) in by_text:
+            raise _map_error(path, f"runs.{run_id}", "the run id is given twice (once quoted); keep one")
+        by_text[str(run_id)] = config
+    return by_text
 
 
 def _check_section(path: Path, section: dict, kind: str, required: tuple[str, ...], texts: tuple[str, ...],
@@ -209,32 +230,33 @@ def _known_keys(path: Path, section: dict, kind: str, prefix: str) -> None:
 
 
 def _timestamp(path: Path, line: int, text: str) -> float:
+    """ISO 8601 or seconds since 1970, in years FIRST_YEAR..LAST_YEAR."""
     try:
-        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
+        seconds = datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
     except (ValueError, OverflowError):  # not ISO 8601, or a date before the epoch's range
-        pass
-    try:
+        if not NUMBER_CELL.fullmatch(text.strip()):
+            raise UserError(f"{path}: line {line}: timestamp {text!r} is neither ISO 8601 nor seconds; "
+                            "fix the value") from None
         seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds):
-        raise UserError(f"{path}: line {line}: timestamp {text!r} is neither ISO 8601 nor seconds; fix the value")
+    if not TIMESTAMP_RANGE[0] <= seconds < TIMESTAMP_RANGE[1]:
+        raise UserError(f"{path}: line {line}: timestamp {text!r} is outside the years {FIRST_YEAR}..{LAST_YEAR}; "
+                        "fix the value (ISO 8601, or seconds since 1970 rather than milliseconds)")
     return seconds
 
 
 def _number(path: Path, line: int, column: str, text: str, kind: type = float):
     """A log cell: a number (whole where `kind` is int) within LOG_NUMBERS' bounds, else one line naming it."""
-    try:
-        value = kind(text)
-    except ValueError:
-        raise UserError(f"{path}: line {line}: {column} {text!r} is not a "
-                        f"{'whole ' if kind is int else ''}number; fix the value") from None
+    where, cell = f"{path}: line {line}: {column} {text!r}", text.strip()
+    plain = WHOLE_CELL if kind is int else NUMBER_CELL
+    if not plain.fullmatch(cell) and not (kind is float and NOT_FINITE_CELL.fullmatch(cell)):
+        raise UserError(f"{where} is not a {'whole ' if kind is int else ''}number; "
+                        "fix the value (digits 0-9, no separators)")
+    value = kind(cell)
+    if isinstance(value, float) and not math.isfinite(value):  # inf, nan, or beyond a float's range (1e999)
+        raise UserError(f"{where} is not a finite number; fix the value")
     low, high = LOG_NUMBERS[column]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{path}: line {line}: {column} {text!r} is not a finite number; fix the value")
     if not low <= value <= high:
-        raise UserError(f"{path}: line {line}: {column} {text!r} is outside {low:g}..{high:g}; "
-                        "fix the value (check its unit)")
+        raise UserError(f"{where} is outside {low:g}..{high:g}; fix the value (check its unit)")
     return value
 
 
@@ -277,10 +299,19 @@ def _trials(log: Path, map_path: Path, rows: list[tuple[int, dict]], mapping: di
         if config is None:
             skipped.append(f"line {line}: run id {row['run_id']!r} is not in {map_path.name}")
             continue
+        _check_backend(log, map_path, line, row, config)
         trials.append(_trial(log, line, row, config, mapping, power, chars_per_token))
     if not trials:
         raise UserError(f"{log}: no row matched a run id of {map_path}; map them under `runs:`")
     return trials, skipped
+
+
+def _check_backend(log: Path, map_path: Path, line: int, row: dict, config: dict) -> None:
+    """A row's backend (when the log gives one) must be its run id's in the map: else one of them is wrong."""
+    logged = row["backend"].strip()
+    if logged and logged.lower() != config["backend"]:
+        raise UserError(f"{log}: line {line}: run id {row['run_id']!r} has backend {logged!r} in the log but "
+                        f"{config['backend']!r} in {map_path.name}; fix the log or the map")
 
 
 def _power_rows(path: Path) -> list[tuple[float, str, float | None]]:

@@ -6,6 +6,7 @@ expands into the cartesian product, like llama-bench's comma lists.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import itertools
 import json
@@ -20,6 +21,7 @@ import yaml
 from .errors import UserError
 from .gguf import GGUFInfo, read_gguf
 from .models import ladder_variant, load_registry, resolve_model, verify
+from .paths import expand_home, read_file
 from .prompts import Prompt, load_prompt_file, load_suite, suite_names
 from .telemetry.steady import WINDOW_MODES
 
@@ -141,9 +143,7 @@ def load_manifest(path: str | Path, gpu_offload: bool | None = None, skip_gpu: b
     problem = Problem(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory, not a manifest; give the path of a .yaml file")
-    if not path.is_file():
-        raise UserError(f"{path}: manifest not found; check the path")
-    raw_bytes = path.read_bytes()
+    raw_bytes = read_file(path, "manifest")
     doc = parse_yaml(raw_bytes, problem, "manifest")
     return parse_manifest(doc, path, hashlib.sha256(raw_bytes).hexdigest(), gpu_offload, skip_gpu)
 
@@ -187,9 +187,7 @@ def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool | None = None
     checker = ValueChecker(path, problem, gpu_offload)
     trials, skipped, seen_ids = [], [], set()
     for index, run in enumerate(runs):
-        if not isinstance(run, dict) or not isinstance(run.get("id"), (str, int)):
-            raise problem(f"#{index + 1}", "id", "every run needs an `id`", "add `- id: some-name` to the run")
-        run_id = str(run["id"])
+        run_id = _run_id(problem, index, run)
         if run_id in seen_ids:
             raise problem(run_id, "id", "duplicate run id", "give every run a unique id")
         seen_ids.add(run_id)
@@ -204,6 +202,28 @@ def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool | None = None
     if doc.get("shuffle"):
         random.Random(doc.get("shuffle_seed", 0)).shuffle(trials)
     return Manifest(path, sha256, trials, skipped)
+
+
+def _run_id(problem: Problem, index: int, run) -> str:
+    """The run's id as text. YAML reads some bare ids as dates, booleans or numbers, whose str() is not as written."""
+    where = f"#{index + 1}"
+    if not isinstance(run, dict) or run.get("id") is None:
+        raise problem(where, "id", "every run needs an `id`", "add `- id: some-name` to the run")
+    value = run["id"]
+    if isinstance(value, (list, dict)):
+        raise problem(where, "id", f"must be text, got {value!r}", "write a name, e.g. `- id: cpu-t8`")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise problem(where, "id", f"must be text, and YAML reads {value} as a {yaml_kind(value)}",
+                      "put the id in quotes, as you wrote it")
+    if not str(value).strip():
+        raise problem(where, "id", "is empty", "give the run a name, e.g. `- id: cpu-t8`")
+    return str(value)
+
+
+def yaml_kind(value) -> str:
+    """What YAML made of a bare word, for a message asking to quote it (yes → a boolean, 2018-01-01 → a date)."""
+    kinds = {bool: "boolean", float: "number", datetime.date: "date", datetime.datetime: "timestamp"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _check_shuffle(problem: Problem, doc: dict) -> None:
@@ -265,10 +285,15 @@ class ValueChecker:
         and a list inside a list or a mapping is no value any key takes."""
         if value == []:
             raise self.problem(run_id, key, "is an empty list", "give a value, or a list of at least one")
+        seen = set()
         for item in _as_list(value):
             if isinstance(item, (list, dict)):
                 raise self.problem(run_id, key, f"expected a single value or a list of values, got {value!r}",
                                    f"write e.g. {key}: [a, b], one level of brackets")
+            if (isinstance(item, bool), item) in seen:  # a repeat would queue the same configuration twice
+                raise self.problem(run_id, key, f"lists {item!r} twice",
+                                   "list each value once; `repetitions:` runs a configuration more than once")
+            seen.add((isinstance(item, bool), item))
 
     def check(self, run_id: str, c: dict) -> dict:
         p = self.problem
@@ -284,6 +309,8 @@ class ValueChecker:
         for key in ("suite", "prompt_file"):
             if c[key] is not None and not isinstance(c[key], str):
                 raise p(run_id, key, f"expected a name or a path, got {c[key]!r}", "write it as text")
+            if c[key] is not None and not c[key].strip():  # "" would be the manifest's own folder
+                raise p(run_id, key, "is empty", "give a suite name or a file path, or leave the key out")
         c["model_path"], info = self.model(run_id, c["model"])
         c["quant"] = info.quant
         self.check_backend(run_id, c, info.n_layers)
@@ -398,12 +425,12 @@ class ValueChecker:
                     raise self.problem(run_id, "suite", f"unknown suite {c['suite']!r}",
                                        f"use one of {', '.join(suite_names())}")
                 return load_suite(c["suite"])
-            file = Path(c["prompt_file"]).expanduser()
+            file = expand_home(c["prompt_file"], "prompt_file")
             return load_prompt_file(file if file.is_absolute() else self.path.parent / file)
         except UserError as exc:
             if str(exc).startswith(str(self.path)):
                 raise
-            raise self.problem(run_id, "prompt_file" if c["prompt_file"] else "suite", str(exc)) from None
+            raise self.problem(run_id, "prompt_file" if c["prompt_file"] is not None else "suite", str(exc)) from None
 
     def trials(self, run_id: str, c: dict) -> list[TrialSpec]:
         prompts = self.prompts(run_id, c)

@@ -24,7 +24,7 @@ import yaml
 
 from .errors import UserError
 from .gguf import GGUFInfo, read_gguf
-from .paths import CONFIG_DIR, make_folder_for, models_dir
+from .paths import CONFIG_DIR, expand_home, make_folder_for, models_dir
 
 REGISTRY_FILE = CONFIG_DIR / "models.yaml"
 LADDER_QUANTS = ("Q4_0", "Q5_1", "Q8_0", "F16")
@@ -77,7 +77,7 @@ def resolve_model(ref: str) -> Path:
     derived = models_dir() / f"{ref}.gguf"
     if derived.is_file():  # a ladder variant named like `smollm2-135m-q4_1-q8_0`
         return derived
-    return Path(ref).expanduser()
+    return expand_home(ref, "model")
 
 
 def looks_like_path(ref: str) -> bool:
@@ -177,8 +177,48 @@ def sidecar(path: Path) -> Path:
 
 
 def derivation(path: Path) -> dict | None:
+    """The model's recorded origin; None when there is none or its record is damaged, since the model itself
+    runs either way (`models list` says what is wrong, `models ladder` writes the record again)."""
+    try:
+        return read_derivation(path)
+    except UserError:
+        return None
+
+
+def read_derivation(path: Path) -> dict | None:
+    """The origin recorded next to a derived model, None when there is none; UserError naming the record when it
+    cannot be read or is not one."""
     meta = sidecar(path)
-    return json.loads(meta.read_text()) if meta.is_file() else None
+    if not meta.is_file():
+        return None
+    try:
+        origin = json.loads(meta.read_bytes())
+        problem = _derivation_problem(origin)
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror})"
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested past the parser's depth
+        problem = f"not JSON ({exc})"
+    if problem:
+        raise UserError(f"{meta}: damaged model origin record: {problem}; delete it, or rerun the "
+                        "`energytui models ladder` that wrote it")
+    return origin
+
+
+# The keys of an origin record that energytui reads, each a string → whether every record has it.
+_DERIVATION_KEYS = {"derived_from": True, "source_quant": False, "source_sha256": False}
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false",
+               type(None): "null"}
+
+
+def _derivation_problem(origin) -> str | None:
+    if not isinstance(origin, dict):
+        return f"{_JSON_TYPES[type(origin)]}, not an object"
+    for key, required in _DERIVATION_KEYS.items():
+        if key not in origin and required:
+            return f"no {key}"
+        if key in origin and not isinstance(origin[key], str):
+            return f"{key} is {json.dumps(origin[key])[:40]}, not a string"
+    return None
 
 
 def ladder(source_ref: str, quants=LADDER_QUANTS, threads: int | None = None, log=print) -> list[Path]:
@@ -247,11 +287,21 @@ def list_models() -> list[ModelRow]:
     known = {entry.path for entry in entries.values()}
     for path in sorted(models_dir().glob("*.gguf")) if models_dir().is_dir() else []:
         if path not in known:
-            origin = derivation(path)
-            note = (f"requantized from {origin['source_quant']} ({Path(origin['derived_from']).name})"
-                    if origin else "local file")
-            rows.append(_row(path.stem, path, note))
+            rows.append(_row(path.stem, path, _origin_note(path)))
     return rows
+
+
+def _origin_note(path: Path) -> str:
+    try:
+        origin = read_derivation(path)
+    except UserError as exc:  # the model may still be fine: list it, and say why its origin is unknown
+        return f"origin unknown: {exc}"
+    if origin is None:
+        return "local file"
+    source = Path(origin["derived_from"]).name
+    if "source_quant" not in origin:  # bench/device_prep.py's derive-model keeps the quantization
+        return f"derived from {source}"
+    return f"requantized from {origin['source_quant']} ({source})"
 
 
 def _row(name: str, path: Path, note: str) -> ModelRow:

@@ -56,3 +56,20 @@ def make_folder_for(path: Path, flag: str) -> None:
     except OSError as exc:
         raise UserError(f"{where_from(path) or flag}: cannot create the folder {path.parent} ({exc.strerror}); "
                         "choose another path") from None
+
+
+def check_regular_file(path: Path, what: str, not_found: str = "check the path") -> None:
+    """A missing path, or one that is no regular file, is one line: reading a device or a pipe may never end."""
+    if not path.exists():
+        raise UserError(f"{path}: {what} not found; {not_found}")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file (a device, pipe or socket); give the path of a saved {what}")
+
+
+def read_file(path: Path, what: str, not_found: str = "check the path") -> bytes:
+    """The bytes of a file the user named; missing, not a regular file or unreadable (EIO, EACCES) is one line."""
+    check_regular_file(path, what, not_found)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the {what} ({exc.strerror or exc}); check its permissions") from None

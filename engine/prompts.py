@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .paths import PROMPTS_DIR
+from .paths import PROMPTS_DIR, read_file
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,7 @@ def load_prompt_file(path: Path, suite: str | None = None) -> list[Prompt]:
     """A .jsonl file of {"id", "text"[, "suite"]} objects, or any other text file with one prompt per line."""
     if path.is_dir():
         raise UserError(f"{path}: is a directory, not a prompt file; give the path of a .jsonl or text file")
-    if not path.is_file():
-        raise UserError(f"{path}: prompt file not found; "
-                        "check the path (relative paths are from the manifest's folder)")
-    raw = path.read_bytes()
+    raw = read_file(path, "prompt file", "check the path (relative paths are from the manifest's folder)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -357,3 +358,97 @@ def test_a_write_failing_half_way_leaves_the_database_as_it_was(imported_db, tmp
         assert import_logs(store, log, other).trials == 24  # not "already imported"
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("tokens_generated", "6_4", "tokens_generated '6_4' is not a whole number; fix the value (digits 0-9, no "
+     "separators)"),  # Python's int() reads 64
+    ("prompt_length_chars", "٤٠٠", "prompt_length_chars '٤٠٠' is not a whole number; fix the value (digits 0-9, "
+     "no separators)"),  # Arabic-Indic digits: int() reads 400
+    ("latency_ms", "1_000.5", "latency_ms '1_000.5' is not a number; fix the value (digits 0-9, no separators)"),
+    ("energy_joules", "١٢", "energy_joules '١٢' is not a number; fix the value (digits 0-9, no separators)"),
+    ("timestamp", "99999999999999999999", "timestamp '99999999999999999999' is outside the years 1970..2100; "
+     "fix the value (ISO 8601, or seconds since 1970 rather than milliseconds)"),  # the year ~3e12
+    ("timestamp", "1772359200000", "timestamp '1772359200000' is outside the years 1970..2100; "
+     "fix the value (ISO 8601, or seconds since 1970 rather than milliseconds)"),  # milliseconds
+    ("timestamp", "-1", "timestamp '-1' is outside the years 1970..2100; "
+     "fix the value (ISO 8601, or seconds since 1970 rather than milliseconds)"),
+    ("timestamp", "0001-01-01T00:00:00+01:00", "timestamp '0001-01-01T00:00:00+01:00' is outside the years "
+     "1970..2100; fix the value (ISO 8601, or seconds since 1970 rather than milliseconds)"),
+    ("timestamp", "2101-01-01T00:00:00Z", "timestamp '2101-01-01T00:00:00Z' is outside the years 1970..2100; "
+     "fix the value (ISO 8601, or seconds since 1970 rather than milliseconds)"),
+    ("timestamp", "1_772_359_200", "timestamp '1_772_359_200' is neither ISO 8601 nor seconds; fix the value"),
+])
+def test_cells_are_plain_ascii_numbers_and_timestamps_plausible(imported_db, tmp_path, capsys, column, value,
+                                                                 message):
+    log = _log_with(tmp_path, column, value)
+    err = _refused(capsys, imported_db, log, "--map", EXAMPLE_MAP)
+    assert err == f"energytui: error: {log}: line 2: {message}\n"
+
+
+def test_plain_cells_with_spaces_and_seconds_timestamps_are_read(tmp_path, capsys):
+    records = _records()
+    records[0].update(timestamp="1772359200", tokens_generated=" 64 ", latency_ms="+1.5e3")
+    log = _write(tmp_path / "log.csv", records, LOG_COLUMNS)
+    code, out, err = run_cli(capsys, "import", log, "--map", EXAMPLE_MAP, "--db", tmp_path / "plain.db")
+    assert code == 0 and "imported 24 trials" in out, err
+
+
+def test_a_run_id_yaml_reads_as_a_number_matches_the_log_as_text(tmp_path, capsys):
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(EXAMPLE_MAP.read_text().replace("  cpu-t8:", "  8:"))
+    log = _write(tmp_path / "log.csv", [{**r, "run_id": "8" if r["run_id"] == "cpu-t8" else r["run_id"]}
+                                        for r in _records()], LOG_COLUMNS)
+    db = tmp_path / "int.db"
+    code, out, err = run_cli(capsys, "import", log, "--map", mapping, "--db", db)
+    assert code == 0 and "imported 24 trials" in out and not err, err
+    _, out, _ = run_cli(capsys, "export", "--db", db, "--format", "json")
+    assert {r["run_id"] for r in json.loads(out)} == {"8", "cpu-t4", "gpu-l22", "hyb-l11"}
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("  cpu-t8:", "  8:  {backend: cpu}\n  \"8\":", "key 'runs.8': the run id is given twice (once quoted); keep one"),
+    ("  cpu-t8:", "  2026-03-01:", "key 'runs.2026-03-01': a run id must be text, and YAML reads 2026-03-01 as a "
+     "date; put it in quotes, as the log writes it"),
+    ("  cpu-t8:", "  on:", "key 'runs.True': a run id must be text, and YAML reads True as a boolean; put it in "
+     "quotes, as the log writes it"),
+])
+def test_map_run_ids_that_are_not_text_are_refused(imported_db, tmp_path, capsys, old, new, message):
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(EXAMPLE_MAP.read_text().replace(old, new, 1))
+    err = _refused(capsys, imported_db, _log(tmp_path, energy_in_log=True), "--map", mapping)
+    assert err == f"energytui: error: {mapping}: {message}\n"
+
+
+def test_a_backend_that_contradicts_the_map_is_refused(imported_db, tmp_path, capsys):
+    log = _log_with(tmp_path, "backend", "gpu")  # line 2 is run cpu-t4, a cpu run in the map
+    err = _refused(capsys, imported_db, log, "--map", EXAMPLE_MAP)
+    assert err == (f"energytui: error: {log}: line 2: run id 'cpu-t4' has backend 'gpu' in the log but 'cpu' in "
+                   "example-map.yaml; fix the log or the map\n")
+
+
+@pytest.mark.parametrize("broken", ["log", "map", "power"])
+def test_a_pipe_is_no_log_map_or_power_log(imported_db, tmp_path, capsys, broken):
+    """A FIFO (or /dev/stdin, a tty) would block the read forever: refused before it is opened."""
+    what = {"log": "log", "map": "import map", "power": "power log"}[broken]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    paths = {"log": _log(tmp_path, energy_in_log=False), "map": EXAMPLE_MAP, "power": _log(tmp_path, False),
+             broken: fifo}
+    err = _refused(capsys, imported_db, paths["log"], "--map", paths["map"], "--power-log", paths["power"])
+    assert err == (f"energytui: error: {fifo}: not a regular file (a device, pipe or socket); "
+                   f"give the path of a saved {what}\n")
+
+
+def test_an_unreadable_log_is_one_line(imported_db, tmp_path, capsys, monkeypatch):
+    log = _log(tmp_path, energy_in_log=True)
+    real_open = Path.open
+
+    def refuse(self, *args, **kwargs):
+        if self == log:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    err = _refused(capsys, imported_db, log, "--map", EXAMPLE_MAP)
+    assert err == f"energytui: error: {log}: cannot read the log (Permission denied); check its permissions\n"

@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 
 from energytui.engine.errors import UserError
@@ -164,3 +167,76 @@ def test_n_batch_up_to_the_default_or_n_ctx_times_batch_size(manifest):
     assert [t.n_batch for t in m.trials] == [512, 1024]
     with pytest.raises(UserError, match="'n_batch': 1025 is more than .* n_ctx 256 × batch_size 4; use at most 1024"):
         manifest("  - id: b\n    prompt_tokens: 8\n    n_ctx: 256\n    batch_size: 4\n    n_batch: 1025\n")
+
+
+@pytest.mark.parametrize("runs, message", [
+    ("  - id: 2018-01-01\n    prompt_tokens: 8\n",
+     "run '#1': key 'id': must be text, and YAML reads 2018-01-01 as a date; put the id in quotes, as you wrote it"),
+    ("  - id: yes\n    prompt_tokens: 8\n",
+     "run '#1': key 'id': must be text, and YAML reads True as a boolean; put the id in quotes, as you wrote it"),
+    ("  - id: [a, b]\n    prompt_tokens: 8\n",
+     "run '#1': key 'id': must be text, got ['a', 'b']; write a name, e.g. `- id: cpu-t8`"),
+    ("  - id: \"\"\n    prompt_tokens: 8\n", "run '#1': key 'id': is empty; give the run a name, e.g. `- id: cpu-t8`"),
+    ("  - id: \" \"\n    prompt_tokens: 8\n", "run '#1': key 'id': is empty; give the run a name, e.g. `- id: cpu-t8`"),
+    ("  - id: p\n    prompt_file: \"\"\n",
+     "run 'p': key 'prompt_file': is empty; give a suite name or a file path, or leave the key out"),
+    ("  - id: s\n    suite: \"\"\n",
+     "run 's': key 'suite': is empty; give a suite name or a file path, or leave the key out"),
+    ("  - id: d\n    prompt_tokens: 8\n    backend: [cpu, cpu]\n",
+     "run 'd': key 'backend': lists 'cpu' twice; list each value once; `repetitions:` runs a configuration more "
+     "than once"),
+    ("  - id: d\n    prompt_tokens: [8, 16, 8]\n",
+     "run 'd': key 'prompt_tokens': lists 8 twice; list each value once; `repetitions:` runs a configuration more "
+     "than once"),
+])
+def test_ids_empty_prompt_sources_and_repeated_list_values_are_refused(manifest, tmp_path, runs, message):
+    with pytest.raises(UserError) as caught:
+        manifest(runs)
+    assert str(caught.value) == f"{tmp_path / 'manifest.yaml'}: {message}"
+
+
+def test_an_integer_id_is_text_and_distinct_values_sweep(manifest):
+    m = manifest("  - id: 7\n    prompt_tokens: 8\n    threads: [1, 2]\n    chat: [true, false]\n")
+    assert {t.run_id for t in m.trials} == {"7"} and len(m.trials) == 4
+
+
+def test_an_unreadable_manifest_is_one_line(write_manifest, monkeypatch):
+    path = write_manifest("runs: []\n")
+    real = Path.read_bytes
+
+    def refuse(self):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(UserError) as caught:
+        load_manifest(path, gpu_offload=False)
+    assert str(caught.value) == f"{path}: cannot read the manifest (Permission denied); check its permissions"
+
+
+def test_a_pipe_or_device_is_not_a_manifest(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    with pytest.raises(UserError) as caught:
+        load_manifest(fifo, gpu_offload=False)
+    assert str(caught.value) == (f"{fifo}: not a regular file (a device, pipe or socket); "
+                                 "give the path of a saved manifest")
+    with pytest.raises(UserError) as caught:
+        load_manifest(tmp_path / "missing.yaml", gpu_offload=False)
+    assert str(caught.value) == f"{tmp_path / 'missing.yaml'}: manifest not found; check the path"
+
+
+def test_a_pipe_as_prompt_file_is_named_on_its_key(manifest, tmp_path):
+    os.mkfifo(tmp_path / "prompts.fifo")
+    with pytest.raises(UserError) as caught:
+        manifest("  - id: f\n    prompt_file: prompts.fifo\n")
+    assert str(caught.value) == (f"{tmp_path / 'manifest.yaml'}: run 'f': key 'prompt_file': "
+                                 f"{tmp_path / 'prompts.fifo'}: not a regular file (a device, pipe or socket); "
+                                 "give the path of a saved prompt file")
+
+
+def test_a_prompt_file_under_a_user_without_a_home_is_one_line(manifest):
+    with pytest.raises(UserError, match="key 'prompt_file': prompt_file ~nosuchuser-energytui/p.txt: no home folder "
+                                        "for that user; write the path in full"):
+        manifest("  - id: p\n    prompt_file: ~nosuchuser-energytui/p.txt\n")

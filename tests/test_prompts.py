@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +50,40 @@ def test_bad_json_line_is_named(tmp_path):
     path.write_text('{"id": "a", "text": "fine"}\n{"id": "b", text}\n')
     with pytest.raises(UserError, match="bad.jsonl: line 2: invalid JSON"):
         load_prompt_file(path)
+
+
+
+def test_missing_prompt_file_says_where_relative_paths_start(tmp_path):
+    with pytest.raises(UserError) as caught:
+        load_prompt_file(tmp_path / "gone.txt")
+    assert str(caught.value) == (f"{tmp_path / 'gone.txt'}: prompt file not found; "
+                                 "check the path (relative paths are from the manifest's folder)")
+
+
+def test_a_pipe_is_not_a_prompt_file(tmp_path):
+    fifo = tmp_path / "prompts.fifo"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever, as /dev/stdin or a tty would
+    with pytest.raises(UserError) as caught:
+        load_prompt_file(fifo)
+    assert str(caught.value) == (f"{fifo}: not a regular file (a device, pipe or socket); "
+                                 "give the path of a saved prompt file")
+
+
+@pytest.mark.parametrize("error, reason", [
+    (PermissionError(13, "Permission denied"), "Permission denied"),  # chmod 000, for a user other than root
+    (OSError(5, "Input/output error"), "Input/output error"),  # a failing disk, or /proc/self/mem
+])
+def test_an_unreadable_prompt_file_is_one_line(tmp_path, monkeypatch, error, reason):
+    path = tmp_path / "mine.txt"
+    path.write_text("a prompt\n")
+
+    def fail(self):
+        raise error
+
+    monkeypatch.setattr(Path, "read_bytes", fail)
+    with pytest.raises(UserError) as caught:
+        load_prompt_file(path)
+    assert str(caught.value) == f"{path}: cannot read the prompt file ({reason}); check its permissions"
 
 
 def test_synthetic_prompt_has_the_exact_length(model_path):
