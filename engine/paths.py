@@ -50,12 +50,16 @@ def where_from(path: Path) -> str:
 
 
 def make_folder_for(path: Path, flag: str) -> None:
-    """mkdir -p of `path`'s folder, or one line naming the setting behind it (`flag` or an environment variable)."""
+    """mkdir -p of `path`'s folder, writable, or one line naming the setting behind it (`flag` or an environment
+    variable)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{where_from(path) or flag}: cannot create the folder {path.parent} ({exc.strerror}); "
                         "choose another path") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):  # a read-only mount or folder: say so before writing
+        raise UserError(f"{where_from(path) or flag}: cannot write in the folder {path.parent} (read-only); "
+                        "choose another path")
 
 
 def check_regular_file(path: Path, what: str, not_found: str = "check the path") -> None:

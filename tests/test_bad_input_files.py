@@ -3,6 +3,8 @@
 
 import sqlite3
 import subprocess
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -130,22 +132,33 @@ def test_output_to_a_pipe_is_written_not_read_first(files):  # noqa: F811
     assert done.returncode == 0 and "J/token" in done.stdout, done.stderr
 
 
+@contextmanager
+def _read_only(path: Path, mode: int):
+    """`path` made read-only for this process: `mode` (444, 555), and for root (whom permission bits do not stop)
+    the immutable attribute, which stops root too."""
+    import os
+
+    path.chmod(mode)
+    immutable = os.geteuid() == 0
+    if immutable and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root where chattr +i is unavailable: nothing here can make a path read-only")
+    try:
+        yield path
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o755)
+
+
 @pytest.fixture
 def read_only_copy(files, tmp_path):  # noqa: F811
-    """A copy of the good database that this process may not write: chmod 444, and for root (whom permission
-    bits do not stop) the immutable attribute, which stops root too."""
-    import os
+    """A copy of the good database that this process may not write."""
     import shutil
 
     copy = tmp_path / "read-only.db"
     shutil.copy(files["good"], copy)
-    copy.chmod(0o444)
-    immutable = os.geteuid() == 0
-    if immutable and subprocess.run(["chattr", "+i", str(copy)], capture_output=True).returncode != 0:
-        pytest.skip("running as root where chattr +i is unavailable: nothing here can make a file read-only")
-    yield copy
-    if immutable:
-        subprocess.run(["chattr", "-i", str(copy)], check=True)
+    with _read_only(copy, 0o444):
+        yield copy
 
 
 def test_a_read_only_database_is_refused_for_recording_and_read_as_it_is(read_only_copy, files):  # noqa: F811
@@ -166,3 +179,16 @@ def test_a_read_only_database_is_refused_for_recording_and_read_as_it_is(read_on
 def test_a_name_too_long_for_the_system_is_one_line(foreign, args):
     line = _refused_with_one_line({**foreign, "long": str(foreign["folder"] / ("x" * 300))}, args, {})
     assert line.startswith("energytui: error: ") and "File name too long" in line, line
+
+
+def test_a_read_only_data_folder_is_refused_before_anything_runs(files, tmp_path):  # noqa: F811
+    import os
+
+    folder = tmp_path / "shelf"
+    folder.mkdir()
+    with _read_only(folder, 0o555):
+        done = subprocess.run([*ENERGYTUI, "run", str(files["manifest"])], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=120, env={**os.environ, "ENERGYTUI_HOME": str(folder)})
+        assert list(folder.iterdir()) == []
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"$ENERGYTUI_HOME: cannot write in the folder {folder} (read-only); choose another path" in done.stderr
