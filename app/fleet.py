@@ -163,6 +163,8 @@ def start_node(bind: str, head_port: int | None, join: str | None, name: str | N
     if name is not None:
         check_name(name)
         _check_meter(machine_options)
+    if join is not None:
+        check_head_answers("--join", join)  # a mistyped address: one line now, not Ray's minutes of retries
     command = node_command(bind, head_port, join, name)
     print(_intro(bind, head_port, join, name), flush=True)
     # Ray drains a stopping node for 30 s by default; a trial cut off there is aborted anyway, so stop sooner

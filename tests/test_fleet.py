@@ -67,14 +67,27 @@ def cluster(tmp_path_factory):
     nodes = [_start(["--head", "--bind", LOOPBACK, "--port", address.rsplit(":", 1)[1], "--no-trials"],
                     logs / "head.log")]
     try:
+        _wait_for_head(address)
         for count, name in enumerate(("alpha", "beta"), start=1):
-            time.sleep(3)  # the head's (or the previous worker's) startup
+            time.sleep(3)  # the previous node's startup: two starting at once on one machine can collide
             nodes.append(_start(["--join", address, "--bind", LOOPBACK, "--name", name], logs / f"{name}.log"))
             fleet.wait_for_hosts(address, count, timeout_s=90)
         yield address
     finally:
         for node in reversed(nodes):  # the workers before the head, whose GCS they would wait for
             _stop(node)
+
+
+def _wait_for_head(address: str, timeout_s: float = 90) -> None:
+    """Until the head's GCS answers: `worker --join` refuses an address where no head answers yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return fleet.check_head_answers("--join", address)
+        except UserError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _worker_pid(name: str) -> int | None:
@@ -169,8 +182,8 @@ def test_results_by_host_name(cluster, write_manifest, model_path, tmp_path, cap
     assert _rows(db, "SELECT DISTINCT h.name FROM trials t JOIN hosts h ON h.id = t.host_id") == [("beta",)]
     code, out, _ = run_cli(capsys, "report", "--by", "host", "--db", db)
     assert code == 0 and "(beta)" in out
-    code, out, _ = run_cli(capsys, "compare", "beta", "beta", "--db", db)
-    assert code == 0 and "host " in out and "(beta)" in out
+    code, _, err = run_cli(capsys, "compare", "beta", "beta", "--db", db)  # found by name: the one host
+    assert code == 2 and "compare: host " in err and "(beta) against itself" in err
     code, out, err = run_cli(capsys, "advise", "--tokens", "8", "--host", "beta", "--db", db)
     assert code == 1 and "needs at least 12 done trials" in err, err  # beta's 2 trials, found by its name
 
@@ -187,6 +200,7 @@ def test_results_by_host_name(cluster, write_manifest, model_path, tmp_path, cap
     (["worker", "--join", "[2001:4860::1]:6379", "--bind", "10.0.0.2"], "--join [2001:4860::1]:6379: 2001:4860::1 is "
                                                                         "not a private"),
     (["worker", "--join", "10.0.0.1:6379", "--bind", "10.0.0.2", "--no-trials"], "--no-trials is for a head"),
+    (["worker", "--join", "127.0.0.1:1", "--bind", "127.0.0.1"], "--join 127.0.0.1:1: no Ray head answers there"),
     (["worker", "--head", "--bind", "127.0.0.1", "--port", "-1"], "--port -1: give a port from 1 to 65535"),
     (["worker", "--head", "--bind", "127.0.0.1", "--port", "99999"], "--port 99999: give a port from 1 to 65535"),
     (["worker", "--head", "--bind", "127.0.0.1", "--port", "0"], "--port 0: give a port from 1 to 65535"),
