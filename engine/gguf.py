@@ -190,7 +190,7 @@ def _read_header(path: Path) -> GGUFInfo:
 
 
 def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int) -> GGUFInfo:
-    arch = meta.get("general.architecture", "unknown")
+    arch = _header_text(path, meta, "general.architecture", "unknown")
     n_params, tensor_bytes, data_end = 0, 0, data_start
     sizes: dict[str, tuple[int, int, list]] = {}  # name -> (elements, bytes, dims)
     for name, dims, ggml_type, offset in tensors:
@@ -211,7 +211,7 @@ def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int
         path=path,
         size=size,
         arch=arch,
-        name=meta.get("general.name", path.stem),
+        name=_header_text(path, meta, "general.name", path.stem),
         n_layers=_header_number(path, meta, f"{arch}.block_count"),
         n_params=n_params,
         quant=quant,
@@ -219,6 +219,15 @@ def _summarise(path: Path, size: int, meta: dict, tensors: list, data_start: int
         has_chat_template="tokenizer.chat_template" in meta,
         **shape,
     )
+
+
+def _header_text(path: Path, meta: dict, key: str, missing: str) -> str:
+    """A name from the header (`missing` when absent); a number there means a damaged or foreign file."""
+    value = meta.get(key, missing)
+    if not isinstance(value, str):
+        raise UserError(f"{path}: header key {key} is {str(value)[:40]}, not text; the file is damaged or not a "
+                        "llama.cpp model")
+    return value
 
 
 def _header_number(path: Path, meta: dict, key: str) -> int:

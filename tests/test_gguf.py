@@ -75,6 +75,9 @@ def _gguf(path: Path, header: dict, version: int = 3, tensors: int = 1) -> Path:
      "header key llama.block_count is 'abc', not a whole number from 0 to 4294967295; the file is damaged or not a "
      "llama.cpp model"),
     ({"general.architecture": "llama", "general.alignment": "x"}, 3, 1, "header key general.alignment is 'x'"),
+    ({"general.architecture": 5, "llama.block_count": 2}, 3, 1,
+     "header key general.architecture is 5, not text; the file is damaged or not a llama.cpp model"),
+    ({"general.architecture": "llama", "general.name": 7}, 3, 1, "header key general.name is 7, not text"),
     ({"general.architecture": "llama"}, 99, 1, "GGUF version 99 is newer than this reader knows (2–3)"),
     ({"general.architecture": "llama", "llama.block_count": 2}, 3, 0, "a GGUF header with no tensors, not a model"),
 ])
