@@ -48,6 +48,12 @@ class Live:
     def can_resume(self, manifest: Manifest) -> bool:
         return self.store.unfinished_run(manifest.sha256, self.host["id"]) is not None
 
+    def unfinished_earlier_version(self, manifest: Manifest) -> dict | None:
+        """An unfinished run of this manifest's file from before it was edited (resume matches the content)."""
+        if self.can_resume(manifest):
+            return None
+        return self.store.unfinished_run_of_file(str(manifest.path.resolve()), self.host["id"])
+
     def run(self, run: int, on_event: Callable[[Event], object] | None = None,
             stop: threading.Event | None = None, abort: threading.Event | None = None) -> str:
         """Run the queue's pending trials; returns the run's final status (see engine.queue.run_queue)."""

@@ -290,9 +290,17 @@ def _cmd_run(args) -> int:
     with runs.running(path, options) as live:
         if live.stale_aborted:
             print(f"marked {live.stale_aborted} trial(s) left running by a stopped process as aborted")
+        edited = live.unfinished_earlier_version(manifest)
+        if args.resume and edited:
+            raise UserError(f"{args.manifest}: nothing to resume of this version: run {edited['id']} of it is "
+                            f"unfinished ({edited['left']} of {edited['total']} trials left) but the file changed "
+                            "since; restore it to resume that run, or drop --resume to start a new one", 1)
         if args.resume and not live.can_resume(manifest):
             raise UserError(f"{args.manifest}: nothing to resume (no unfinished run of this manifest in "
                             f"{live.store.path}); drop --resume to start a new run", 1)
+        if edited:
+            print(wrap(f"run {edited['id']} of an earlier version of {args.manifest} stays unfinished "
+                       f"({edited['left']} of {edited['total']} trials left); this version starts a new run"))
         resume = True if args.resume else False if args.fresh else None
         try:
             run = live.queue(manifest, resume)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -209,7 +210,12 @@ def run_queue(store: RunnerStore, run: int, engine: Engine, on_event=None, stop:
     try:
         return _run_pending(store, run, engine, on_event or (lambda event: None), stop, meter, abort)
     except BaseException as exc:
-        store.finish_run(run, *_how_it_ended(exc))
+        try:
+            store.finish_run(run, *_how_it_ended(exc))
+        except sqlite3.Error:  # the database is what failed (a full disk): the next run closes this one
+            pass
+        if isinstance(exc, sqlite3.OperationalError) and isinstance(store, Store):
+            raise store.cannot_write(exc) from None
         raise
 
 

@@ -172,6 +172,15 @@ WINDOW_JOIN = {"window_j_per_token": "j_per_token", "window_energy_per_request_j
                "window_requests": "requests", "window_extra_requests": "extra_requests", "window_tag": "energy_tag"}
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None when there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def is_sqlite_file(path: Path) -> bool:
     """Whether a regular file starts as every SQLite file does (False when missing or unreadable; a pipe, a FIFO
     or a terminal is never read: the read would wait for a writer, or for the keyboard)."""
@@ -184,6 +193,7 @@ def is_sqlite_file(path: Path) -> bool:
         return False
 
 
+STALE_RUN = "its process stopped without closing it (killed, crashed or the machine went down)"
 COMPANIONS = ("-wal", "-shm", "-journal", ".lock")  # beside a database: SQLite's files and the runner's lock
 
 
@@ -249,6 +259,7 @@ class Store:
                 self._check_integrity()
                 _CHECKED.add(self.path.resolve())
             self._refuse_a_foreign_file()  # before WAL mode, which would change its header
+            self._identity = _file_identity(self.path)
             if not read_only:
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
@@ -370,12 +381,24 @@ class Store:
             self._lock_fh = None
 
     def abort_stale_running(self) -> int:
-        """Trials left `running` by a killed process are aborted (call with the runner lock held)."""
-        with self._db.conn:
-            cursor = self._db.execute(
-                "UPDATE trials SET status='aborted', error='the process running it stopped', finished_at=? "
-                "WHERE status='running'", [now_iso()])
+        """Trials left `running` by a killed process are aborted, and their runs closed as interrupted (call
+        with the runner lock held: no other process runs trials here)."""
+        try:
+            with self._db.conn:
+                self._db.execute(
+                    "UPDATE runs SET status='interrupted', ended_by=?, finished_at=? WHERE status='running' AND id IN "
+                    "(SELECT run FROM trials WHERE status='running')", [STALE_RUN, now_iso()])
+                cursor = self._db.execute(
+                    "UPDATE trials SET status='aborted', error='the process running it stopped', finished_at=? "
+                    "WHERE status='running'", [now_iso()])
+        except sqlite3.OperationalError as exc:
+            raise self.cannot_write(exc) from None
         return cursor.rowcount
+
+    def cannot_write(self, exc: sqlite3.Error) -> UserError:
+        """A write SQLite refused (a full disk, an I/O error): what is kept and what to do."""
+        return UserError(f"{self.flag} {self.path}: cannot write ({exc}); every finished trial is kept: free "
+                         "space or fix the disk, then run again with --resume")
 
     # --- writing ---
 
@@ -427,11 +450,19 @@ class Store:
                 for step, (t_ns, n) in enumerate(token_steps))
             self._insert_samples(trial_id, samples)
             self._update(trial_id, **measured, status="done", error=None, finished_at=now_iso())
+        self._check_still_there()
 
     def fail_trial(self, trial_id: int, status: str, error: str, samples: Sequence = ()) -> None:
         with self._db.conn:
             self._insert_samples(trial_id, samples)
             self._update(trial_id, status=status, error=error, finished_at=now_iso())
+        self._check_still_there()
+
+    def _check_still_there(self) -> None:
+        """SQLite goes on writing to a file deleted or replaced under it, and every later write is lost with it."""
+        if _file_identity(self.path) != self._identity:
+            raise UserError(f"{self.flag} {self.path}: the database was deleted or replaced while this run wrote "
+                            "to it, and the trials written since went with it; run the manifest again")
 
     def save_window(self, run: int, window: dict, samples: Sequence, trial_energy: dict[int, dict]) -> int:
         """A steady window's figures and raw samples, and its trials' energy columns (trial id -> columns)."""
@@ -511,13 +542,20 @@ class Store:
     def unfinished_run(self, manifest_sha: str, host_id: str | None = None) -> dict | None:
         """The latest run of this exact manifest (on this host, when given: a fleet's runs are one per host)
         that still has pending or aborted trials."""
+        return self._latest_unfinished("r.manifest_sha256 = ?", manifest_sha, host_id)
+
+    def unfinished_run_of_file(self, manifest_path: str, host_id: str | None = None) -> dict | None:
+        """The latest unfinished run of the manifest file at this path, whatever its content was then."""
+        return self._latest_unfinished("r.manifest = ?", manifest_path, host_id)
+
+    def _latest_unfinished(self, match: str, value: str, host_id: str | None) -> dict | None:
         on_host = " AND r.host_id = ?" if host_id is not None else ""
         rows = self._db.execute(
             "SELECT r.id, r.created_at, "
             "SUM(t.status = 'done') AS done, SUM(t.status IN ('pending','aborted')) AS left, COUNT(*) AS total "
-            f"FROM runs r JOIN trials t ON t.run = r.id WHERE r.manifest_sha256 = ?{on_host} "
+            f"FROM runs r JOIN trials t ON t.run = r.id WHERE {match}{on_host} "
             "GROUP BY r.id HAVING left > 0 ORDER BY r.id DESC LIMIT 1",
-            [manifest_sha, *([host_id] if host_id is not None else [])]).fetchall()
+            [value, *([host_id] if host_id is not None else [])]).fetchall()
         return dict(zip(("id", "created_at", "done", "left", "total"), rows[0])) if rows else None
 
     def trials(self, *, run: int | None = None, host_id: str | None = None, run_id: str | None = None,
