@@ -280,7 +280,7 @@ class Store:
     def _refuse_a_read_only_file(self) -> None:
         """SQLite opens a file it may not write read-only without a word, and fails at the first write."""
         for path in (self.path, self.path.with_name(self.path.name + "-wal")):
-            if path.exists() and not os.access(path, os.W_OK):
+            if not os.access(path, os.W_OK) and path.exists():  # exists after: SQLite may remove the -wal between
                 raise UserError(f"{self.flag} {self.path}: {path.name} is read-only; make it writable (chmod u+w) "
                                 "to record into it, or choose another database (report, export, compare and "
                                 "advise read it as it is)")
