@@ -197,7 +197,7 @@ def parse_manifest(doc, path: Path, sha256: str, gpu_offload: bool | None = None
         if skip_gpu and any(c["backend"] != "cpu" for c in configs):
             skipped.append(run_id)
             configs = [c for c in configs if c["backend"] == "cpu"]
-        for config in (checker.check(run_id, c) for c in configs):
+        for config in checker.check_all(run_id, configs):
             trials += checker.trials(run_id, config)
     if doc.get("shuffle"):
         random.Random(doc.get("shuffle_seed", 0)).shuffle(trials)
@@ -294,6 +294,22 @@ class ValueChecker:
                 raise self.problem(run_id, key, f"lists {item!r} twice",
                                    "list each value once; `repetitions:` runs a configuration more than once")
             seen.add((isinstance(item, bool), item))
+
+    def check_all(self, run_id: str, configs: list[dict]) -> list[dict]:
+        """Each configuration checked and resolved; two that resolve to the same one (gpu_layers half and 15 on a
+        30-layer model, a registry name and its file's path) are refused, as a value listed twice is."""
+        checked: dict[tuple, tuple[dict, dict]] = {}  # resolved values: (as written, as resolved)
+        for raw in configs:
+            config = self.check(run_id, dict(raw))
+            same = tuple(sorted((k, repr(v)) for k, v in config.items() if k != "model"))  # model_path says it
+            if same in checked:
+                first = checked[same][0]
+                key = next(k for k in raw if raw[k] != first[k])
+                resolved = config["model_path"] if key == "model" else config[key]
+                raise self.problem(run_id, key, f"{first[key]!r} and {raw[key]!r} are the same here ({resolved})",
+                                   "list it once; `repetitions:` runs a configuration more than once")
+            checked[same] = (raw, config)
+        return [config for _, config in checked.values()]
 
     def check(self, run_id: str, c: dict) -> dict:
         p = self.problem

@@ -62,6 +62,18 @@ def test_gpu_layers_words_resolve_against_the_model(manifest):
     assert [t.gpu_layers for t in m.trials] == [15, 30]
 
 
+def test_values_that_resolve_to_the_same_configuration_are_refused(manifest, model_path):
+    """half is 15 of this model's 30 layers; a registry name is its file: listing both would queue one
+    configuration twice, and its trials would count double in every mean."""
+    with pytest.raises(UserError, match=r"run 'h': key 'gpu_layers': 'half' and 15 are the same here \(15\); list it"):
+        manifest("  - id: h\n    backend: hybrid\n    gpu_layers: [half, 15]\n    prompt_tokens: 8\n", gpu_offload=True)
+    with pytest.raises(UserError, match=r"run 'm': key 'model': .* are the same here"):
+        manifest(f"  - id: m\n    model: [smollm2-135m-q4_1, {model_path}]\n    prompt_tokens: 8\n")
+    kept = manifest("  - id: k\n    backend: hybrid\n    gpu_layers: [half, 10]\n    prompt_tokens: 8\n",
+                    gpu_offload=True)
+    assert [t.gpu_layers for t in kept.trials] == [15, 10]
+
+
 def test_skip_gpu_drops_only_offloaded_configs(manifest):
     m = manifest("  - id: mixed\n    backend: [cpu, gpu]\n    prompt_tokens: 8\n", skip_gpu=True)
     assert [t.backend for t in m.trials] == ["cpu"] and m.skipped_runs == ["mixed"]
