@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import UserError
 from .gguf import read_gguf
 from .host import available_ram_bytes
 from .manifest import Manifest, TrialSpec
+from .models import read_derivation
 
 LARGE_RUN = 1000  # trials: above this a run is confirmed before it is queued
 COMPUTE_BUFFER_BYTES = 256 * 2**20  # llama.cpp's scratch for a small model's graph, roughly
@@ -44,11 +46,24 @@ def check(manifest: Manifest, typical_trial_s: float | None = None, cores: int |
             if fatal:
                 raise UserError(line)
             verdict.warnings.append(line)
+    verdict.warnings += _damaged_origins(headers)
     if len(manifest.trials) > LARGE_RUN:
         duration = (f"about {_hours(len(manifest.trials) * typical_trial_s)} at this host's pace"
                     if typical_trial_s else "duration unknown (this model was never run on this host)")
         verdict.needs_confirmation = f"{manifest.path}: {len(manifest.trials)} trials, {duration}"
     return verdict
+
+
+def _damaged_origins(models) -> list[str]:
+    """A derived model whose origin record is damaged runs as it is, but its trials would be stored without
+    where it came from (`requantized from F16`): say so before they are."""
+    found = []
+    for path in sorted(models):
+        try:
+            read_derivation(Path(path))
+        except UserError as exc:
+            found.append(f"{exc}; until then its trials are recorded without their model's origin")
+    return found
 
 
 def _problems(trial: TrialSpec, info, cores: int, free_bytes: int | None):

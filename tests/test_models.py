@@ -122,7 +122,7 @@ def test_models_list_notes_a_damaged_origin_record_and_lists_every_model(isolate
     }
 
 
-def test_run_records_a_model_with_a_damaged_origin_record_as_of_unknown_origin(model_path, tmp_path, capsys):
+def test_run_warns_of_a_damaged_origin_record_and_records_the_model_as_of_unknown_origin(model_path, tmp_path, capsys):
     model = copy_model(model_path, tmp_path / "foo2.gguf")
     models.sidecar(model).write_text("{bad")
     manifest = tmp_path / "side.yaml"
@@ -130,6 +130,8 @@ def test_run_records_a_model_with_a_damaged_origin_record_as_of_unknown_origin(m
                         "    threads: 2\n    n_ctx: 64\n")
     code, _, err = run_cli(capsys, "run", manifest, "--db", tmp_path / "side.db", "--idle-s", "0.2")
     assert code == 0, err
+    assert (f"energytui: warning: {model}.json: damaged model origin record: {DAMAGED_SIDECARS['not JSON'][1]}; "
+            f"{LADDER_HINT}; until then its trials are recorded without their model's origin\n") in err
     stored = sqlite3.connect(tmp_path / "side.db").execute("SELECT path, derived_from, derivation FROM models")
     assert stored.fetchall() == [(str(model), None, None)]
 
