@@ -14,7 +14,7 @@ from energytui.engine.errors import UserError
 from energytui.engine.importer import ImportResult, import_logs
 from energytui.engine.paths import default_db_path, expand_home, make_folder_for
 from energytui.engine.report import TAG_LABELS, export_text, missing_trace_reason, report_text
-from energytui.engine.store import COMPANIONS, Store, database_of_companion, is_sqlite_file
+from energytui.engine.store import COMPANIONS, Store, companion, database_of_companion, is_sqlite_file
 
 __all__ = ["ImportResult", "Trace", "compare_text", "database", "db_path", "export", "import_logs",
            "latest_pending_run", "report", "run_summaries", "trace"]
@@ -36,7 +36,7 @@ def refuse_to_overwrite_a_database(output: Path, db: Path) -> None:
     """A report written over the database it came from, any SQLite file, or one's -wal (which holds every write
     since the last checkpoint: all of a killed run's trials), -shm, -journal or lock file would lose trials."""
     target, database = output.resolve(), expand_home(db, "--db").resolve()
-    ours = [database, *(database.with_name(database.name + suffix) for suffix in COMPANIONS)]
+    ours = [database, *(companion(database, suffix) for suffix in COMPANIONS)]
     if target in ours:
         what = "the database it reads" if target == database else f"the {target.name.removeprefix(database.name)} " \
             f"file of the database it reads"

@@ -197,6 +197,11 @@ STALE_RUN = "its process stopped without closing it (killed, crashed or the mach
 COMPANIONS = ("-wal", "-shm", "-journal", ".lock")  # beside a database: SQLite's files and the runner's lock
 
 
+def companion(database: Path, suffix: str) -> Path:
+    """The file beside a database that one of COMPANIONS names (its -wal: `trials.db-wal`)."""
+    return database.with_name(database.name + suffix)
+
+
 def database_of_companion(path: Path) -> Path | None:
     """The database that `path` belongs beside (its -wal, -shm, -journal or runner lock file), if it is one."""
     for suffix in COMPANIONS:
@@ -264,7 +269,7 @@ class Store:
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
         except sqlite3.OperationalError as exc:
-            if read_only and self.path.with_name(self.path.name + "-wal").exists() and not os.access(folder, os.W_OK):
+            if read_only and companion(self.path, "-wal").exists() and not os.access(folder, os.W_OK):
                 raise UserError(f"{self.flag} {self.path}: its -wal file holds writes not yet merged into it, and "
                                 f"SQLite must create a -shm file beside them to read them, which {folder} does not "
                                 "allow; copy the database and its -wal file to a writable folder") from None
@@ -279,7 +284,7 @@ class Store:
 
     def _refuse_a_read_only_file(self) -> None:
         """SQLite opens a file it may not write read-only without a word, and fails at the first write."""
-        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+        for path in (self.path, companion(self.path, "-wal")):
             if not os.access(path, os.W_OK) and path.exists():  # exists after: SQLite may remove the -wal between
                 raise UserError(f"{self.flag} {self.path}: {path.name} is read-only; make it writable (chmod u+w) "
                                 "to record into it, or choose another database (report, export, compare and "
@@ -295,7 +300,7 @@ class Store:
         """Without a writer (no -wal file beside it), immutable=1: SQLite then creates no -wal or -shm file
         and reads from read-only media. With one, mode=ro, which shares the writer's -wal and -shm."""
         uri = f"file:{quote(str(self.path.resolve()))}"
-        if not self.path.with_name(self.path.name + "-wal").exists():
+        if not companion(self.path, "-wal").exists():
             return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
         return sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=10, check_same_thread=False)
 
