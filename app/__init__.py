@@ -7,8 +7,13 @@ Modules are imported per command, because some pull in llama.cpp: `runs` (queue 
 engine's labels and table cells that both faces show)."""
 
 from energytui.engine.errors import UserError
-from energytui.engine.interrupts import Abort
+from energytui.engine.interrupts import Abort, Interrupted
 from energytui.engine.interrupts import describe as describe_interruption
 from energytui.engine.paths import default_db_path
 
-__all__ = ["Abort", "UserError", "default_db_path", "describe_interruption"]
+__all__ = ["Abort", "UserError", "default_db_path", "describe_interruption", "describe_signal"]
+
+
+def describe_signal(signum: int) -> str:
+    """How a run stopped by this signal ends (its ended_by), in the words `energytui run` writes."""
+    return Interrupted(signum).describe()

@@ -26,8 +26,9 @@ from energytui.engine.store import Store
 
 from .queries import database
 
-__all__ = ["Event", "FormRejected", "Live", "LiveTrial", "LiveView", "Manifest", "MeterOptions", "ResumeAvailable",
-           "add_form_trials", "check_form", "load_manifest", "plan", "queue_file", "running"]
+__all__ = ["Added", "Event", "FormRejected", "Live", "LiveTrial", "LiveView", "Manifest", "MeterOptions",
+           "ResumeAvailable", "add_form_trials", "check_file", "check_form", "load_manifest", "plan", "queue_checked",
+           "running"]
 
 
 @dataclass
@@ -94,11 +95,17 @@ def plan(manifest: Manifest, db_path: Path, idle_s: float) -> limits.Verdict:
     return limits.check(manifest, typical)
 
 
-def queue_file(db_path: Path, manifest_path: Path) -> tuple[int, int]:
-    """(run, trials) of a manifest file queued on the database, resuming its unfinished run if any."""
+def check_file(db_path: Path, manifest_path: Path, idle_s: float) -> tuple[Manifest, limits.Verdict]:
+    """A manifest file loaded and checked as `energytui run` checks it (`plan`), nothing queued: UserError for
+    what cannot work, else the warnings, and the question a large run needs before it is queued."""
     manifest = load_manifest(manifest_path)
+    return manifest, plan(manifest, db_path, idle_s)
+
+
+def queue_checked(db_path: Path, manifest: Manifest) -> int:
+    """The run of a checked manifest's trials queued on the database, its unfinished run resumed if any."""
     with database(db_path) as store:
-        return queue_manifest(store, manifest, resume=True), len(manifest.trials)
+        return queue_manifest(store, manifest, resume=True)
 
 
 class FormRejected(UserError):
@@ -124,9 +131,22 @@ def check_form(document: dict) -> Manifest:
         raise (FormRejected(keyed[1], keyed[2]) if keyed else FormRejected(None, str(exc))) from None
 
 
-def add_form_trials(db_path: Path, run: int, document: dict) -> int:
-    """Append the trials of a manifest document (the app's add-trial form) to a run; nothing is added when
-    the document is refused (FormRejected)."""
+@dataclass
+class Added:
+    count: int
+    warnings: list[str]  # what `energytui run` would warn about (limits.check)
+
+
+def add_form_trials(db_path: Path, run: int, document: dict) -> Added:
+    """Append the trials of a manifest document (the app's add-trial form) to a run, checked as a manifest
+    file's are (limits.check); nothing is added when the document is refused (FormRejected)."""
     manifest = check_form(document)
+    try:
+        verdict = limits.check(manifest)
+    except limits.LimitExceeded as exc:
+        raise FormRejected(exc.key, exc.problem) from None
+    if verdict.needs_confirmation:
+        raise FormRejected(None, f"{len(manifest.trials)} trials is more than the form adds at once "
+                                 f"({limits.LARGE_RUN}); use shorter lists, or load a manifest file")
     with database(db_path) as store:
-        return add_to_run(store, run, manifest)
+        return Added(add_to_run(store, run, manifest), verdict.warnings)

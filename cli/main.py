@@ -240,18 +240,24 @@ def _meter_options(args):
                         min_window_s=parse_seconds("--min-window", window) if window is not None else None)
 
 
-def _cmd_tui(args) -> None:
+def _cmd_tui(args) -> int:
+    """The app; its exit code as `run`'s: 130, 143 or 129 after SIGINT, SIGTERM or SIGHUP, 1 after a crash
+    (each having stopped the app's run and closed its row first)."""
     import gc
 
     from energytui.tui.app import create_app
 
     app = create_app(_db_path(args, for_writing=True), args.manifest)
-    said = app.run()  # how a run ended when the app was quit during it
+    app.run()
     gc.freeze()  # nothing left to free: the final collection over the app's heap took 0.4-0.8 s of the exit
     if app.database_error:  # the app opens the database once its first screen is painted
         raise app.database_error
-    if said:
-        print(said, file=sys.stderr)
+    try:
+        for line in app.farewell:  # how the runs it stopped or left ended
+            print(line, file=sys.stderr)
+    except OSError:  # the terminal is gone (SIGHUP): the database says it all
+        pass
+    return app.exit_status
 
 
 def _db_path(args, for_writing: bool = False) -> Path:

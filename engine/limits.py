@@ -24,6 +24,14 @@ LARGE_RUN = 1000  # trials: above this a run is confirmed before it is queued
 COMPUTE_BUFFER_BYTES = 256 * 2**20  # llama.cpp's scratch for a small model's graph, roughly
 
 
+class LimitExceeded(UserError):
+    """A trial that cannot work here; `key` is the manifest key at fault, `problem` what is wrong and what to do."""
+
+    def __init__(self, line: str, key: str, problem: str):
+        super().__init__(line)
+        self.key, self.problem = key, problem
+
+
 @dataclass
 class Verdict:
     warnings: list[str] = field(default_factory=list)
@@ -44,7 +52,7 @@ def check(manifest: Manifest, typical_trial_s: float | None = None, cores: int |
             seen.add((trial.run_id, key, fatal))
             line = f"{manifest.path}: run {trial.run_id!r}: {key}: {problem}"
             if fatal:
-                raise UserError(line)
+                raise LimitExceeded(line, key, problem)
             verdict.warnings.append(line)
     verdict.warnings += _damaged_origins(headers)
     if len(manifest.trials) > LARGE_RUN:

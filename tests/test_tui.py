@@ -2,9 +2,10 @@
 
 import asyncio
 import sqlite3
+import threading
 import time
 
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from energytui.tui.app import QUIT_REASON, HelpScreen, QuitScreen, create_app
 from energytui.tui.charts import ScatterChart
@@ -212,6 +213,48 @@ def test_stop_aborts_the_current_trial_and_keeps_finished_ones(write_manifest, m
     asyncio.run(scenario())
 
 
+def test_an_older_read_never_paints_over_a_newer_one(write_manifest, model_path, tmp_path, quiet_meter,
+                                                    monkeypatch):
+    """A quick x, s: the stop's reload of the run selector can finish after the start's, and the run's row read
+    `stopped` while its next trial ran. The older read, slowed here on purpose, is dropped."""
+    from energytui.app import queries
+
+    manifest = write_manifest(MANIFEST.format(model=model_path, more=""))
+    db = tmp_path / "reads.db"
+    read_as_is = queries.run_summaries
+    older_read, newer_shown = threading.Event(), threading.Event()
+
+    def run_summaries(store):
+        runs = read_as_is(store)
+        if older_read.is_set():
+            return runs
+        older_read.set()
+        newer_shown.wait(30)  # the newer read is shown first
+        return [dict(run, status="stopped") for run in runs]
+
+    def labels(app) -> list[str]:
+        return [str(label) for label, _ in app.query_one("#run-select", Select)._options]
+
+    async def scenario():
+        app = create_app(db, manifest, quiet_meter)
+        async with app.run_test() as pilot:
+            await pilot.click("#load")
+            await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == 2)
+            monkeypatch.setattr(queries, "run_summaries", run_summaries)
+            older = app.queue.load_runs()
+            await until(pilot, older_read.is_set)
+            newer = app.queue.load_runs()
+            await until(pilot, lambda: newer.is_finished)
+            await pilot.pause()
+            newer_shown.set()
+            await until(pilot, lambda: older.is_finished)
+            await pilot.pause()
+            assert any("run 1 · " in label and "not started" in label for label in labels(app)), labels(app)
+            assert not any("stopped" in label for label in labels(app)), labels(app)
+
+    asyncio.run(scenario())
+
+
 def test_an_imported_trial_says_why_it_has_no_power_trace(imported_db, quiet_meter):
     """Enter on an imported trial: the trace panel names the reason instead of staying empty."""
 
@@ -248,7 +291,7 @@ def test_quit_during_a_run_asks_then_aborts_the_trial_and_exits_at_once(write_ma
                                                                         quiet_meter):
     """q during a run: the question; Enter: the current trial aborted, the app gone within 1 s (it used to
     run every remaining trial behind a blank screen first)."""
-    from energytui.app.runs import queue_file
+    from energytui.app.runs import load_manifest, queue_checked
 
     manifest = _long_run_manifest(write_manifest, model_path)
     db = tmp_path / "quit.db"
@@ -279,7 +322,7 @@ def test_quit_during_a_run_asks_then_aborts_the_trial_and_exits_at_once(write_ma
     assert _run_row(db) == [(1, "stopped", QUIT_REASON)]
     assert said == ("energytui: run 1 stopped: 1 pending, 1 done, 1 aborted; load its manifest again "
                     "(or `energytui run MANIFEST --resume`) to finish it")
-    assert queue_file(db, manifest) == (1, 3)  # resumable: the same run, its aborted trial queued again
+    assert queue_checked(db, load_manifest(manifest)) == 1  # resumable: the same run, its aborted trial queued again
     assert _statuses(db) == ["done", "pending", "pending"]
 
 

@@ -107,6 +107,56 @@ def test_add_form_keeps_a_bad_value_marked_until_it_is_fixed(write_manifest, mod
     asyncio.run(scenario())
 
 
+def _set(screen, field: str, text: str) -> None:
+    """A value no key name spells ('²'), as pasted."""
+    box = screen.query_one(field, Input)
+    box.focus()
+    box.value = text
+
+
+def test_forms_take_ascii_digits_only_and_mark_others(write_manifest, model_path, tmp_path, quiet_meter):
+    """'²' passes str.isdigit() and not int(): it ended the app. '٣' passes both, and was queued as 3 threads.
+    Counts are ASCII digits, as the CLI and manifests take them: the others are marked on their field."""
+    db = tmp_path / "digits.db"
+
+    async def scenario():
+        app = create_app(db, write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _load(pilot, app)
+            await pilot.press("a")
+            form = app.screen
+            _set(form, "#add-threads", "٣")
+            _set(form, "#add-max", "4,¹")
+            _set(form, "#add-prompt", "²")
+            await pilot.press("enter")
+            await until(pilot, lambda: _field(form, "add-threads").error != "")
+            assert app.screen is form and app.is_running
+            assert _field(form, "add-threads").error == "threads: '٣' is not a whole number ≥ 1; write e.g. 2, or 1,2,4"
+            assert _field(form, "add-max").error == ("max tokens: '¹' is not a whole number ≥ 1; "
+                                                     "write e.g. 64, or 32,64")
+            _set(form, "#add-threads", "1")
+            _set(form, "#add-max", "2")
+            await pilot.press("enter")  # '²' is no count: a suite's name, which the application layer refuses
+            await until(pilot, lambda: _field(form, "add-prompt").error != "")
+            assert _field(form, "add-prompt").error == "prompt: unknown suite '²'; use one of ar, ng, sd"
+            assert _rows(db) == LOADED and app.screen is form
+            _set(form, "#add-prompt", "8")
+            await pilot.press("enter")
+            await until(pilot, lambda: len(_rows(db)) == 3)
+            await pilot.press("4")  # the advisor's whole numbers too
+            pane = app.query_one("AdvisorPane")
+            for bad in ("²", "٣"):
+                _set(app.screen, "#adv-tokens", bad)
+                await pilot.press("enter")
+                await until(pilot, lambda: _field(pane, "adv-tokens").error.startswith(f"tokens: {bad!r}"))
+                assert _field(pane, "adv-tokens").error == f"tokens: {bad!r} is not a whole number ≥ 1; write e.g. 256"
+                assert str(app.query_one("#advice-text", Static).render()) == "Cannot advise: fix the marked field."
+            assert app.is_running
+        assert _rows(db)[2] == ("added", "cpu", 1, "synthetic-8", 2, 1, "pending")
+
+    asyncio.run(scenario())
+
+
 def test_add_form_shows_the_validators_problem_under_its_field(write_manifest, model_path, tmp_path, quiet_meter):
     """Problems only the application layer can find (a missing model file, an unknown suite) are marked too."""
     db = tmp_path / "late.db"
@@ -219,7 +269,7 @@ def test_advisor_form_at_80x24_marks_a_bad_field_and_enter_advises(measured_db, 
             await _type(pilot, "#adv-tokens", "ten")
             await _type(pilot, "#adv-latency", "soon")
             await pilot.press("enter")  # in the latency field
-            await pilot.pause(0.2)
+            await until(pilot, lambda: str(app.query_one("#advice-text", Static).render()).startswith("Cannot advise"))
             assert _field(pane, "adv-tokens").error == "tokens: 'ten' is not a whole number ≥ 1; write e.g. 256"
             assert _field(pane, "adv-latency").error == (
                 "latency limit: 'soon' is not a duration; write e.g. 5s or 500ms, or nothing")

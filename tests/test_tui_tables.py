@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from textual.widgets import DataTable, Select, Static
 
-from energytui.app.runs import queue_file
+from energytui.app.runs import load_manifest, queue_checked
 from energytui.app.views import config_labels, summarise
 from energytui.engine.store import Store
 from energytui.tui.app import create_app
@@ -36,7 +36,7 @@ def two_runs(tmp_path, write_manifest, model_path):
     for name, repetitions in (("early", 2), ("late", 3)):
         manifest = write_manifest(MANIFEST.format(model=model_path, run_id=name, tokens=16, repetitions=repetitions),
                                   f"{name}.yaml")
-        queue_file(db, manifest)
+        queue_checked(db, load_manifest(manifest))
     return db
 
 

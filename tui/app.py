@@ -9,7 +9,15 @@ trials queued by `energytui run` in another terminal appear within POLL_S.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import gc
+import os
+import signal
+import sys
+import termios
+import threading
+import time
 from pathlib import Path
 
 from typing import TYPE_CHECKING, Iterable
@@ -20,7 +28,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from energytui.app import UserError
+from energytui.app import UserError, describe_signal
 
 from .commands import help_lines, palette
 from .dialogs import AddTrialScreen, HelpScreen, ManifestPicker, QuitScreen
@@ -40,12 +48,20 @@ __all__ = ["AddTrialScreen", "AppConfig", "EnergyApp", "HelpScreen", "ManifestPi
 
 POLL_S = 2.0  # how often the app looks for trials written by another process (`energytui run`)
 QUIT_REASON = "stopped by the user: the app was quit"
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # as `energytui run` handles (engine/interrupts.py)
+HUNG_UP_GRACE_S = 5.0  # after a hang-up, how long the app may take to close before the process just ends
 HOME = {"queue": "#queue-table", "live": "#recent-table", "results": "#results-table", "advisor": "#advise",
         "host": "#host-scroll"}  # what has focus in each tab: keys reach the tab's bindings, not a text box
 
 
 class EnergyApp(App[str]):
-    """Returns (from run) what to tell the terminal after quitting during a run, else None."""
+    """Returns (from run) what to tell the terminal after quitting during a run, else None; `farewell` holds
+    every line to tell it once the app is gone (that one included), `exit_status` the process's exit code.
+
+    However it ends (q, SIGINT, SIGTERM, SIGHUP, a crash), a run going is stopped through the Stop action's
+    path (the current trial aborted, finished ones kept) before the app goes, and the runs it queued or ran
+    are closed saying how: `stopped` (quit), `interrupted` (a signal), `failed` (a crash), as `energytui run`
+    closes its run. A signal exits 128 + its number once the run has stopped, a crash 1."""
 
     TITLE = "energytui"
     CSS = """
@@ -90,6 +106,11 @@ class EnergyApp(App[str]):
         self._quitting = False  # the run was stopped to quit: exit once it has ended
         self._db_version: tuple | None = None
         self.database_error: UserError | None = None  # the database cannot be opened: the app exits with it
+        self.signalled: int | None = None  # the signal that stopped the app
+        self.crash: str | None = None  # why the app failed, as a run's ended_by says it
+        self.farewell: list[str] = []  # lines for the terminal once the app is gone
+        self._previous_handlers: dict = {}
+        self._unmounted = threading.Event()  # on_unmount has stopped the run and closed the rows
 
     @property
     def running(self) -> bool:
@@ -109,6 +130,121 @@ class EnergyApp(App[str]):
 
     def on_mount(self) -> None:
         self._focus_home()
+        self._handle_signals()
+
+    # --- how the app ends ---
+
+    def _handle_signals(self) -> None:
+        """SIGINT, SIGTERM and SIGHUP stop the app as quitting does (a signal the caller's shell ignores stays
+        ignored, as for `energytui run`). The handler only notes the signal and hands it to the event loop."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+
+        def handler(signum: int, _frame) -> None:
+            first = self.signalled is None
+            self.signalled = self.signalled or signum
+            if _terminal_hung_up():  # now, before Textual's SIGCONT handler (a hang-up sends both) writes to it
+                _write_to_nowhere()
+            if first:
+                try:
+                    loop.call_soon_threadsafe(self._stop_for_signal, signum)
+                except RuntimeError:  # the loop has closed (the app went without unmounting): as if never here
+                    self._restore_signals()
+                    signal.raise_signal(signum)
+
+        for signum in SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self._previous_handlers[signum] = signal.signal(signum, handler)
+
+    def _restore_signals(self) -> None:
+        for signum, previous in self._previous_handlers.items():
+            signal.signal(signum, previous)
+        self._previous_handlers = {}
+
+    def _stop_for_signal(self, signum: int) -> None:
+        """A signal: stop the run as Stop does, then exit (on_run_ended); without a run, exit now."""
+        if self.running:
+            self._quitting = True
+            self.queue.stop(describe_signal(signum), "interrupted")
+        if _terminal_hung_up():
+            self._watch_the_exit(128 + signum)
+        if self.is_running and not self.running:
+            self.exit(return_code=128 + signum)
+
+    def _watch_the_exit(self, code: int) -> None:
+        """The terminal was closed. Textual's writes go to /dev/null now, but one that hit the closed terminal
+        first kills Textual's writer thread, and the app then blocks on its next write for good: should the app
+        not close in time, a watchdog closes the runs itself once the runner has stopped, and ends the process
+        (nothing is left to show)."""
+
+        def watchdog() -> None:
+            self.queue.runner_done.wait()
+            if self._unmounted.wait(HUNG_UP_GRACE_S):
+                time.sleep(HUNG_UP_GRACE_S)  # the rest of the exit; stuck past this, on the terminal
+            else:
+                try:
+                    self.queue.close_opened_runs(*self._ending())
+                except UserError:
+                    pass
+            os._exit(code)
+
+        threading.Thread(target=watchdog, name="energytui-hung-up", daemon=True).start()
+
+    @property
+    def exit_status(self) -> int:
+        """The process's exit code: 128 + the signal's number, 1 after a crash, else the app's return code."""
+        if self.signalled is not None:
+            return 128 + self.signalled
+        return 1 if self.crash is not None else self.return_code or 0
+
+    def _ending(self) -> tuple[str, str]:
+        """(run status, ended_by) for what the app leaves open as it goes: how `energytui run` says it."""
+        if self.signalled is not None:
+            return "interrupted", describe_signal(self.signalled)
+        if self.crash is not None:
+            return "failed", self.crash
+        return "stopped", QUIT_REASON
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A crash: the run going is stopped at once (Textual then closes the app, and on_unmount waits for the
+        runner), never left to go on behind a closed screen."""
+        self._crashed(f"energytui stopped: {getattr(error, 'error', error)!r}")  # WorkerFailed: the worker's error
+        super()._handle_exception(error)
+
+    def panic(self, *renderables) -> None:
+        """Textual's own failures (its terminal input thread died) end the app as a crash does."""
+        self._crashed("energytui stopped: the app failed")
+        super().panic(*renderables)
+
+    def _crashed(self, reason: str) -> None:
+        if self.crash is None:
+            self.crash = reason
+        status, reason = self._ending()  # a signal that came first (SIGHUP closes the terminal too) says why
+        self.queue.stop(reason, status)
+
+    def on_unmount(self) -> None:
+        """The app's last step, however it ends: a runner thread still working is stopped and waited for (it
+        aborts its trial within a decode step), and the runs this app opened and left open are closed."""
+        status, reason = self._ending()
+        queue, said = self.queue, []
+        if self.signalled is not None:
+            said.append(f"energytui: {reason}; finished trials are kept")
+        if self.return_value:  # how the run that the app stopped to quit ended
+            said.append(self.return_value)
+        if not queue.runner_done.is_set():
+            queue.stop(reason, status)
+            queue.runner_done.wait()
+        if queue.ended is not None and queue.run_number is not None:  # a run's end that the app did not show
+            said.append(_quit_message(queue.run_number, queue.ended))
+        try:
+            closed = queue.close_opened_runs(status, reason)
+        except UserError as exc:  # the database went away or cannot be written: nothing more to close
+            said.append(f"energytui: {exc}")
+            closed = {}
+        self.farewell = said + [_quit_message(run, ended) for run, ended in closed.items()]
+        self._restore_signals()
+        self._unmounted.set()
 
     def on_ready(self) -> None:
         """The first screen is painted: only now open the database (sqlite_utils takes a few tenths of a
@@ -223,12 +359,13 @@ class EnergyApp(App[str]):
         self.results.reload()
 
     def on_run_ended(self, message: RunEnded) -> None:
-        if not self.is_running:  # a run that ended as the app quit: the run row already says how
+        if not self.is_running:  # a run that ended as the app quit: the run row already says how (on_unmount too)
             return
+        self.queue.ended = None  # told here, now
         self.refresh_bindings()
         self.live.run_ended()
         if self._quitting:
-            self.exit(_quit_message(self.run_number, message))
+            self.exit(_quit_message(self.run_number, message), return_code=self.exit_status)
             return
         if message.error:
             self.notify(message.error, severity="error", markup=False, timeout=10)
@@ -257,6 +394,27 @@ def _spare_from_collection() -> None:
     over the whole heap those paused the UI thread for up to 0.1 s, mid-redraw (bench/tui.py). Objects
     still go when their last reference does."""
     gc.freeze()
+
+
+def _terminal_hung_up() -> bool:
+    """Whether the app's terminal was closed: its calls then fail with EIO (Textual writes on stderr)."""
+    if sys.__stderr__ is None:
+        return False
+    try:
+        termios.tcgetattr(sys.__stderr__.fileno())
+    except termios.error as exc:
+        return exc.args[0] == errno.EIO
+    except (ValueError, OSError):  # not a file (closed, or a test's stand-in)
+        return False
+    return False
+
+
+def _write_to_nowhere() -> None:
+    """stdout and stderr to /dev/null (system calls only: safe in a signal handler)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def _quit_message(run: int | None, ended: RunEnded) -> str:

@@ -13,6 +13,7 @@ from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 MAX_POINTS = 400
+MIN_SIZE = (16, 5)  # columns, rows: plotext draws nothing useful below this, and some charts raise there
 
 
 def thin(points: list, limit: int = MAX_POINTS) -> list:
@@ -53,16 +54,33 @@ class _Chart(PlotextPlot):
         with self._figure_lock:
             if request != self._requested:  # a newer request is queued: build that one instead
                 return
-            plt = self.plt
-            plt.clear_data()
-            plt.clear_figure()
-            plt.title(self.title)
-            self.plot()
-            plt.plotsize(width, height)
-            plt._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue 5)
-            plt.theme(theme)
-            built = Text.from_ansi(plt.build())
+            built = self.figure(width, height, theme)
         self.app.call_from_thread(self._show_built, request, built)
+
+    def figure(self, width: int, height: int, theme: str) -> Text:
+        """The chart drawn at this size, or one line saying why it cannot be (hold _figure_lock)."""
+        if width < MIN_SIZE[0] or height < MIN_SIZE[1]:
+            return self._message(f"too small to chart ({width}×{height}); widen the terminal")
+        try:
+            return self._draw(width, height, theme)
+        except Exception as exc:  # plotext fails on some shapes (a bar chart a few columns wide)
+            return self._message(f"cannot chart this at {width}×{height} ({type(exc).__name__}); widen the terminal")
+
+    def _draw(self, width: int, height: int, theme: str) -> Text:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        self.plot()
+        plt.plotsize(width, height)
+        plt._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue 5)
+        plt.theme(theme)
+        return Text.from_ansi(plt.build())
+
+    def _message(self, text: str) -> Text:
+        """One line in place of the chart, cut to its width."""
+        return Text(f"{self.title.split(' ·')[0]}: {text}" if self.title else text, no_wrap=True,
+                    overflow="ellipsis")
 
     def _show_built(self, request: int, built: Text) -> None:
         if request == self._requested:

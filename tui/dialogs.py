@@ -15,7 +15,7 @@ from textual.widgets import Button, DirectoryTree, Input, Select, Static
 
 from energytui.app import UserError
 
-from .forms import NO_LIVE_CHECK, Field, WholeNumbers, check_fields
+from .forms import NO_LIVE_CHECK, Field, WholeNumbers, ascii_digits, check_fields
 
 
 class HelpScreen(ModalScreen):
@@ -143,8 +143,8 @@ class AddTrialScreen(ModalScreen[int | None]):
     def _rejected(self, key: str | None, problem: str) -> None:
         self.query_one("#add-ok", Button).disabled = False
         name = FIELD_OF_KEY.get(key or "")
-        if name is None:
-            self._show_error(f"Not added: {in_form_words(problem)}")
+        if name is None:  # a key the form has no field for (n_ctx): named in the message
+            self._show_error(f"Not added: {in_form_words(f'{key}: {problem}' if key else problem)}")
             return
         field = self.query_one(f"#add-{name}-field", Field)
         field.show_error(f"{FORM_LABELS[name]}: {in_form_words(problem)}")
@@ -191,7 +191,7 @@ class _PromptSource(Validator):
 
     def validate(self, value: str) -> ValidationResult:
         parts = [part.strip() for part in value.split(",")]
-        counts = [part for part in parts if part.isdigit()]
+        counts = [part for part in parts if ascii_digits(part)]
         if not value.strip() or "" in parts:
             return self.failure("prompt: missing; write a suite (sd, ar, ng) or a token count such as 64")
         if counts and len(counts) < len(parts):
@@ -251,18 +251,15 @@ class _YamlTree(DirectoryTree):
 def form_manifest(form: dict) -> dict:
     """The add-trial form as a manifest document (validated by the same code as files)."""
 
-    def values(text: str, kind=int):
+    def values(text: str, numbers: bool = True):
         parts = [p.strip() for p in text.split(",") if p.strip()]
-        try:
-            converted = [kind(p) for p in parts]
-        except ValueError:
-            converted = parts  # the manifest validator names the bad value
+        converted = [int(p) if numbers and ascii_digits(p) else p for p in parts]  # else the validator names it
         return converted[0] if len(converted) == 1 else converted
 
     run = {"id": "added", "model": form["model"], "backend": form["backend"], "threads": values(form["threads"]),
            "max_tokens": values(form["max"]), "batch_size": values(form["batch"])}
-    prompt = values(form["prompt"], str)
-    is_count = all(str(p).isdigit() for p in (prompt if isinstance(prompt, list) else [prompt]))
+    prompt = values(form["prompt"], numbers=False)
+    is_count = all(ascii_digits(str(p)) for p in (prompt if isinstance(prompt, list) else [prompt]))
     run["prompt_tokens" if is_count else "suite"] = values(form["prompt"]) if is_count else prompt
     if not is_count:
         run["prompt_limit"] = 1

@@ -118,6 +118,12 @@ def check_fields(fields: Iterable[Field]) -> bool:
     return not bad
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether the text is a count written in ASCII digits, as the CLI and the manifest take them: str.isdigit
+    alone takes a superscript '²' (which int() refuses) and an Arabic-Indic '٣' (which int() reads as 3)."""
+    return text.isascii() and text.isdigit()
+
+
 class WholeNumbers(Validator):
     """A whole number ≥ 1, or with `many` a comma list of them (a sweep); `example` ends the message."""
 
@@ -127,7 +133,7 @@ class WholeNumbers(Validator):
 
     def validate(self, value: str) -> ValidationResult:
         parts = [part.strip() for part in value.split(",")] if self.many else [value.strip()]
-        bad = next((part for part in parts if not (part.isdigit() and int(part) >= 1)), None)
+        bad = next((part for part in parts if not (ascii_digits(part) and int(part) >= 1)), None)
         if bad is None:
             return self.success()
         what = "missing" if not value.strip() else f"{bad!r} is not a whole number ≥ 1"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from textual.containers import Vertical
 from textual.widget import Widget
+from textual.worker import get_current_worker
 
 if TYPE_CHECKING:
     from energytui.app.machine import MeterOptions
@@ -52,6 +53,18 @@ class Pane(Vertical):
                 callback(*args, **kwargs)
 
         self.app.call_from_thread(unless_closing)
+
+    def show_latest(self, callback: Callable[..., object], *args) -> None:
+        """As on_ui, for a refresh read by an exclusive worker: dropped if a newer read of the same kind has
+        started since (it cancelled this one), so an older read never paints over a newer one (the run row read
+        `stopped` while its next trial ran after a quick stop and start)."""
+        worker = get_current_worker()
+
+        def unless_superseded() -> None:
+            if not worker.is_cancelled:
+                callback(*args)
+
+        self.on_ui(unless_superseded)
 
 
 def taken_down(node: Widget) -> bool:

@@ -115,7 +115,7 @@ class LivePane(Pane):
                               key=lambda t: (t["finished_at"] or "", t["id"]), reverse=True)[:RECENT_ROWS]
             newest = finished[0]["id"] if finished else None
             shown = trace(store, newest) if newest is not None and newest != self._traced else None
-        self.on_ui(self._show_database, running, len(trials), finished, shown, newest)
+        self.show_latest(self._show_database, running, len(trials), finished, shown, newest)
 
     def _show_database(self, running: list[dict], total: int, finished: list[dict], shown: Trace | None,
                        newest: int | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -23,6 +24,9 @@ from ..dialogs import AddTrialScreen, ManifestPicker
 from ..messages import RunEnded, TrialEvent, TrialsChanged
 from ..pane import Pane
 from ..trials import TRIAL_COLUMNS, add_columns, fill_trials, status_counts
+
+if TYPE_CHECKING:
+    from energytui.app.runs import Manifest
 
 CONFIG_CELL, PROMPT_CELL = TRIAL_COLUMNS.index("configuration"), TRIAL_COLUMNS.index("prompt")
 
@@ -56,6 +60,11 @@ class QueuePane(Pane):
         self.running = False
         self.stop_event = threading.Event()  # pause: after the current trial
         self.abort_event = Abort()  # stop: now, the current trial is marked aborted
+        self.end_as = "stopped"  # the run row's status when the app stops it (interrupted: a signal; failed: a crash)
+        self.runner_done = threading.Event()  # no runner thread is working (set again when it returns)
+        self.runner_done.set()
+        self.ended: RunEnded | None = None  # how the last run ended, as the runner thread posted it
+        self.opened: set[int] = set()  # runs this app queued or ran: quitting closes those it left open
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -98,7 +107,10 @@ class QueuePane(Pane):
         def add(document: dict) -> int:  # called by the form, in its worker thread, until it is accepted
             from energytui.app.runs import add_form_trials
 
-            return add_form_trials(self.config.db_path, run, document)
+            added = add_form_trials(self.config.db_path, run, document)
+            for line in added.warnings:
+                self.tell_warning(line)
+            return added.count
 
         def added(count: int | None) -> None:
             if count:
@@ -161,7 +173,9 @@ class QueuePane(Pane):
         else:
             self.stop_event.clear()
             self.abort_event.clear()
+            self.end_as = "stopped"
             self.running = True
+            self.opened.add(self.run_number)
             self.run_trials(self.run_number)
 
     def pause(self) -> None:
@@ -169,9 +183,12 @@ class QueuePane(Pane):
             self.stop_event.set()
             self.notify("pausing after the current trial")
 
-    def stop(self, reason: str | None = None) -> None:
-        """Stop now: the worker stops at its next decode step, marks the trial aborted and posts RunEnded."""
+    def stop(self, reason: str | None = None, status: str = "stopped") -> None:
+        """Stop now: the worker stops at its next decode step, marks the trial aborted and posts RunEnded; the
+        run row then reads `status` (interrupted for a signal, failed for a crash, as `energytui run` writes
+        them) with `reason` as its ended_by."""
         if self.running:
+            self.end_as = status
             self.stop_event.set()
             if reason:
                 self.abort_event.set(reason)
@@ -197,15 +214,48 @@ class QueuePane(Pane):
 
     @work(thread=True, exclusive=True, group="load")
     def load_manifest(self, path: str) -> None:
-        from energytui.app.runs import queue_file
+        """Check the manifest as `energytui run` does: refuse what cannot work, warn about what is wasteful, and
+        ask before queueing a large run (with its estimated duration)."""
+        from energytui.app.runs import MeterOptions, check_file
 
         try:
-            run, queued = queue_file(self.config.db_path, Path(path))
+            manifest, verdict = check_file(self.config.db_path, Path(path),
+                                           (self.config.meter or MeterOptions()).idle_s)
+        except UserError as exc:
+            self.tell(str(exc), error=True)
+            return
+        for line in verdict.warnings:
+            self.tell_warning(line)
+        if verdict.needs_confirmation:
+            self.on_ui(self._confirm_large_run, manifest, verdict.needs_confirmation)
+        else:
+            self._queue(manifest)
+
+    def _confirm_large_run(self, manifest: Manifest, question: str) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.queue_large_run(manifest)
+            else:
+                self.notify(f"nothing queued from {manifest.path}")
+
+        self.app.push_screen(ConfirmScreen(f"{question}. Queue it? y/n"), answered)
+
+    @work(thread=True, exclusive=True, group="load")
+    def queue_large_run(self, manifest: Manifest) -> None:
+        self._queue(manifest)
+
+    def _queue(self, manifest: Manifest) -> None:
+        """In a worker: the checked manifest's trials queued, and shown."""
+        from energytui.app.runs import queue_checked
+
+        try:
+            run = queue_checked(self.config.db_path, manifest)
         except UserError as exc:
             self.tell(str(exc), error=True)
             return
         self.run_number = run
-        self.tell(f"run {run}: {queued} trials queued from {path}")
+        self.opened.add(run)
+        self.tell(f"run {run}: {len(manifest.trials)} trials queued from {manifest.path}")
         self.load_runs()
         self.load_queue(run)
         self.post_message(TrialsChanged())
@@ -238,15 +288,46 @@ class QueuePane(Pane):
     def run_trials(self, run: int) -> None:
         from energytui.app.runs import MeterOptions, running
 
+        self.runner_done.clear()
         status, error, counts = "failed", None, {}
         try:
             with running(self.config.db_path, self.config.meter or MeterOptions()) as live:
                 status = live.run(run, lambda event: self.post_message(TrialEvent(event)),
                                   stop=self.stop_event, abort=self.abort_event)
+                if status == "stopped" and self.end_as != "stopped":  # a signal or a crash stopped it: say so
+                    live.store.finish_run(run, self.end_as, self.abort_event.reason)  # as the fleet's head does
+                    status = self.end_as
                 counts = status_counts(live.trials(run))
         except UserError as exc:
             error = str(exc)
-        self.post_message(RunEnded(status, error, counts))
+        finally:
+            self.ended = RunEnded(status, error, counts)
+            self.runner_done.set()
+        self.post_message(self.ended)
+
+    def close_opened_runs(self, status: str, reason: str) -> dict[int, RunEnded]:
+        """As the app closes, with no runner thread working: the runs it queued or ran that are still open (loaded
+        and never started, or paused) are closed as `status` with `reason`, as a run stopped then would be; a
+        run that another process runs now (it holds the runner's lock) is left to it. Returns them by number."""
+        from energytui.app.queries import database, run_summaries
+
+        if not self.opened or not self.config.db_path.is_file():
+            return {}
+        closed = {}
+        with database(self.config.db_path) as store:
+            try:
+                store.acquire_runner_lock()
+            except UserError:
+                return {}
+            for run in run_summaries(store):
+                if run["id"] not in self.opened or run["status"] not in ("running", "paused"):
+                    continue
+                counts = status_counts(store.trials(run=run["id"]))
+                if counts.get("running"):  # a trial left running by a stopped process: the next run repairs it
+                    continue
+                store.finish_run(run["id"], status, reason)
+                closed[run["id"]] = RunEnded(status, None, counts)
+        return closed
 
     @work(thread=True, exclusive=True, group="runs")
     def load_runs(self) -> None:
@@ -257,7 +338,7 @@ class QueuePane(Pane):
             return
         with database(self.config.db_path, read_only=True) as store:
             runs = run_summaries(store)
-        self.on_ui(self._show_runs, runs)
+        self.show_latest(self._show_runs, runs)
 
     def _show_runs(self, runs: list[dict]) -> None:
         """The loaded run stays selected; with none loaded yet, the latest run with pending trials is loaded."""
@@ -277,7 +358,7 @@ class QueuePane(Pane):
     def load_queue(self, run: int) -> None:
         with self.database() as store:
             trials = sorted(store.trials(run=run), key=lambda t: t["seq"])  # run order, which moves change
-        self.on_ui(self._show_queue, run, trials)
+        self.show_latest(self._show_queue, run, trials)
 
     def _show_queue(self, run: int, trials: list[dict]) -> None:
         if run != self.run_number:  # a read that a choice of another run overtook

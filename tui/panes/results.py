@@ -154,7 +154,7 @@ class ResultsPane(Pane):
         cells = [trial_cells(t, labels[config_key(t)]) for t in trials]
         search = [" ".join(map(str, row)).lower() for row in cells]
         rows = [tuple(Text(str(cell)) for cell in row) for row in cells]
-        self.on_ui(self._loaded, trials, rows, search, labels)
+        self.show_latest(self._loaded, trials, rows, search, labels)
 
     def _loaded(self, trials: list[dict], rows: list[tuple], search: list[str], labels: dict[tuple, str]) -> None:
         self._results, self._rows, self._search, self._labels = trials, rows, search, labels
@@ -166,7 +166,7 @@ class ResultsPane(Pane):
 
         with self.database() as store:
             shown = trace(store, trial_id)
-        self.on_ui(lambda: self.query_one("#trace-chart", PowerChart).show(shown.samples, shown.marks,
+        self.show_latest(lambda: self.query_one("#trace-chart", PowerChart).show(shown.samples, shown.marks,
                                                                             shown.label))
 
     @work(thread=True, exclusive=True, group="export")
