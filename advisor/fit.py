@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from energytui.engine.errors import UserError
 from energytui.engine.record import check_names
+from energytui.engine.report import counted
 from energytui.engine.telemetry.cpu_estimate import parse_method
 
 from . import portable
@@ -115,9 +116,10 @@ def steps_of(trial: dict) -> float:
 
 
 def usable(trial: dict, mode: str = "phases") -> bool:
-    """Done, with the mode's timings and energy, and the model's size and bits per weight known."""
+    """Done and never stalled (counted), with the mode's timings and energy, and the model's size and bits per
+    weight known."""
     needed = NEEDED[mode]
-    return bool(trial["status"] == "done" and steps_of(trial) >= (2 if mode == "phases" else 1)
+    return bool(counted(trial) and steps_of(trial) >= (2 if mode == "phases" else 1)
                 and trial.get("bits_per_weight") and trial.get("n_params") and trial.get("prompt_tokens")
                 and all(trial.get(k) for k in needed) and (mode == "request" or trial["e2e_ms"] > trial["ttft_ms"]))
 

@@ -45,8 +45,9 @@ def trial_outcome(event: Event) -> str:
     energy = ""
     if trial.get("j_per_token") is not None:
         energy = f", {trial['j_per_token']:.4f} J/tok {TAG_LABELS.get(trial['energy_tag'], trial['energy_tag'])}"
+    stalled = f"; STALLED {trial['stalled_ms'] / 1e3:.1f} s, left out of the means" if trial.get("stalled_ms") else ""
     return (f"{trial['gen_tokens']} tok, TTFT {trial['ttft_ms']:.0f} ms, "
-            f"decode {trial['decode_tps'] or 0:.1f} tok/s{energy}")
+            f"decode {trial['decode_tps'] or 0:.1f} tok/s{energy}{stalled}")
 
 
 def window_outcome(event: Event) -> str:

@@ -58,6 +58,8 @@ TRIAL_FIELDS: tuple[TrialField, ...] = (
     *_fields(SETTING, "model:s quant:s backend:s threads:i gpu_layers:i n_batch:i batch_size:i suite:s prompt_id:s"),
     *_fields(MEASURED, "prompt_tokens:i gen_tokens:i ttft_ms:f:ms prefill_tps:f:tok/s decode_tps:f:tok/s "
                        "decode_tps_per_seq:f:tok/s itl_p50_ms:f:ms itl_p95_ms:f:ms e2e_ms:f:ms"),
+    # the longest decode step, and how long decoding stood still (engine/runner.py, stalled_ms)
+    *_fields(MEASURED, "itl_max_ms:f:ms stalled_ms:f:ms"),
     *_fields(SETTING, "n_ctx:i max_tokens:i ignore_eos:i temperature:f seed:i repetition:i window:s"),
     *_fields(JOINED, "bits_per_weight:f n_params:i"),
     *_fields(QUEUE, "host_id:s"),

@@ -165,15 +165,29 @@ def steady_mark(row: dict) -> str:
     return " (steady window" + (f" ±{share:.1%})" if share is not None else ")")
 
 
+def counted(trial: dict) -> bool:
+    """Whether a trial's figures go into means, charts and the advisor's fits: done, and its decoding never stood
+    still (stalled_ms: a paused, suspended or starved process measured the stall, not the configuration)."""
+    return trial["status"] == "done" and not trial.get("stalled_ms")
+
+
+def stall_line(trial: dict) -> str:
+    """Why a done trial is left out of the means, with its figures."""
+    return (f"decoding stood still for {trial['stalled_ms'] / 1e3:.1f} s (longest step {trial['itl_max_ms']:.0f} ms "
+            f"against a median of {trial['itl_p50_ms']:.1f} ms: the process was paused, suspended or starved); "
+            "left out of the means and the advisor's fits")
+
+
 def summarise(trials: list[dict], by: str = "config") -> list[dict]:
-    """One row per configuration (or backend, or host) with counts by status and mean ± stddev of done trials."""
+    """One row per configuration (or backend, or host) with counts by status and mean ± stddev of the trials
+    that count (done, never stalled); `stalled` counts the done trials left out."""
     groups: dict[tuple, list[dict]] = {}
     for trial in trials:  # two hosts never merge, even with the same manifest configuration
         groups.setdefault(_group_of(trial, by), []).append(trial)
     labels = config_labels(trials) if by == "config" else {}
     rows = []
     for members in groups.values():
-        done = [t for t in members if t["status"] == "done"]
+        done = [t for t in members if counted(t)]
         first = members[0]
         label = labels[config_key(first)] if by == "config" else _group_label(first, by)
         row = {"config_id": first["config_id"] if by == "config" else None, "host_id": first.get("host_id"),
@@ -181,13 +195,14 @@ def summarise(trials: list[dict], by: str = "config") -> list[dict]:
                "trials": len(members),
                "done": len(done), "failed": sum(t["status"] == "failed" for t in members),
                "aborted": sum(t["status"] == "aborted" for t in members),
+               "stalled": sum(t["status"] == "done" and not counted(t) for t in members),
                "prompt_tokens": stat(t["prompt_tokens"] for t in done),
                "gen_tokens": stat(t["gen_tokens"] for t in done)}
         row.update({key: stat(t[key] for t in done) for key, _ in SUMMARY_METRICS})
-        counted = [steady_view(t) for t in done]
-        row.update({key: stat(t.get(key) for t in counted) for key, _, _ in ENERGY_METRICS})
-        row["edp_of_means_js"] = edp_of_means(counted)
-        row["energy_tag"] = weakest_source({t["energy_tag"] for t in counted if t.get("energy_tag")})
+        views = [steady_view(t) for t in done]
+        row.update({key: stat(t.get(key) for t in views) for key, _, _ in ENERGY_METRICS})
+        row["edp_of_means_js"] = edp_of_means(views)
+        row["energy_tag"] = weakest_source({t["energy_tag"] for t in views if t.get("energy_tag")})
         row["steady_windows"] = len({t["window_id"] for t in done if t.get("window_id")})
         row["window_uncertainty"] = window_uncertainty(done)
         rows.append(row)
@@ -218,6 +233,11 @@ def table_cells(rows: list[dict], compact: bool = False) -> tuple[list[str], lis
             + [_product_cell(r, tagged=not shared)] for r in rows]
     caption = (f"energy columns ({', '.join(energy_headers)}): {shared}; EDP = the mean of per-trial EDP, "
                "EDP of means = mean energy × mean latency") if shared else None
+    stalled = sum(r.get("stalled", 0) for r in rows)
+    if stalled:  # "done" counts the trials in the means: say where the others went
+        left_out = (f"{stalled} done trial(s) whose decoding stood still are left out of `done` and the means "
+                    "(the report lists them)")
+        caption = f"{caption}; {left_out}" if caption else left_out
     return headers, body, caption
 
 
@@ -313,6 +333,10 @@ def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", r
     caveats = imported_caveats(trials)
     if caveats:
         out += ["", "## Caveats of imported data", ""] + [f"- host {host}: {text}" for host, text in caveats]
+    stalled = [t for t in trials if t["status"] == "done" and not counted(t)]
+    if stalled:
+        out += ["", "## Stalled trials", ""]
+        out += [f"- trial {t['id']} ({t['run_id']}, {t['prompt_id']}): {stall_line(t)}" for t in stalled]
     flagged = [t for t in trials if t.get("energy_notes")]
     if flagged:
         out += ["", "## Energy flags", ""]
@@ -414,7 +438,7 @@ def records(rows: list[dict], by: str) -> list[dict]:
     for r in rows:
         record = {"group": by, "host_id": r["host_id"], "backend": r.get("backend"), "config_id": r.get("config_id"),
                   "label": r["label"], "trials": r["trials"], "done": r["done"], "failed": r["failed"],
-                  "aborted": r["aborted"]}
+                  "aborted": r["aborted"], "stalled": r["stalled"]}
         for key in ("prompt_tokens", "gen_tokens", *(k for k, _ in SUMMARY_METRICS),
                     *(k for k, _, _ in ENERGY_METRICS)):
             record[f"{key}_mean"], record[f"{key}_stdev"] = r[key].mean, r[key].stdev

@@ -56,6 +56,8 @@ class Measurement:
             "decode_tps_per_seq": decode_tps / self.batch_size if decode_tps else None,
             "itl_p50_ms": percentile(gaps_ms, 50),
             "itl_p95_ms": percentile(gaps_ms, 95),
+            "itl_max_ms": max(gaps_ms, default=None),
+            "stalled_ms": stalled_ms(gaps_ms),
             "e2e_ms": (self.t_end_ns - self.t_start_ns) / 1e6,
             "t_start_ns": self.t_start_ns,
             "t_first_ns": self.t_first_ns,
@@ -64,6 +66,21 @@ class Measurement:
             "output_text": self.output_text,
             "stop_reason": self.stop_reason,
         }
+
+
+STALL_MIN_MS = 500.0  # a decode step this long, and
+STALL_FACTOR = 20  # this many times the trial's median step, is a stall: the process was paused or starved
+
+
+def stalled_ms(gaps_ms: list[float]) -> float | None:
+    """How long decoding stood still: the time beyond the median step of every step that took at least
+    STALL_FACTOR times the median and STALL_MIN_MS (a SIGSTOP, a suspended laptop, a starved VM). 0 when none,
+    None without steps to tell. Such a trial measured the stall, not the configuration."""
+    median = percentile(gaps_ms, 50)
+    if not median:
+        return None
+    limit = max(STALL_MIN_MS, STALL_FACTOR * median)
+    return sum(gap - median for gap in gaps_ms if gap >= limit)
 
 
 def percentile(values: list[float], pct: float) -> float | None:

@@ -25,7 +25,7 @@ from .errors import UserError
 from .paths import expand_home, where_from
 from .record import stored_row
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite file
 APPLICATION_ID = 0x45545549  # "ETUI" in the SQLite header: the files energytui creates
 STATUSES = ("pending", "running", "done", "failed", "aborted")
@@ -162,6 +162,13 @@ def _host_names_v9(db: sqlite_utils.Database) -> None:
 def _gpu_memory_v10(db: sqlite_utils.Database) -> None:
     """The GPUs' total memory, so the advisor can tell whether a batch fits on them."""
     db.table("hosts").add_column("gpu_memory_gb", float)
+
+
+@_migration
+def _stalls_v11(db: sqlite_utils.Database) -> None:
+    """The longest decode step and how long decoding stood still (engine/runner.py, stalled_ms)."""
+    db.table("trials").add_column("itl_max_ms", float)
+    db.table("trials").add_column("stalled_ms", float)
 
 
 # A trial's steady window, as Store.trials joins it (engine/record.py declares these names).
@@ -361,7 +368,7 @@ class Store:
     # --- the runner's lock: one process runs trials on a database at a time ---
 
     def acquire_runner_lock(self) -> None:
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path = companion(self.path, ".lock")
         try:
             fh = open(lock_path, "a+")
         except OSError as exc:

@@ -18,7 +18,8 @@ ARROW_ROOM = "  "  # each header is added this much wider, so that an arrow neve
 def trial_cells(t: dict, label: str) -> tuple:
     """A trial's row; `label`: its configuration's label among the trials shown (config_labels)."""
     tag = TAG_LABELS.get(t["energy_tag"], "–") if t.get("energy_tag") else "–"
-    return (t["id"], t["status"], t["run_id"], label, t["prompt_id"],
+    status = "stalled" if t["status"] == "done" and t.get("stalled_ms") else t["status"]  # not in the means
+    return (t["id"], status, t["run_id"], label, t["prompt_id"],
             f"{t['decode_tps']:.1f}" if t.get("decode_tps") else "–",
             f"{t['ttft_ms']:.0f}" if t.get("ttft_ms") else "–",
             f"{t['j_per_token']:.4f}" if t.get("j_per_token") is not None else "–", tag)

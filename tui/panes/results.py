@@ -18,7 +18,7 @@ from rich.text import Text
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Static
 
-from energytui.app.views import config_key, config_labels, energy_cell, steady_view, summarise
+from energytui.app.views import config_key, config_labels, counted, energy_cell, steady_view, summarise
 
 from ..charts import BarChart, PowerChart, ScatterChart
 from ..pane import Pane
@@ -231,8 +231,8 @@ class ResultsPane(Pane):
         self.query_one("#results-count", Static).update(f"{len(rows)} {what}{more}")
 
     def _show_charts(self, shown: list[dict]) -> None:
-        counted = [steady_view(t) for t in shown if t["status"] == "done"]  # a steady window's: its share
-        done = [t for t in counted if t.get("energy_j") is not None]
+        done = [steady_view(t) for t in shown if counted(t)]  # a steady window's: its share
+        done = [t for t in done if t.get("energy_j") is not None]
         tags = sorted({t["energy_tag"] for t in done if t.get("energy_tag")})
         tag = "ESTIMATED" if "estimated" in tags else "/".join(tags)  # an estimate never passes for a measurement
         if any(t.get("window_id") for t in done):

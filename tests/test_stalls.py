@@ -1,0 +1,87 @@
+"""A trial whose decoding stood still (the process stopped, a laptop suspended, a starved VM) measured the
+stall, not its configuration: it is stored with how long it stood still, named in the run's line and the
+report, and left out of the means and the advisor's fits."""
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from energytui.advisor.fit import usable
+from energytui.engine.report import counted, markdown_report, summarise, table_cells
+from energytui.engine.runner import STALL_MIN_MS, stalled_ms
+from energytui.tui.trials import trial_cells
+from helpers import default_signals, run_cli
+
+
+@pytest.mark.parametrize("gaps, stood_still", [
+    ([10.0] * 50 + [1510.0], 1500.0),  # one step 1.5 s late
+    ([10.0] * 50 + [150.0, 490.0], 0.0),  # slow steps under STALL_MIN_MS: a busy machine, measured as it is
+    ([300.0] * 20 + [3000.0], 0.0),  # a slow model's step ten times its median: not STALL_FACTOR times
+    ([300.0] * 20 + [6300.0], 6000.0),
+    ([], None),  # no steps: nothing to tell
+])
+def test_a_stall_is_a_step_far_past_the_median_and_STALL_MIN_MS(gaps, stood_still):
+    assert stalled_ms(gaps) == stood_still
+    assert STALL_MIN_MS == 500.0
+
+
+def _statuses(db) -> list[str]:
+    try:
+        with sqlite3.connect(db) as conn:
+            return [s for (s,) in conn.execute("SELECT status FROM trials ORDER BY seq")]
+    except sqlite3.Error:
+        return []
+
+
+def _until(predicate, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_run_stopped_mid_decode_flags_that_trial_and_leaves_it_out_of_the_means(write_manifest, model_path,
+                                                                                  tmp_path, capsys):
+    """The real `energytui run`, stopped with SIGSTOP for 1.5 s while its second trial decodes 400 tokens."""
+    manifest = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 1\n  n_ctx: 512\nruns:\n"
+                              "  - id: stall\n    prompt_tokens: 8\n    max_tokens: [8, 400]\n    ignore_eos: true\n")
+    db = tmp_path / "stall.db"
+    proc = subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db),
+                             "--idle-s", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
+    try:
+        _until(lambda: _statuses(db) == ["done", "running"])
+        time.sleep(1.0)  # past the idle window and the 8-token prefill: decoding, for 5 s or more
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        short, long = [dict(r) for r in conn.execute("SELECT * FROM trials ORDER BY seq")]
+    assert short["stalled_ms"] == 0 and counted(short)
+    assert 1300 < long["stalled_ms"] < 4000 and long["itl_max_ms"] > long["stalled_ms"], long["stalled_ms"]
+    assert long["status"] == "done" and not counted(long)
+    assert [trial_cells(t, "label")[1] for t in (short, long)] == ["done", "stalled"]  # the app's trial tables
+    assert f"STALLED {long['stalled_ms'] / 1e3:.1f} s, left out of the means" in " ".join(err.split())  # wrapped
+
+    trials = [dict(short, **{"bits_per_weight": 5.0, "n_params": 1}), dict(long, bits_per_weight=5.0, n_params=1)]
+    assert [usable(t, "request") for t in trials] == [True, False]
+    rows = summarise(trials)
+    assert [(r["done"], r["stalled"], r["trials"]) for r in rows] == [(1, 0, 1), (0, 1, 1)]
+    assert "1 done trial(s) whose decoding stood still are left out of `done` and the means" in table_cells(rows)[2]
+
+    code, report, _ = run_cli(capsys, "report", "--db", db)
+    assert code == 0
+    assert (f"## Stalled trials\n\n- trial {long['id']} (stall, synthetic-8): decoding stood still for "
+            f"{long['stalled_ms'] / 1e3:.1f} s (longest step {long['itl_max_ms']:.0f} ms against a median of "
+            f"{long['itl_p50_ms']:.1f} ms: the process was paused, suspended or starved); left out of the means "
+            "and the advisor's fits\n") in report
+    assert markdown_report(trials, []).count("## Stalled trials") == 1
