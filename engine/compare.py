@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from .errors import UserError
-from .report import TAG_LABELS, build_of, csv_text, stat
+from .report import TAG_LABELS, build_of, counted, csv_text, stat
 from .store import Store
 
 METRICS = (("ttft_ms", "TTFT ms", 1), ("prefill_tps", "prefill tok/s", 1), ("decode_tps", "decode tok/s", 1),
@@ -55,7 +55,7 @@ def compare(a: list[dict], b: list[dict]) -> tuple[list[dict], list[str], list[s
     """(matched rows, configurations only in A, only in B)."""
     sides: list[dict[tuple, list[dict]]] = [{}, {}]  # A and B: configuration -> its trials
     for side, trials in zip(sides, (a, b)):
-        for t in trials:
+        for t in filter(counted, trials):  # a stalled trial measured its stall
             side.setdefault(match_key(t), []).append(t)
     rows = []
     for key in [k for k in sides[0] if k in sides[1]]:
@@ -100,8 +100,8 @@ def _tagged(cell: str, tag: str | None) -> str:
 
 def _markdown(names: tuple[str, str], rows: list[dict], only_a: list[str], only_b: list[str]) -> str:
     out = [f"# {names[1]} (B) against {names[0]} (A)", "",
-           "Mean ± sample stddev over each side's done trials; B/A is the ratio of the means (above 1: B is "
-           "higher, better for tok/s, worse for TTFT, J/token and EDP).", ""]
+           "Mean ± sample stddev over each side's done trials (stalled ones left out); B/A is the ratio of the "
+           "means (above 1: B is higher, better for tok/s, worse for TTFT, J/token and EDP).", ""]
     headers = ["configuration", "n A", "n B"] + [f"{label} {side}" for _, label, _ in METRICS
                                                   for side in ("A", "B", "B/A")]
     out += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from energytui.advisor.fit import usable
+from energytui.engine.compare import compare
 from energytui.engine.report import counted, markdown_report, summarise, table_cells
 from energytui.engine.runner import STALL_MIN_MS, stalled_ms
 from energytui.tui.trials import trial_cells
@@ -77,6 +78,8 @@ def test_a_run_stopped_mid_decode_flags_that_trial_and_leaves_it_out_of_the_mean
     rows = summarise(trials)
     assert [(r["done"], r["stalled"], r["trials"]) for r in rows] == [(1, 0, 1), (0, 1, 1)]
     assert "1 done trial(s) whose decoding stood still are left out of `done` and the means" in table_cells(rows)[2]
+    matched, _, _ = compare(trials, [short])  # both prompts synthetic-8: one configuration to compare
+    assert [(r["n_a"], r["n_b"]) for r in matched] == [(1, 1)]
 
     code, report, _ = run_cli(capsys, "report", "--db", db)
     assert code == 0
