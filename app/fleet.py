@@ -314,6 +314,9 @@ class HeadStore:
     def finish_run(self, run, status, ended_by=None):
         self._ask("finish_run", run, status, ended_by)
 
+    def retry(self, trial_id):
+        self._ask("retry", trial_id)
+
 
 class HostWorker:
     """The actor on one host: its meter and engine for the run's life, its trials one at a time."""

@@ -34,7 +34,8 @@ def trial_title(event: Event) -> str:
     """'trial 3/8 quick: Q4_1 cpu t=2 … sd-01 r0': which trial, its configuration and prompt."""
     trial = event.trial
     prompt = "" if trial["prompt_id"] == (trial["suite"] or trial["prompt_id"]) else f" {trial['prompt_id']}"
-    return f"trial {event.index}/{event.total} {config_label(trial)}{prompt} r{trial['repetition']}"
+    retry = f" (trial {trial['retry_of']} again: it stalled)" if trial.get("retry_of") is not None else ""
+    return f"trial {event.index}/{event.total} {config_label(trial)}{prompt} r{trial['repetition']}{retry}"
 
 
 def trial_outcome(event: Event) -> str:
@@ -45,7 +46,7 @@ def trial_outcome(event: Event) -> str:
     energy = ""
     if trial.get("j_per_token") is not None:
         energy = f", {trial['j_per_token']:.4f} J/tok {TAG_LABELS.get(trial['energy_tag'], trial['energy_tag'])}"
-    stalled = f"; STALLED {trial['stalled_ms'] / 1e3:.1f} s, left out of the means" if trial.get("stalled_ms") else ""
+    stalled = f"; STALLED {trial['stalled_ms'] / 1e3:.1f} s: left out of the means" if trial.get("stalled_ms") else ""
     return (f"{trial['gen_tokens']} tok, TTFT {trial['ttft_ms']:.0f} ms, "
             f"decode {trial['decode_tps'] or 0:.1f} tok/s{energy}{stalled}")
 

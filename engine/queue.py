@@ -253,8 +253,10 @@ def _run_pending(store: RunnerStore, run: int, engine: Engine, emit, stop, meter
         group = SteadyGroup(store, meter, run, row) if steady else None
         try:
             while True:
-                _run_listed(store, engine, meter, row, total, emit, abort, live, group)
+                finished = _run_listed(store, engine, meter, row, total, emit, abort, live, group)
                 previous_ran = True
+                if group is None and retry_stalled(store, finished):
+                    total += 1
                 if group is None or aborted() or (stop is not None and stop.is_set()):
                     break
                 following = store.next_pending(run)
@@ -277,9 +279,18 @@ def _run_pending(store: RunnerStore, run: int, engine: Engine, emit, stop, meter
     return "stopped"
 
 
+def retry_stalled(store: RunnerStore, trial: dict) -> bool:
+    """A trial whose decoding stood still (runner.stalled_ms) measured the stall: it is queued once more at the
+    end of its run, so its configuration still gets the trials asked for (a retry that stalls again is not)."""
+    if trial["status"] != "done" or not trial.get("stalled_ms") or trial.get("retry_of") is not None:
+        return False
+    store.retry(trial["id"])
+    return True
+
+
 def _run_listed(store: RunnerStore, engine: Engine, meter: Meter | None, row: dict, total: int, emit,
-                abort: threading.Event | None, live: LiveTrial, group: SteadyGroup | None) -> None:
-    """One trial of the queue, told to the display as it starts and ends."""
+                abort: threading.Event | None, live: LiveTrial, group: SteadyGroup | None) -> dict:
+    """One trial of the queue, told to the display as it starts and ends; returns it as stored."""
     index = row["seq"] + 1
     store.mark_running(row["id"])
     live.begin(index, total, row, "loading")
@@ -288,6 +299,7 @@ def _run_listed(store: RunnerStore, engine: Engine, meter: Meter | None, row: di
     finished = store.trial(row["id"])
     live.end(finished)
     emit(Event("trial_end", index, total, finished, live=live))
+    return finished
 
 
 def _close_group(group: SteadyGroup, engine: Engine, emit, total: int, abort: threading.Event | None,

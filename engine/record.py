@@ -60,6 +60,7 @@ TRIAL_FIELDS: tuple[TrialField, ...] = (
                        "decode_tps_per_seq:f:tok/s itl_p50_ms:f:ms itl_p95_ms:f:ms e2e_ms:f:ms"),
     # the longest decode step, and how long decoding stood still (engine/runner.py, stalled_ms)
     *_fields(MEASURED, "itl_max_ms:f:ms stalled_ms:f:ms"),
+    *_fields(QUEUE, "retry_of:i"),  # the stalled trial this one runs again (engine/queue.py, retry_stalled)
     *_fields(SETTING, "n_ctx:i max_tokens:i ignore_eos:i temperature:f seed:i repetition:i window:s"),
     *_fields(JOINED, "bits_per_weight:f n_params:i"),
     *_fields(QUEUE, "host_id:s"),

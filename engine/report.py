@@ -171,11 +171,12 @@ def counted(trial: dict) -> bool:
     return trial["status"] == "done" and not trial.get("stalled_ms")
 
 
-def stall_line(trial: dict) -> str:
-    """Why a done trial is left out of the means, with its figures."""
+def stall_line(trial: dict, trials: list[dict]) -> str:
+    """Why a done trial is left out of the means, with its figures, and the trial that ran it again."""
+    again = next((f"; trial {t['id']} ran it again" for t in trials if t.get("retry_of") == trial["id"]), "")
     return (f"decoding stood still for {trial['stalled_ms'] / 1e3:.1f} s (longest step {trial['itl_max_ms']:.0f} ms "
             f"against a median of {trial['itl_p50_ms']:.1f} ms: the process was paused, suspended or starved); "
-            "left out of the means and the advisor's fits")
+            f"left out of the means and the advisor's fits{again}")
 
 
 def summarise(trials: list[dict], by: str = "config") -> list[dict]:
@@ -336,7 +337,7 @@ def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", r
     stalled = [t for t in trials if t["status"] == "done" and not counted(t)]
     if stalled:
         out += ["", "## Stalled trials", ""]
-        out += [f"- trial {t['id']} ({t['run_id']}, {t['prompt_id']}): {stall_line(t)}" for t in stalled]
+        out += [f"- trial {t['id']} ({t['run_id']}, {t['prompt_id']}): {stall_line(t, trials)}" for t in stalled]
     flagged = [t for t in trials if t.get("energy_notes")]
     if flagged:
         out += ["", "## Energy flags", ""]

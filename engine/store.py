@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from .errors import UserError
 from .paths import expand_home, where_from
-from .record import stored_row
+from .record import SETTING, named, stored_row
 
 SCHEMA_VERSION = 11
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite file
@@ -166,9 +166,11 @@ def _gpu_memory_v10(db: sqlite_utils.Database) -> None:
 
 @_migration
 def _stalls_v11(db: sqlite_utils.Database) -> None:
-    """The longest decode step and how long decoding stood still (engine/runner.py, stalled_ms)."""
+    """The longest decode step and how long decoding stood still (engine/runner.py, stalled_ms), and the stalled
+    trial a trial runs again."""
     db.table("trials").add_column("itl_max_ms", float)
     db.table("trials").add_column("stalled_ms", float)
+    db.table("trials").add_column("retry_of", int)
 
 
 # A trial's steady window, as Store.trials joins it (engine/record.py declares these names).
@@ -232,7 +234,7 @@ _MIGRATING = threading.Lock()
 # What running a queue (engine/queue.py, engine/steady.py) does with the database: Store, or a fleet worker's
 # stand-in that asks the head, the only writer (app/fleet.py).
 RUNNER_CALLS = ("trial_count", "next_pending", "mark_running", "trial", "finish_trial", "fail_trial", "save_window",
-                "finish_run")
+                "finish_run", "retry")
 
 
 class RunnerStore(Protocol):
@@ -245,6 +247,7 @@ class RunnerStore(Protocol):
     def fail_trial(self, trial_id: int, status: str, error: str, samples: Sequence = ()) -> None: ...
     def save_window(self, run: int, window: dict, samples: Sequence, trial_energy: dict[int, dict]) -> int: ...
     def finish_run(self, run: int, status: str, ended_by: str | None = None) -> None: ...
+    def retry(self, trial_id: int) -> None: ...
 
 
 class Store:
@@ -509,6 +512,12 @@ class Store:
             last = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM trials WHERE run = ?", [run]).fetchone()[0]
             self._db.table("trials").insert_all({**row, "seq": last + 1 + i} for i, row in enumerate(rows))
             self._db.table("runs").update(run, {"n_trials": self._db.table("trials").count_where("run = ?", [run])})
+
+    def retry(self, trial_id: int) -> None:
+        """Queue a trial once more at the end of its run: its settings copied, retry_of naming it."""
+        trial = self.trial(trial_id)
+        settings = {name: trial[name] for name in ("run_id", "config_id", *named(SETTING))}
+        self.add_trials(trial["run"], [{**settings, "retry_of": trial_id}], trial["host_id"])
 
     def remove_pending(self, trial_id: int) -> bool:
         """Delete a trial that has not run; finished trials are never removed."""

@@ -63,7 +63,7 @@ def test_stored_rows_take_the_declared_kinds():
 def test_units_and_export_columns_come_from_the_record(measured_db):
     assert [record.unit(n) for n in ("ttft_ms", "decode_tps", "j_per_token", "edp_js", "avg_power_w")] == [
         "ms", "tok/s", "J/token", "J·s", "W"]
-    assert EXPORT_FIELDS[0] == "trial_id" and EXPORT_FIELDS[-1] == "stop_reason" and len(EXPORT_FIELDS) == 70
+    assert EXPORT_FIELDS[0] == "trial_id" and EXPORT_FIELDS[-1] == "stop_reason" and len(EXPORT_FIELDS) == 71
     store = Store(measured_db, read_only=True)
     trials = store.trials(done=True)
     store.close()

@@ -45,8 +45,8 @@ def _until(predicate, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def test_a_run_stopped_mid_decode_flags_that_trial_and_leaves_it_out_of_the_means(write_manifest, model_path,
-                                                                                  tmp_path, capsys):
+def test_a_run_stopped_mid_decode_flags_that_trial_runs_it_again_and_leaves_it_out_of_the_means(
+        write_manifest, model_path, tmp_path, capsys):
     """The real `energytui run`, stopped with SIGSTOP for 1.5 s while its second trial decodes 400 tokens."""
     manifest = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 1\n  n_ctx: 512\nruns:\n"
                               "  - id: stall\n    prompt_tokens: 8\n    max_tokens: [8, 400]\n    ignore_eos: true\n")
@@ -66,19 +66,27 @@ def test_a_run_stopped_mid_decode_flags_that_trial_and_leaves_it_out_of_the_mean
     assert proc.returncode == 0, err
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row
-        short, long = [dict(r) for r in conn.execute("SELECT * FROM trials ORDER BY seq")]
+        short, long, again = [dict(r) for r in conn.execute("SELECT * FROM trials ORDER BY seq")]
     assert short["stalled_ms"] == 0 and counted(short)
     assert 1300 < long["stalled_ms"] < 4000 and long["itl_max_ms"] > long["stalled_ms"], long["stalled_ms"]
     assert long["status"] == "done" and not counted(long)
     assert [trial_cells(t, "label")[1] for t in (short, long)] == ["done", "stalled"]  # the app's trial tables
-    assert f"STALLED {long['stalled_ms'] / 1e3:.1f} s, left out of the means" in " ".join(err.split())  # wrapped
+    said = " ".join(err.split())  # as the terminal's width wrapped it
+    assert f"STALLED {long['stalled_ms'] / 1e3:.1f} s: left out of the means" in said
+    # run once more at the end of the run, with the same settings
+    assert again["retry_of"] == long["id"] and again["status"] == "done" and again["gen_tokens"] == 400
+    assert {k: again[k] for k in ("config_id", "prompt_id", "max_tokens", "repetition")} == \
+        {k: long[k] for k in ("config_id", "prompt_id", "max_tokens", "repetition")}
+    assert f"trial 3/3 stall: Q4_1 cpu t=1 nb=512 B=1 synthetic-8 r0 (trial {long['id']} again: it stalled)" in said
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT n_trials, status FROM runs").fetchall() == [(3, "done")]
 
-    trials = [dict(short, **{"bits_per_weight": 5.0, "n_params": 1}), dict(long, bits_per_weight=5.0, n_params=1)]
-    assert [usable(t, "request") for t in trials] == [True, False]
+    trials = [dict(t, bits_per_weight=5.0, n_params=1) for t in (short, long, again)]
+    assert [usable(t, "request") for t in trials] == [True, False, counted(again)]
     rows = summarise(trials)
-    assert [(r["done"], r["stalled"], r["trials"]) for r in rows] == [(1, 0, 1), (0, 1, 1)]
+    assert [(r["done"], r["stalled"], r["trials"]) for r in rows] == [(1, 0, 1), (int(counted(again)), 1, 2)]
     assert "1 done trial(s) whose decoding stood still are left out of `done` and the means" in table_cells(rows)[2]
-    matched, _, _ = compare(trials, [short])  # both prompts synthetic-8: one configuration to compare
+    matched, _, _ = compare(trials[:2], [short])  # both prompts synthetic-8: one configuration to compare
     assert [(r["n_a"], r["n_b"]) for r in matched] == [(1, 1)]
 
     code, report, _ = run_cli(capsys, "report", "--db", db)
@@ -86,5 +94,5 @@ def test_a_run_stopped_mid_decode_flags_that_trial_and_leaves_it_out_of_the_mean
     assert (f"## Stalled trials\n\n- trial {long['id']} (stall, synthetic-8): decoding stood still for "
             f"{long['stalled_ms'] / 1e3:.1f} s (longest step {long['itl_max_ms']:.0f} ms against a median of "
             f"{long['itl_p50_ms']:.1f} ms: the process was paused, suspended or starved); left out of the means "
-            "and the advisor's fits\n") in report
+            f"and the advisor's fits; trial {again['id']} ran it again\n") in report
     assert markdown_report(trials, []).count("## Stalled trials") == 1

@@ -37,6 +37,14 @@ async def _load(pilot, app) -> None:
     app.query_one("#queue-table", DataTable).focus()
 
 
+async def _open_add_form(pilot, app) -> AddTrialScreen:
+    """Load the app's manifest, then open the add-trial form on its run."""
+    await _load(pilot, app)
+    await pilot.press("a")
+    assert isinstance(app.screen, AddTrialScreen)
+    return app.screen
+
+
 async def _type(pilot, field: str, text: str) -> None:
     """Replace a field's text the way a user does: focus it, clear it, type."""
     box = pilot.app.screen.query_one(field, Input)
@@ -55,9 +63,7 @@ def test_add_form_enter_submits_and_queues_the_sweep(write_manifest, model_path,
     async def scenario():
         app = create_app(db, write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
         async with app.run_test(size=(120, 40)) as pilot:
-            await _load(pilot, app)
-            await pilot.press("a")
-            form = app.screen
+            form = await _open_add_form(pilot, app)
             assert isinstance(form, AddTrialScreen)
             labels = [str(label.render()) for label in form.query(".field-label")]
             assert labels == ["model", "backend", "threads", "prompt", "max tokens", "batch size"]
@@ -79,9 +85,7 @@ def test_add_form_keeps_a_bad_value_marked_until_it_is_fixed(write_manifest, mod
     async def scenario():
         app = create_app(db, write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
         async with app.run_test(size=(120, 40)) as pilot:
-            await _load(pilot, app)
-            await pilot.press("a")
-            form = app.screen
+            form = await _open_add_form(pilot, app)
             await _type(pilot, "#add-max", "lots")
             await _type(pilot, "#add-threads", "0,2")
             await pilot.press("enter")
@@ -122,9 +126,7 @@ def test_forms_take_ascii_digits_only_and_mark_others(write_manifest, model_path
     async def scenario():
         app = create_app(db, write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
         async with app.run_test(size=(120, 40)) as pilot:
-            await _load(pilot, app)
-            await pilot.press("a")
-            form = app.screen
+            form = await _open_add_form(pilot, app)
             _set(form, "#add-threads", "٣")
             _set(form, "#add-max", "4,¹")
             _set(form, "#add-prompt", "²")
@@ -164,9 +166,7 @@ def test_add_form_shows_the_validators_problem_under_its_field(write_manifest, m
     async def scenario():
         app = create_app(db, write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
         async with app.run_test(size=(120, 40)) as pilot:
-            await _load(pilot, app)
-            await pilot.press("a")
-            form = app.screen
+            form = await _open_add_form(pilot, app)
             model = form.query_one("#add-model", Input).value
             await _type(pilot, "#add-model", "missing.gguf")
             await pilot.press("enter")
@@ -228,9 +228,7 @@ def test_the_dialogs_fit_80x24(write_manifest, model_path, tmp_path, quiet_meter
     async def scenario():
         app = create_app(tmp_path / "small.db", write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _load(pilot, app)
-            await pilot.press("a")
-            form = app.screen
+            form = await _open_add_form(pilot, app)
             for name in ("model", "threads", "prompt", "max", "batch"):
                 form.query_one(f"#add-{name}", Input).value = ""
             form.query_one("#add-ok").press()

@@ -79,17 +79,22 @@ def _counts_said(db) -> str:
 # --- the app driven by its Pilot ---
 
 
+async def _load(pilot, app) -> None:
+    """Load the app's manifest: its trials in the queue."""
+    await pilot.click("#load")
+    await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == TRIALS)
+
+
 def test_quitting_closes_a_run_loaded_and_never_started(write_manifest, model_path, tmp_path, quiet_meter):
     db = tmp_path / "loaded.db"
 
     async def scenario():
         app = create_app(db, write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
         async with app.run_test() as pilot:
-            await pilot.click("#load")
-            await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == TRIALS)
+            await _load(pilot, app)
             assert _runs(db) == [(1, "running", None)]  # a run's row is open from its queueing on
             await pilot.press("escape", "q")
-            await until(pilot, lambda: not app.is_running, timeout=10)
+            await until(pilot, lambda: not app.is_running)
         return app
 
     app = asyncio.run(scenario())
@@ -105,15 +110,14 @@ def test_pause_then_quit_closes_the_paused_run(write_manifest, model_path, tmp_p
     async def scenario():
         app = create_app(db, write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
         async with app.run_test() as pilot:
-            await pilot.click("#load")
-            await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == TRIALS)
+            await _load(pilot, app)
             await pilot.press("escape", "s")
             await until(pilot, lambda: "done" in _statuses(db))
             await pilot.press("p")
             await until(pilot, lambda: not app.running)
             assert _runs(db) == [(1, "paused", None)]
             await pilot.press("q")  # no run going: quits without asking
-            await until(pilot, lambda: not app.is_running, timeout=10)
+            await until(pilot, lambda: not app.is_running)
         return app
 
     app = asyncio.run(scenario())
@@ -136,13 +140,12 @@ def test_a_crash_during_a_run_stops_it_and_closes_its_row_failed(write_manifest,
         app = create_app(db, write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
         with pytest.raises(RuntimeError, match="boom"):  # run_test raises the app's exception as it closes
             async with app.run_test() as pilot:
-                await pilot.click("#load")
-                await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == TRIALS)
+                await _load(pilot, app)
                 await pilot.press("escape", "s")
                 await until(pilot, lambda: _mid_run(db))
                 seen["done"] = _statuses(db).count("done")
                 app.call_later(boom)
-                await until(pilot, lambda: not app.is_running, timeout=20)
+                await until(pilot, lambda: not app.is_running)
         return app
 
     app = asyncio.run(scenario())
@@ -155,21 +158,26 @@ def test_a_crash_during_a_run_stops_it_and_closes_its_row_failed(write_manifest,
 
 def test_sigint_without_a_run_going_closes_the_loaded_run_and_exits_130(write_manifest, model_path, tmp_path,
                                                                         quiet_meter):
-    """The app's own handler, in this process: restored once the app is gone."""
+    """The app's own handler, in this process: restored once the app is gone. Over default handling, whatever
+    the caller inherited (a background job of a non-interactive shell starts with SIGINT ignored)."""
     db = tmp_path / "sigint.db"
+    inherited = default_signals()
     before = signal.getsignal(signal.SIGINT)
 
     async def scenario():
         app = create_app(db, write_manifest(MANIFEST.format(model=model_path)), quiet_meter)
         async with app.run_test() as pilot:
-            await pilot.click("#load")
-            await until(pilot, lambda: app.query_one("#queue-table", DataTable).row_count == TRIALS)
+            await _load(pilot, app)
             os.kill(os.getpid(), signal.SIGINT)
-            await until(pilot, lambda: not app.is_running, timeout=10)
+            await until(pilot, lambda: not app.is_running)
         return app
 
-    app = asyncio.run(scenario())
-    assert signal.getsignal(signal.SIGINT) is before
+    try:
+        app = asyncio.run(scenario())
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        for signum, handler in inherited.items():
+            signal.signal(signum, handler)
     assert _runs(db) == [(1, "interrupted", "interrupted by the user (Ctrl-C)")]
     assert app.exit_status == 130
     assert app.farewell == ["energytui: interrupted by the user (Ctrl-C); finished trials are kept",
