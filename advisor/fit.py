@@ -321,8 +321,11 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels:
     rows = [(config_of(t), workload_of(t)) for t in data]
     configs = {c.key(): c for c, _ in rows}
     if len(configs) < MIN_CONFIGS or len(data) < MIN_TRIALS:
+        stalled = sum(t["status"] == "done" and not counted(t) for t in trials)
+        left_out = f", {stalled} stalled trial(s) left out" if stalled else ""
         raise NotEnoughData(f"the advisor needs at least {MIN_TRIALS} done trials with energy over {MIN_CONFIGS} "
-                            f"configurations on this host (has {len(data)} over {len(configs)}); {SWEEP_HINT}")
+                            f"configurations on this host (has {len(data)} over {len(configs)}{left_out}); "
+                            f"{SWEEP_HINT}")
     y = {p: np.array([targets_of(t, mode)[p] for t in data]) for p in parts}
     quants = sorted({t["quant"] for t in data})
     unprobed = [q for q in quants if q not in (kernels or {})]  # their compute goes to per-type columns

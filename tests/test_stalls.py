@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from energytui.advisor.fit import usable
+from energytui.advisor.fit import NotEnoughData, fit, usable
 from energytui.engine.compare import compare
 from energytui.engine.report import counted, markdown_report, summarise, table_cells
 from energytui.engine.runner import STALL_MIN_MS, stalled_ms
@@ -83,6 +83,8 @@ def test_a_run_stopped_mid_decode_flags_that_trial_runs_it_again_and_leaves_it_o
 
     trials = [dict(t, bits_per_weight=5.0, n_params=1) for t in (short, long, again)]
     assert [usable(t, "request") for t in trials] == [True, False, counted(again)]
+    with pytest.raises(NotEnoughData, match=r"\(has \d+ over \d+, 1 stalled trial\(s\) left out\)"):
+        fit(trials, short["host_id"])
     rows = summarise(trials)
     assert [(r["done"], r["stalled"], r["trials"]) for r in rows] == [(1, 0, 1), (int(counted(again)), 1, 2)]
     assert "1 done trial(s) whose decoding stood still are left out of `done` and the means" in table_cells(rows)[2]
