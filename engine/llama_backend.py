@@ -8,6 +8,7 @@ before every trial, and nothing but C calls between two token timestamps.
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -61,6 +62,12 @@ def supports_gpu_offload() -> bool:
     return bool(ll.llama_supports_gpu_offload())
 
 
+def _file_state(path: str | Path) -> tuple[int, int, int, int]:
+    """(device, inode, size, modification time in ns) of a file."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
 class LoadedModel:
     """A model loaded once per (path, gpu_layers); contexts are made on it as needed."""
 
@@ -68,6 +75,7 @@ class LoadedModel:
         init()
         params = ll.llama_model_default_params()
         params.n_gpu_layers = gpu_layers
+        self.file = _file_state(path)  # before loading: a change during the load shows too
         started = time.perf_counter()
         with interrupts.held():  # llama.cpp logs through a Python callback while it loads
             self.model = ll.llama_model_load_from_file(str(path).encode(), params)
@@ -81,6 +89,19 @@ class LoadedModel:
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._eog: dict[int, bool] = {}
+
+    def changed(self) -> str | None:
+        """How the model's file differs from the one loaded, None when it does not. llama.cpp maps the file into
+        memory: reading a part cut off in place would kill the process with SIGBUS."""
+        try:
+            now = _file_state(self.path)
+        except OSError as exc:
+            return f"it cannot be read now: {exc.strerror}"
+        if now[:2] != self.file[:2]:
+            return "another file was put in its place"
+        if now[2] != self.file[2]:
+            return f"its size went from {self.file[2]} to {now[2]} bytes"
+        return "it was written to" if now[3] != self.file[3] else None
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         raw = text.encode("utf-8")

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from . import native_loop
+from .errors import UserError
 from .llama_backend import Context, LoadedModel, TokenSampler
 from .manifest import TrialSpec
 from .prompts import synthetic_tokens
@@ -105,6 +106,9 @@ class Engine:
         key = spec.load_key()
         if key in self._models:
             self._models.move_to_end(key)
+            if why := self._models[key].changed():
+                raise UserError(f"{spec.model_path}: the model file changed while this run had it loaded ({why}); "
+                                "restore it and run the manifest again (this model's trials fail until then)")
             return self._models[key], None
         while len(self._models) >= MAX_LOADED_MODELS:
             self._unload(next(iter(self._models)))

@@ -1,0 +1,46 @@
+"""A model file changed while a run has it loaded: llama.cpp maps the file into memory, and reading a part cut
+off in place killed the process with SIGBUS (exit 135). The engine checks the file before each trial that
+reuses the loaded model, and that trial fails with one line instead."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from conftest import copy_model
+from helpers import default_signals
+
+
+def _trials(db) -> list[tuple]:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT status, error FROM trials ORDER BY seq").fetchall()
+    except sqlite3.Error:
+        return []
+
+
+def test_a_model_cut_short_between_trials_fails_the_next_trial_in_one_line(write_manifest, model_path, tmp_path):
+    model = copy_model(model_path, tmp_path / "cut.gguf")
+    size = model.stat().st_size
+    manifest = write_manifest(f"defaults:\n  model: {model}\n  threads: 1\n  n_ctx: 64\n  cooldown_s: 3\nruns:\n"
+                              "  - id: cut\n    prompt_tokens: 8\n    max_tokens: 2\n    repetitions: 2\n")
+    db = tmp_path / "cut.db"
+    proc = subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db),
+                             "--idle-s", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
+    try:
+        deadline = time.monotonic() + 120
+        while [s for s, _ in _trials(db)] != ["done", "pending"]:
+            assert time.monotonic() < deadline and proc.poll() is None, _trials(db)
+            time.sleep(0.05)
+        os.truncate(model, size // 2)  # in place, during the cooldown before the second trial
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode not in (-signal.SIGBUS, 128 + signal.SIGBUS), err
+    assert "Traceback" not in err
+    assert _trials(db) == [("done", None), (
+        "failed", f"{model}: the model file changed while this run had it loaded (its size went from {size} to "
+                  f"{size // 2} bytes); restore it and run the manifest again (this model's trials fail until then)")]
