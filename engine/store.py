@@ -190,6 +190,15 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
+def _read_only(path: Path) -> bool:
+    """Whether a file exists and may not be written. Other connections (the app's own workers) create and remove
+    a database's -wal all the time, between any two checks: a miss is only believed when it holds three times."""
+    for _ in range(3):
+        if os.access(path, os.W_OK) or not path.exists():
+            return False
+    return True
+
+
 def is_sqlite_file(path: Path) -> bool:
     """Whether a regular file starts as every SQLite file does (False when missing or unreadable; a pipe, a FIFO
     or a terminal is never read: the read would wait for a writer, or for the keyboard)."""
@@ -295,7 +304,7 @@ class Store:
     def _refuse_a_read_only_file(self) -> None:
         """SQLite opens a file it may not write read-only without a word, and fails at the first write."""
         for path in (self.path, companion(self.path, "-wal")):
-            if not os.access(path, os.W_OK) and path.exists():  # exists after: SQLite may remove the -wal between
+            if _read_only(path):
                 raise UserError(f"{self.flag} {self.path}: {path.name} is read-only; make it writable (chmod u+w) "
                                 "to record into it, or choose another database (report, export, compare and "
                                 "advise read it as it is)")

@@ -84,3 +84,22 @@ def test_resume_after_the_manifest_was_edited_names_the_unfinished_run(write_man
     assert code == 0, err
     assert "run 1 of an earlier version of" in out and "stays unfinished (2 of 2 trials left)" in out
     assert _statuses(db, "runs") == ["running", "done"]
+
+
+def test_a_wal_that_appears_between_two_checks_is_not_taken_for_a_read_only_one(tmp_path, monkeypatch):
+    """The app's workers create and remove a database's -wal at any moment. One created between os.access (no
+    file: not writable) and exists() refused the app's own database as read-only (seen in a fresh-clone CI)."""
+    import os
+
+    from energytui.engine import store
+
+    wal = tmp_path / "race.db-wal"
+    real_access = os.access
+
+    def access(path, mode) -> bool:
+        answer = real_access(path, mode)
+        wal.touch()  # another connection opens the database right after the check
+        return answer
+
+    monkeypatch.setattr(os, "access", access)
+    assert store._read_only(wal) is False

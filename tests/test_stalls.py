@@ -14,6 +14,7 @@ from energytui.advisor.fit import NotEnoughData, fit, usable
 from energytui.engine.compare import compare
 from energytui.engine.report import counted, markdown_report, summarise, table_cells
 from energytui.engine.runner import STALL_MIN_MS, stalled_ms
+from energytui.tui.panes.live import trial_row
 from energytui.tui.trials import trial_cells
 from helpers import default_signals, run_cli
 
@@ -71,6 +72,7 @@ def test_a_run_stopped_mid_decode_flags_that_trial_runs_it_again_and_leaves_it_o
     assert 1300 < long["stalled_ms"] < 4000 and long["itl_max_ms"] > long["stalled_ms"], long["stalled_ms"]
     assert long["status"] == "done" and not counted(long)
     assert [trial_cells(t, "label")[1] for t in (short, long)] == ["done", "stalled"]  # the app's trial tables
+    assert [trial_row(t)[1] for t in (short, long)] == ["done", "stalled"]  # and the Live tab's recent trials
     said = " ".join(err.split())  # as the terminal's width wrapped it
     assert f"STALLED {long['stalled_ms'] / 1e3:.1f} s: left out of the means" in said
     # run once more at the end of the run, with the same settings

@@ -95,7 +95,7 @@ def test_a_large_run_is_queued_only_once_the_user_says_yes(write_manifest, model
         app = create_app(db, None, quiet_meter)
         async with app.run_test(size=(120, 40)) as pilot:
             _load(app, manifest)
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.query("#confirm-question"))
             question = str(app.screen.query_one("#confirm-question", Static).render())
             assert question == (f"{manifest}: {many} trials, duration unknown (this model was never run on this "
                                 "host). Queue it? y/n")

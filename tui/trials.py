@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import DataTable
 
-from energytui.app.views import TAG_LABELS, config_key, config_labels
+from energytui.app.views import TAG_LABELS, config_key, config_labels, counted
 
 TRIAL_COLUMNS = ("id", "status", "run", "configuration", "prompt", "tok/s", "TTFT ms", "J/token", "energy source")
 STATUSES = ("pending", "running", "done", "failed", "aborted")
@@ -15,11 +15,15 @@ ARROWS = {False: " ▲", True: " ▼"}  # ascending, descending
 ARROW_ROOM = "  "  # each header is added this much wider, so that an arrow never widens its column
 
 
+def shown_status(trial: dict) -> str:
+    """A trial's status as the tables show it: `stalled` for a done trial left out of the means."""
+    return "stalled" if trial["status"] == "done" and not counted(trial) else trial["status"]
+
+
 def trial_cells(t: dict, label: str) -> tuple:
     """A trial's row; `label`: its configuration's label among the trials shown (config_labels)."""
     tag = TAG_LABELS.get(t["energy_tag"], "–") if t.get("energy_tag") else "–"
-    status = "stalled" if t["status"] == "done" and t.get("stalled_ms") else t["status"]  # not in the means
-    return (t["id"], status, t["run_id"], label, t["prompt_id"],
+    return (t["id"], shown_status(t), t["run_id"], label, t["prompt_id"],
             f"{t['decode_tps']:.1f}" if t.get("decode_tps") else "–",
             f"{t['ttft_ms']:.0f}" if t.get("ttft_ms") else "–",
             f"{t['j_per_token']:.4f}" if t.get("j_per_token") is not None else "–", tag)

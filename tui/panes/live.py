@@ -20,6 +20,7 @@ from energytui.app.views import TAG_LABELS, config_label
 
 from ..charts import PowerChart
 from ..pane import Pane
+from ..trials import shown_status
 
 if TYPE_CHECKING:  # the runs module loads llama.cpp; the pane gets its objects from the runner's events
     from energytui.app.queries import Trace
@@ -185,7 +186,7 @@ def trial_row(trial: dict) -> tuple:
     energy = (f"{trial['j_per_token']:.4f} {TAG_LABELS.get(trial['energy_tag'], '')}".strip()
               if trial.get("j_per_token") is not None else "–")
     which = f"{trial['id']} {trial['host_name']}" if trial.get("host_name") else trial["id"]  # a fleet's: its host
-    return (which, trial["status"], trial["prompt_id"], _figure(trial.get("decode_tps"), ".1f"),
+    return (which, shown_status(trial), trial["prompt_id"], _figure(trial.get("decode_tps"), ".1f"),
             _figure(trial.get("ttft_ms"), ".0f"), energy)
 
 
