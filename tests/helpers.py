@@ -7,6 +7,7 @@ import pty
 import select
 import signal
 import struct
+import subprocess
 import sys
 import termios
 import time
@@ -29,6 +30,14 @@ def run_cli(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def start_run(manifest, db, *options) -> subprocess.Popen:
+    """The real `energytui run MANIFEST --db DB OPTIONS` in a child with default signal handling, its output
+    piped as text."""
+    return subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db),
+                             *map(str, options)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
 
 
 def run_sweep(folder, manifest_text: str):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 
-from helpers import default_signals, on_a_terminal, run_cli
+from helpers import on_a_terminal, run_cli, start_run
 from energytui.engine.report import EXPORT_FIELDS
 from energytui.engine.store import Store
 
@@ -139,7 +139,7 @@ def _second_trial_running(db) -> None:
 def test_ctrl_c_keeps_finished_trials_and_resume_finishes_the_rest(write_manifest, model_path, tmp_path, capsys):
     manifest = _long_trials(write_manifest, model_path, 5)
     db = tmp_path / "r.db"
-    proc = _start_run(manifest, db)
+    proc = start_run(manifest, db)
     try:
         _second_trial_running(db)
         proc.send_signal(signal.SIGINT)
@@ -159,17 +159,12 @@ def test_ctrl_c_keeps_finished_trials_and_resume_finishes_the_rest(write_manifes
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
 
 
-def _start_run(manifest, db) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
-
-
 @pytest.mark.parametrize("signum, code, how", [(signal.SIGTERM, 143, "stopped by SIGTERM"),
                                                (signal.SIGHUP, 129, "stopped by SIGHUP (the terminal was closed)")])
 def test_sigterm_and_sighup_end_a_run_like_ctrl_c(write_manifest, model_path, tmp_path, signum, code, how):
     manifest = _long_trials(write_manifest, model_path, 3)
     db = tmp_path / "t.db"
-    proc = _start_run(manifest, db)
+    proc = start_run(manifest, db)
     try:
         _second_trial_running(db)
         proc.send_signal(signum)

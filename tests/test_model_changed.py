@@ -5,12 +5,10 @@ reuses the loaded model, and that trial fails with one line instead."""
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 from conftest import copy_model
-from helpers import default_signals
+from helpers import start_run
 
 
 def _trials(db) -> list[tuple]:
@@ -27,9 +25,7 @@ def test_a_model_cut_short_between_trials_fails_the_next_trial_in_one_line(write
     manifest = write_manifest(f"defaults:\n  model: {model}\n  threads: 1\n  n_ctx: 64\n  cooldown_s: 3\nruns:\n"
                               "  - id: cut\n    prompt_tokens: 8\n    max_tokens: 2\n    repetitions: 2\n")
     db = tmp_path / "cut.db"
-    proc = subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db),
-                             "--idle-s", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=default_signals)
+    proc = start_run(manifest, db, "--idle-s", "0.1")
     try:
         deadline = time.monotonic() + 120
         while [s for s, _ in _trials(db)] != ["done", "pending"]:

@@ -4,8 +4,6 @@ report, and left out of the means and the advisor's fits."""
 
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,7 +14,7 @@ from energytui.engine.report import counted, markdown_report, summarise, table_c
 from energytui.engine.runner import STALL_MIN_MS, stalled_ms
 from energytui.tui.panes.live import trial_row
 from energytui.tui.trials import trial_cells
-from helpers import default_signals, run_cli
+from helpers import run_cli, start_run
 
 
 @pytest.mark.parametrize("gaps, stood_still", [
@@ -52,9 +50,7 @@ def test_a_run_stopped_mid_decode_flags_that_trial_runs_it_again_and_leaves_it_o
     manifest = write_manifest(f"defaults:\n  model: {model_path}\n  threads: 1\n  n_ctx: 512\nruns:\n"
                               "  - id: stall\n    prompt_tokens: 8\n    max_tokens: [8, 400]\n    ignore_eos: true\n")
     db = tmp_path / "stall.db"
-    proc = subprocess.Popen([sys.executable, "-m", "energytui", "run", str(manifest), "--db", str(db),
-                             "--idle-s", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=default_signals)
+    proc = start_run(manifest, db, "--idle-s", "0.2")
     try:
         _until(lambda: _statuses(db) == ["done", "running"])
         time.sleep(1.0)  # past the idle window and the 8-token prefill: decoding, for 5 s or more
