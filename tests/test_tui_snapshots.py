@@ -37,16 +37,30 @@ def _tab(app, tab: str):
     return lambda: app.query_one("TabbedContent").active == tab
 
 
+def _polled(app) -> bool:
+    """The app's 2 s database poll has seen the file as it is now, so its next tick refreshes nothing. Until
+    then a tick refills the tables, and a snapshot taken in between showed header-wide columns."""
+    from energytui.app.queries import database
+
+    if app._db_version is None:
+        return False
+    with database(app.config.db_path) as store:
+        return store.change_stamp() == app._db_version
+
+
 async def _settle(pilot, predicate):
-    """Wait for the state to snapshot, then for the app's workers and the tables' column widths (measured
-    when the app is next idle: a loaded machine can snapshot a table before that)."""
+    """Wait for the state to snapshot and the database poll's refresh, then for the app's workers and the
+    tables' column widths (measured when the app is next idle: a loaded machine can snapshot a table before
+    that)."""
     from textual.widgets import DataTable
 
     from energytui.tui.panes.results import ResultsPane
 
     for _ in range(300):
-        if predicate() and not any(pane.charts_pending for pane in pilot.app.query(ResultsPane)):
-            await pilot.app.workers.wait_for_complete()
+        if predicate() and _polled(pilot.app) and not any(pane.charts_pending for pane in pilot.app.query(ResultsPane)):
+            for _ in range(2):  # the poll's worker, then the reloads it started on its way out
+                await pilot.app.workers.wait_for_complete()
+                await pilot.pause()
             for _ in range(50):
                 await pilot.pause(0.1)
                 if not any(table._require_update_dimensions for table in pilot.app.query(DataTable)):
