@@ -48,6 +48,17 @@ def _polled(app) -> bool:
         return store.change_stamp() == app._db_version
 
 
+def _measured(table) -> bool:
+    """Whether a table's columns are as wide as their cells: Textual measures new rows when the app is next
+    idle, and a table in a tab not shown yet can still be header-wide when its tab is."""
+    from rich.cells import cell_len
+
+    if table._require_update_dimensions:
+        return False
+    return all(not column.auto_width or column.content_width >= max(
+        (cell_len(str(cell)) for cell in table.get_column(key)), default=0) for key, column in table.columns.items())
+
+
 async def _settle(pilot, predicate):
     """Wait for the state to snapshot and the database poll's refresh, then for the app's workers and the
     tables' column widths (measured when the app is next idle: a loaded machine can snapshot a table before
@@ -63,7 +74,7 @@ async def _settle(pilot, predicate):
                 await pilot.pause()
             for _ in range(50):
                 await pilot.pause(0.1)
-                if not any(table._require_update_dimensions for table in pilot.app.query(DataTable)):
+                if all(_measured(table) for table in pilot.app.query(DataTable)):
                     break
             await pilot.pause(0.3)
             return
