@@ -59,11 +59,20 @@ def _measured(table) -> bool:
         (cell_len(str(cell)) for cell in table.get_column(key)), default=0) for key, column in table.columns.items())
 
 
+async def _columns_measured(pilot) -> None:
+    """Wait (5 s at most) until every table's columns are as wide as their cells."""
+    from textual.widgets import DataTable
+
+    for _ in range(50):
+        await pilot.pause(0.1)
+        if all(_measured(table) for table in pilot.app.query(DataTable)):
+            return
+
+
 async def _settle(pilot, predicate):
     """Wait for the state to snapshot and the database poll's refresh, then for the app's workers and the
     tables' column widths (measured when the app is next idle: a loaded machine can snapshot a table before
     that)."""
-    from textual.widgets import DataTable
 
     from energytui.tui.panes.results import ResultsPane
 
@@ -72,10 +81,7 @@ async def _settle(pilot, predicate):
             for _ in range(2):  # the poll's worker, then the reloads it started on its way out
                 await pilot.app.workers.wait_for_complete()
                 await pilot.pause()
-            for _ in range(50):
-                await pilot.pause(0.1)
-                if all(_measured(table) for table in pilot.app.query(DataTable)):
-                    break
+            await _columns_measured(pilot)
             await pilot.pause(0.3)
             return
         await pilot.pause(0.1)
@@ -95,7 +101,7 @@ def test_queue_with_the_quickstart_loaded(snap_compare, tmp_path, quiet_meter, m
         await pilot.press("l")
         await _settle(pilot, lambda: app.query_one("#queue-table").row_count == 24)
         app.clear_notifications()
-        await pilot.pause(0.2)
+        await _columns_measured(pilot)  # the last step before the capture
 
     assert snap_compare(app, run_before=load, terminal_size=size)
 
