@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from energytui.engine.errors import UserError
 from energytui.engine.record import check_names
-from energytui.engine.report import counted
+from energytui.engine.report import counted, stalled
 from energytui.engine.telemetry.cpu_estimate import parse_method
 
 from . import portable
@@ -321,8 +321,8 @@ def fit(trials: list[dict], host_id: str, groups_by: str = "config_id", kernels:
     rows = [(config_of(t), workload_of(t)) for t in data]
     configs = {c.key(): c for c, _ in rows}
     if len(configs) < MIN_CONFIGS or len(data) < MIN_TRIALS:
-        stalled = sum(t["status"] == "done" and not counted(t) for t in trials)
-        left_out = f", {stalled} stalled trial(s) left out" if stalled else ""
+        n_stalled = sum(map(stalled, trials))
+        left_out = f", {n_stalled} stalled trial(s) left out" if n_stalled else ""
         raise NotEnoughData(f"the advisor needs at least {MIN_TRIALS} done trials with energy over {MIN_CONFIGS} "
                             f"configurations on this host (has {len(data)} over {len(configs)}{left_out}); "
                             f"{SWEEP_HINT}")

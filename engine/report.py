@@ -171,6 +171,11 @@ def counted(trial: dict) -> bool:
     return trial["status"] == "done" and not trial.get("stalled_ms")
 
 
+def stalled(trial: dict) -> bool:
+    """A done trial left out of the means because its decoding stood still."""
+    return trial["status"] == "done" and not counted(trial)
+
+
 def stall_line(trial: dict, trials: list[dict]) -> str:
     """Why a done trial is left out of the means, with its figures, and the trial that ran it again."""
     again = next((f"; trial {t['id']} ran it again" for t in trials if t.get("retry_of") == trial["id"]), "")
@@ -196,7 +201,7 @@ def summarise(trials: list[dict], by: str = "config") -> list[dict]:
                "trials": len(members),
                "done": len(done), "failed": sum(t["status"] == "failed" for t in members),
                "aborted": sum(t["status"] == "aborted" for t in members),
-               "stalled": sum(t["status"] == "done" and not counted(t) for t in members),
+               "stalled": sum(map(stalled, members)),
                "prompt_tokens": stat(t["prompt_tokens"] for t in done),
                "gen_tokens": stat(t["gen_tokens"] for t in done)}
         row.update({key: stat(t[key] for t in done) for key, _ in SUMMARY_METRICS})
@@ -234,9 +239,9 @@ def table_cells(rows: list[dict], compact: bool = False) -> tuple[list[str], lis
             + [_product_cell(r, tagged=not shared)] for r in rows]
     caption = (f"energy columns ({', '.join(energy_headers)}): {shared}; EDP = the mean of per-trial EDP, "
                "EDP of means = mean energy × mean latency") if shared else None
-    stalled = sum(r.get("stalled", 0) for r in rows)
-    if stalled:  # "done" counts the trials in the means: say where the others went
-        left_out = (f"{stalled} done trial(s) whose decoding stood still are left out of `done` and the means "
+    n_stalled = sum(r.get("stalled", 0) for r in rows)
+    if n_stalled:  # "done" counts the trials in the means: say where the others went
+        left_out = (f"{n_stalled} done trial(s) whose decoding stood still are left out of `done` and the means "
                     "(the report lists them)")
         caption = f"{caption}; {left_out}" if caption else left_out
     return headers, body, caption
@@ -334,10 +339,10 @@ def markdown_report(trials: list[dict], hosts: list[dict], by: str = "config", r
     caveats = imported_caveats(trials)
     if caveats:
         out += ["", "## Caveats of imported data", ""] + [f"- host {host}: {text}" for host, text in caveats]
-    stalled = [t for t in trials if t["status"] == "done" and not counted(t)]
-    if stalled:
+    left_out = list(filter(stalled, trials))
+    if left_out:
         out += ["", "## Stalled trials", ""]
-        out += [f"- trial {t['id']} ({t['run_id']}, {t['prompt_id']}): {stall_line(t, trials)}" for t in stalled]
+        out += [f"- trial {t['id']} ({t['run_id']}, {t['prompt_id']}): {stall_line(t, trials)}" for t in left_out]
     flagged = [t for t in trials if t.get("energy_notes")]
     if flagged:
         out += ["", "## Energy flags", ""]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import DataTable
 
-from energytui.app.views import TAG_LABELS, config_key, config_labels, counted
+from energytui.app.views import TAG_LABELS, config_key, config_labels, stalled
 
 TRIAL_COLUMNS = ("id", "status", "run", "configuration", "prompt", "tok/s", "TTFT ms", "J/token", "energy source")
 STATUSES = ("pending", "running", "done", "failed", "aborted")
@@ -17,7 +17,7 @@ ARROW_ROOM = "  "  # each header is added this much wider, so that an arrow neve
 
 def shown_status(trial: dict) -> str:
     """A trial's status as the tables show it: `stalled` for a done trial left out of the means."""
-    return "stalled" if trial["status"] == "done" and not counted(trial) else trial["status"]
+    return "stalled" if stalled(trial) else trial["status"]
 
 
 def trial_cells(t: dict, label: str) -> tuple:
