@@ -1,6 +1,6 @@
 """energytui's overhead against llama.cpp's own llama-bench, side by side in one run, like with like.
 
-    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 10] [--reps 5] [--python-loop]
+    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 10] [--reps 5] [--python-loop] [--raw FILE.jsonl]
 
 Builds llama-bench (once, into bench/.build/) from the same llama-cpp-python source
 distribution that energytui runs on (with the CMAKE_ARGS that build was given, read from the environment),
@@ -10,16 +10,21 @@ then runs rounds in which each side goes first in turn:
     manifest with a 128-token prompt and 65 generated tokens, whose prefill is pp128 at depth 0
     and whose 64 decode steps run at depth 128 to 192, as tg64 does after `-d 128`.
 Each round pairs the two sides' median tokens/s (a repetition hit by a burst of this shared machine's other
-work does not move a median), so drift between rounds cancels within each pair; the estimate is the median over
-rounds of those paired ratios energytui / llama-bench, with its distribution-free 95 % confidence interval (the
-order statistics that bracket a median with at least 95 % probability, from the binomial distribution; it needs
-6 rounds or more). Targets: prefill ≥ 0.97, decode ≥ 0.98. A target is met (PASS) when the whole interval lies
-at or above it, missed (FAIL) when the whole interval lies below it, and UNDECIDED when the interval straddles it:
-the rounds disagree too much (a busy machine) for so few of them; run more rounds or rerun when it is quiet.
+work does not move a median), so drift between rounds cancels within each pair. The estimate is the centre of
+those paired ratios energytui / llama-bench over the rounds (Hodges–Lehmann, on their logarithms), with the
+Wilcoxon signed-rank 95 % confidence interval (distribution-free for a distribution symmetric about its centre,
+which alternating the order of the sides gives: a burst lands on either side at random; it needs 6 rounds or
+more). It is about 1.5 times as efficient as the sign test's interval around a median (the previous rule, which
+with 10 rounds spans the second smallest to the second largest ratio). Targets: prefill ≥ 0.97, decode ≥ 0.98.
+A target is met (PASS) when the whole interval lies at or above it, missed (FAIL) when the whole interval lies
+below it, and UNDECIDED when the interval straddles it: the rounds disagree too much (a busy machine) for so few
+of them; run more rounds or rerun when it is quiet. --raw writes every repetition with its round and times.
 Exits 0 when both targets are met, 1 when one is missed, 2 when neither is missed and one is undecided.
 Also printed: each side's tokens/s (mean ± stddev over every repetition) and the ratio of those means, which a
-single burst can move by several percent, and the ratio of each side's fastest repetition (a busy machine only
-slows a repetition down, so the fastest is the least disturbed one); no verdict on either.
+single burst can move by several percent, and the ratio of each side's fastest repetition; no verdict on either.
+The fastest is not the least disturbed: this VM also runs faster than when quiet at times (llama-bench pp128 at
+281 tokens/s and tg64 at 106 against about 200 and 85 when quiet, 2026-11-28), its host's doing, unseen in
+/proc/stat's steal time.
 --python-loop adds a third side each round, `energytui run` with ENERGYTUI_DECODE_LOOP=python (the engine's
 Python decode loop instead of the C one, engine/native_loop.py), with ratios printed but no verdict.
 """
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import llama_cpp
@@ -48,20 +54,35 @@ BUILD = Path(__file__).resolve().parent / ".build"
 LLAMA_BENCH = BUILD / "llama-build" / "bin" / "llama-bench"
 ENERGYTUI = Path(sys.executable).with_name("energytui")
 TARGETS = {"prefill": 0.97, "decode": 0.98}
-CONFIDENCE = 0.95  # of the interval around the median paired ratio: see the docstring
+CONFIDENCE = 0.95  # of the interval around the paired ratios' centre: see the docstring
 PROMPT, GENERATE, DEPTH = 128, 64, 128
 
 
-def median_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
-    """The order statistics (k-th smallest, k-th largest) that hold the median with at least `confidence`,
-    for the largest such k; None when even the smallest and largest do not (too few values)."""
-    n, ordered = len(values), sorted(values)
-    outside = (1 - confidence) / 2  # allowed chance that the median lies below the k-th smallest
-    k, below = 0, 0.0  # below: P(Binomial(n, 1/2) <= k - 1), the chance of missing on one side
-    while k < n // 2 and below + math.comb(n, k) / 2 ** n <= outside:
-        below += math.comb(n, k) / 2 ** n
+def signed_rank_distribution(n: int) -> list[int]:
+    """How many of the 2**n sign patterns of ranks 1..n give each signed-rank sum T = 0, 1, ..., n(n+1)/2."""
+    counts = [1]
+    for rank in range(1, n + 1):
+        counts = [a + b for a, b in zip(counts + [0] * rank, [0] * rank + counts, strict=True)]
+    return counts
+
+
+def signed_rank_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The Wilcoxon signed-rank interval for the centre of a symmetric distribution: the k-th smallest and
+    k-th largest Walsh averages (means of every pair, each value with itself included), k the largest with
+    P(T <= k - 1) <= (1 - confidence) / 2 under the null; None when no k holds (under 6 values at 95 %)."""
+    n = len(values)
+    walsh = sorted((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+    counts, allowed = signed_rank_distribution(n), (1 - confidence) / 2 * 2 ** n
+    k, below = 0, 0
+    while below + counts[k] <= allowed:
+        below += counts[k]
         k += 1
-    return (ordered[k - 1], ordered[n - k]) if k else None
+    return (walsh[k - 1], walsh[-k]) if k else None
+
+
+def hodges_lehmann(values: list[float]) -> float:
+    """The median of the Walsh averages: the centre the signed-rank interval brackets."""
+    return statistics.median((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
 
 
 def verdict(interval: tuple[float, float] | None, target: float) -> str:
@@ -127,6 +148,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--model", default=default_model_name())
+    parser.add_argument("--raw", type=Path, help="also write every repetition (side, round, phase, tokens/s, time) "
+                                                   "to this JSON-lines file")
     parser.add_argument("--python-loop", action="store_true",
                         help="also run `energytui run` with ENERGYTUI_DECODE_LOOP=python each round (no verdict)")
     args = parser.parse_args()
@@ -140,9 +163,16 @@ def main() -> int:
         for round_no in range(args.rounds):
             order = ["llama-bench", *sides]
             order = order[round_no % len(order):] + order[:round_no % len(order)]  # each side leads in turn
-            results = {side: (llama_bench_round(binary, model, args.threads, args.reps) if side == "llama-bench"
-                              else energytui_round(model, args.threads, args.reps, Path(folder), sides[side]))
-                       for side in order}
+            results = {}
+            for side in order:
+                started = time.time()
+                results[side] = (llama_bench_round(binary, model, args.threads, args.reps) if side == "llama-bench"
+                                 else energytui_round(model, args.threads, args.reps, Path(folder), sides[side]))
+                if args.raw:
+                    with args.raw.open("a") as raw:
+                        for phase, values in results[side].items():
+                            raw.write(json.dumps({"round": round_no, "side": side, "phase": phase, "started": started,
+                                                  "ended": time.time(), "tokens_per_s": values}) + "\n")
             for phase in theirs:
                 theirs[phase] += results["llama-bench"][phase]
                 for side in sides:
@@ -160,14 +190,16 @@ def main() -> int:
     for side in sides:
         for phase, test in (("prefill", f"pp{PROMPT} at depth 0"), ("decode", f"tg{GENERATE} at depth {DEPTH}")):
             ratios = paired[side][phase]
-            interval = median_interval(ratios)
+            logs = [math.log(r) for r in ratios]  # a ratio and its inverse lie symmetric about 1 in logs
+            interval = signed_rank_interval(logs)
+            interval = (math.exp(interval[0]), math.exp(interval[1])) if interval else None
             bounds = f"{interval[0]:.3f}–{interval[1]:.3f}" if interval else "none (under 6 rounds)"
             outcome = "(no verdict)"
             if side == "energytui":
                 verdicts.append(verdict(interval, TARGETS[phase]))
                 outcome = f"(target ≥ {TARGETS[phase]}) {verdicts[-1]}"
             mine, llamas = ours[side][phase], theirs[phase]
-            print(f"{side:11s} {phase:8s} {test:18s} paired ratio {statistics.median(ratios):.3f}, "
+            print(f"{side:11s} {phase:8s} {test:18s} paired ratio {math.exp(hodges_lehmann(logs)):.3f}, "
                   f"{CONFIDENCE:.0%} interval {bounds} {outcome}; per round {min(ratios):.3f}–{max(ratios):.3f}; "
                   f"llama-bench {statistics.fmean(llamas):.1f} ± {statistics.stdev(llamas):.1f}, {side} "
                   f"{statistics.fmean(mine):.1f} ± {statistics.stdev(mine):.1f} tokens/s, ratio of means "

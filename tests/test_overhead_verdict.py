@@ -1,6 +1,5 @@
-"""bench/overhead.py's verdict: the median paired ratio's distribution-free interval against each target."""
+"""bench/overhead.py's verdict: the paired ratios' signed-rank interval against each target."""
 
-import math
 from pathlib import Path
 
 import pytest
@@ -9,21 +8,32 @@ from helpers import load_script
 overhead = load_script(Path(__file__).resolve().parent.parent / "bench" / "overhead.py", "overhead")
 
 
-def _coverage(n: int, k: int) -> float:
-    """The chance that the k-th smallest and k-th largest of n values hold their median."""
-    return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
+# Two-sided 5 % critical values T of the Wilcoxon signed-rank test from published tables (the largest T with
+# P(T <= t) <= 0.025): the interval is the (T + 1)-th smallest and largest Walsh averages.
+PUBLISHED_CRITICAL_T = {6: 0, 7: 2, 8: 3, 9: 5, 10: 8, 12: 13, 15: 25, 20: 52, 25: 89, 30: 137}
 
 
-@pytest.mark.parametrize(("n", "k"), [(6, 1), (8, 1), (9, 2), (10, 2), (20, 6), (30, 10), (40, 14)])
-def test_the_interval_is_the_narrowest_pair_of_order_statistics_with_95_percent(n, k):
-    values = [float(v) for v in range(n, 0, -1)]  # given out of order: the interval sorts them
-    assert overhead.median_interval(values) == (k, n + 1 - k)
-    assert _coverage(n, k) >= 0.95 > _coverage(n, k + 1)
+@pytest.mark.parametrize(("n", "critical"), sorted(PUBLISHED_CRITICAL_T.items()))
+def test_the_interval_takes_the_walsh_averages_the_published_critical_value_names(n, critical):
+    values = [float(2 ** i) for i in range(n, 0, -1)]  # distinct Walsh averages, given out of order
+    walsh = sorted((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+    assert overhead.signed_rank_interval(values) == (walsh[critical], walsh[-critical - 1])
 
 
-def test_under_six_rounds_no_pair_holds_the_median_with_95_percent():
-    assert _coverage(5, 1) < 0.95
-    assert overhead.median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) is None
+def test_the_null_distribution_counts_every_sign_pattern_once():
+    counts = overhead.signed_rank_distribution(4)
+    assert sum(counts) == 2 ** 4 and len(counts) == 4 * 5 // 2 + 1
+    assert counts == [1, 1, 1, 2, 2, 2, 2, 2, 1, 1, 1]  # T = 0..10 for ranks 1..4, by hand
+
+
+def test_under_six_rounds_no_interval_holds_the_centre_with_95_percent():
+    assert overhead.signed_rank_interval([1.0, 2.0, 3.0, 4.0, 5.0]) is None  # P(T = 0) = 1/32 > 0.025
+
+
+def test_the_estimate_is_the_median_of_the_walsh_averages():
+    assert overhead.hodges_lehmann([0.0, 1.0, 5.0]) == 1.75  # averages, sorted: 0, 0.5, 1, 2.5, 3, 5
+    # sorted: -0.1 -0.05 0 0 0.05 | 0.1 4.95 5 5.05 10; one wild round moves the centre little (the mean is 2.5)
+    assert overhead.hodges_lehmann([-0.1, 0.0, 0.1, 10.0]) == pytest.approx(0.075)
 
 
 @pytest.mark.parametrize(("interval", "outcome"), [
