@@ -133,6 +133,7 @@ class BarProgress:
                                                  done_before=event.index - 1)
             if len(self.tasks) == 1:
                 self.bar.start()
+        self.bar.update(self.tasks[host], total=event.total)  # a stalled trial's re-run at the end adds one
         if finished:  # the bar first, so that the line printed above it is not followed by a stale one
             self.bar.update(self.tasks[host], completed=event.index, refresh=True)
             line = wrap(f"{_from(host)}{trial_title(event)}  {trial_outcome(event)}", self.console.width, "    ")

@@ -229,6 +229,27 @@ def test_on_a_terminal_progress_is_a_bar_with_the_running_trial_and_each_result_
     assert f"1/2 trials {'━' * 12}{'╺'}{'━' * 11} 0:00:04 left 0:00:04" in lines  # 4 s per trial so far
 
 
+def test_a_stalled_trials_rerun_grows_the_bars_total(monkeypatch):
+    """A trial that stalled is queued again at once (queue.retry_stalled): later events count one more trial, and
+    the bar follows (it kept the first event's total: 3/2 trials, 'left -1 day, 23:59:51')."""
+    monkeypatch.setattr("energytui.progress.REFRESH_HZ", 0.01)
+    clock = [100.0]
+    out = _Terminal()
+    progress = BarProgress(out, columns=80, clock=lambda: clock[0])
+    stalled, rerun = {**DONE, "stalled_ms": 1500.0}, {**DONE, "retry_of": 1}
+    for now, event in [(100, Event("trial_start", 1, 2, TRIAL)), (104, Event("trial_end", 1, 2, stalled)),
+                       (105, Event("trial_start", 2, 3, TRIAL)), (108, Event("trial_end", 2, 3, DONE)),
+                       (109, Event("trial_start", 3, 3, rerun)), (112, Event("trial_end", 3, 3, rerun))]:
+        clock[0] = now
+        progress.on_event(event)
+        progress.bar.refresh()
+    progress.close()
+    lines = _written_lines(out.getvalue())
+    assert f"1/3 trials {'━' * 8}╺{'━' * 15} 0:00:05 left 0:00:10" in lines  # 5 s per trial so far, 2 to go
+    assert lines[-1] == f"3/3 trials {'━' * 24} 0:00:12 left 0:00:00"
+    assert "trial 3/3 quick: Q4_1 cpu t=2 nb=512 B=1 synthetic-16 r0 (trial 1 again: it" in lines
+
+
 def test_a_fleets_terminal_shows_a_bar_and_a_running_trial_per_host_and_names_the_host_of_each_line():
     out = _Terminal()
     progress = fleet_progress(out, ["alpha", "beta"], columns=120)
@@ -273,10 +294,13 @@ def test_a_run_on_an_80_column_terminal_shows_the_bar_and_fits(write_manifest, m
     lines = _written_lines(shown)
     assert code == 0 and "Traceback" not in shown, shown
     assert max(map(len, lines)) <= 80, max(lines, key=len)
-    assert re.search(r"\n2/2 trials ━{24} \d:\d\d:\d\d left 0:00:00\s*\n", ANSI.sub("", shown))
-    assert [line.split("  4 tok, TTFT")[0] for line in lines if "  4 tok, TTFT" in line] == [
-        "trial 1/2 tty: Q4_1 cpu t=2 nb=512 B=1 synthetic-8 r0",
-        "trial 2/2 tty: Q4_1 cpu t=2 nb=512 B=1 synthetic-16 r0"]  # each result above the bar
+    # A decode step stalled by a loaded machine makes the run repeat that trial once at its end (queue.retry_stalled),
+    # a third trial that this test cannot rule out; the layout is the same either way.
+    total = 3 if re.search(r"again:\s+it\s+stalled", ANSI.sub("", shown)) else 2
+    assert re.search(rf"\n{total}/{total} trials ━{{24}} \d:\d\d:\d\d left 0:00:00\s*\n", ANSI.sub("", shown))
+    finished = [line.split("  4 tok, TTFT")[0] for line in lines if "  4 tok, TTFT" in line]  # each above the bar
+    assert len(finished) == total and finished[0] == "trial 1/2 tty: Q4_1 cpu t=2 nb=512 B=1 synthetic-8 r0"
+    assert re.fullmatch(rf"trial 2/[2{total}] tty: Q4_1 cpu t=2 nb=512 B=1 synthetic-16 r0", finished[1])
     assert shown.index("\x1b[?25l") < shown.index("\x1b[?25h") < shown.index("\x1b[1mconfiguration")
 
 
