@@ -60,13 +60,16 @@ def _measured(table) -> bool:
 
 
 async def _columns_measured(pilot) -> None:
-    """Wait (5 s at most) until every table's columns are as wide as their cells."""
+    """Wait (10 s at most) until every table's columns are as wide as their cells."""
     from textual.widgets import DataTable
 
-    for _ in range(50):
+    for _ in range(100):
         await pilot.pause(0.1)
         if all(_measured(table) for table in pilot.app.query(DataTable)):
             return
+    narrow = {table.id: [(str(key.value), column.content_width) for key, column in table.columns.items()]
+              for table in pilot.app.query(DataTable) if not _measured(table)}
+    raise AssertionError(f"columns still narrower than their cells after 10 s: {narrow}")
 
 
 async def _settle(pilot, predicate):

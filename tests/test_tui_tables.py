@@ -265,3 +265,32 @@ def test_the_j_per_token_chart_has_a_key_from_bar_number_to_configuration(import
             await _finish(pilot)
 
     asyncio.run(scenario())
+
+
+def test_rows_drawn_before_their_columns_are_measured_are_drawn_again_at_full_width():
+    """Textual measures new rows when the app is next idle; a loaded machine can draw them first, header-wide, and
+    a plain DataTable then kept those lines (labels cut short) until the cursor moved: snapshots caught it."""
+    from textual.app import App
+
+    from energytui.tui.trials import FittedTable
+
+    class OneTable(App):
+        CSS = "FittedTable { height: 1fr; }"
+
+        def compose(self):
+            yield FittedTable()
+
+    async def drawn() -> tuple[str, str]:
+        app = OneTable()
+        async with app.run_test(size=(40, 6)) as pilot:
+            table = app.query_one(FittedTable)
+            table.add_columns("a", "b")
+            await pilot.pause(0.1)
+            table.add_row("a long cell", "x")
+            early = table.render_lines(table.region.reset_offset)[1].text  # drawn before the app is idle
+            await pilot.pause(0.2)
+            return early, table.render_lines(table.region.reset_offset)[1].text
+
+    early, late = asyncio.run(drawn())
+    assert early.split() == ["a", "x"]  # header-wide: the case this table exists for
+    assert late.split() == ["a", "long", "cell", "x"]

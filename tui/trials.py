@@ -1,10 +1,11 @@
-"""Trial tables shared by the Queue and Results panes: their columns, cells, refill and sort order."""
+"""Trial tables shared by the Queue, Live and Results panes: the table, its columns, cells, refill and sort order."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 
 from energytui.app.views import TAG_LABELS, config_key, config_labels, stalled
@@ -13,6 +14,19 @@ TRIAL_COLUMNS = ("id", "status", "run", "configuration", "prompt", "tok/s", "TTF
 STATUSES = ("pending", "running", "done", "failed", "aborted")
 ARROWS = {False: " ▲", True: " ▼"}  # ascending, descending
 ARROW_ROOM = "  "  # each header is added this much wider, so that an arrow never widens its column
+
+
+class FittedTable(DataTable):
+    """A DataTable whose rows are drawn again once its columns are measured. Textual (8.2.8) measures new rows when
+    the app is next idle, and keys the lines it has drawn by a count that measuring leaves alone: rows drawn before
+    that (a loaded machine repaints first) kept header-wide columns, labels cut short, until the cursor moved."""
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        widths = [column.content_width for column in self.columns.values()]
+        await super()._on_idle(event)
+        if [column.content_width for column in self.columns.values()] != widths:
+            self._clear_caches()
+            self.refresh()
 
 
 def shown_status(trial: dict) -> str:

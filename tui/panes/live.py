@@ -20,7 +20,7 @@ from energytui.app.views import TAG_LABELS, config_label
 
 from ..charts import PowerChart
 from ..pane import Pane
-from ..trials import shown_status
+from ..trials import FittedTable, shown_status
 
 if TYPE_CHECKING:  # the runs module loads llama.cpp; the pane gets its objects from the runner's events
     from energytui.app.queries import Trace
@@ -49,7 +49,7 @@ class LivePane(Pane):
     def compose(self) -> ComposeResult:
         yield Static("No trial running.", id="live-info", markup=False)
         yield PowerChart(id="power-chart")
-        yield DataTable(id="recent-table", cursor_type="row")
+        yield FittedTable(id="recent-table", cursor_type="row")
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns("trial", "status", "prompt", "tok/s", "TTFT ms", "J/token")

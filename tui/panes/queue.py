@@ -23,7 +23,7 @@ from ..confirm import ConfirmScreen
 from ..dialogs import AddTrialScreen, ManifestPicker
 from ..messages import RunEnded, TrialEvent, TrialsChanged
 from ..pane import Pane
-from ..trials import TRIAL_COLUMNS, add_columns, fill_trials, status_counts
+from ..trials import TRIAL_COLUMNS, FittedTable, add_columns, fill_trials, status_counts
 
 if TYPE_CHECKING:
     from energytui.app.runs import Manifest
@@ -75,7 +75,7 @@ class QueuePane(Pane):
             yield Button("Stop", id="stop", variant="error")
         yield Select([], prompt="run: none yet, load a manifest", id="run-select", compact=True)
         yield Static("Choose a run above, or load a manifest to queue its trials.", id="queue-status", markup=False)
-        yield DataTable(id="queue-table", zebra_stripes=True, cursor_type="row")
+        yield FittedTable(id="queue-table", zebra_stripes=True, cursor_type="row")
 
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), TRIAL_COLUMNS)

@@ -22,7 +22,7 @@ from energytui.app.views import config_key, config_labels, counted, energy_cell,
 
 from ..charts import BarChart, PowerChart, ScatterChart
 from ..pane import Pane
-from ..trials import TRIAL_COLUMNS, Sort, add_columns, fill_rows, trial_cells
+from ..trials import TRIAL_COLUMNS, FittedTable, Sort, add_columns, fill_rows, trial_cells
 
 CONFIG_COLUMNS = ("configuration", "done", "TTFT ms", "decode tok/s", "e2e ms", "J/token", "avg W")
 CHARTS = ("scatter", "jpt-box", "trace-chart")  # in the order g shows them one at a time
@@ -62,7 +62,7 @@ class ResultsPane(Pane):
             yield Input(placeholder="export to .csv or .json", id="export-path")
             yield Button("Export", id="export")
         yield Static("", id="results-count", markup=False)
-        yield DataTable(id="results-table", zebra_stripes=True, cursor_type="row")
+        yield FittedTable(id="results-table", zebra_stripes=True, cursor_type="row")
         with Horizontal(id="results-charts"):
             yield ScatterChart(id="scatter")
             with Vertical(id="jpt-box"):
