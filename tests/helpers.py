@@ -6,11 +6,13 @@ import os
 import pty
 import select
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
 import termios
 import time
+from contextlib import closing
 from pathlib import Path
 
 from energytui.engine import interrupts
@@ -46,6 +48,23 @@ def run_sweep(folder, manifest_text: str):
     manifest.write_text(manifest_text)
     assert main(["run", str(manifest), "--db", str(db), "--idle-s", "0.2"]) == 0
     return db
+
+
+def first_tries(db) -> list[str]:
+    """The statuses of the trials the manifest asked for, in run order ([] before the database has them): not the
+    re-runs that a decode step stalled by a loaded machine adds at a run's end (engine/queue.py, retry_stalled)."""
+    try:
+        with closing(sqlite3.connect(db)) as conn:
+            return [s for (s,) in conn.execute("SELECT status FROM trials WHERE retry_of IS NULL ORDER BY seq")]
+    except sqlite3.Error:  # the runner has not created its tables yet
+        return []
+
+
+def reruns(db) -> list[int]:
+    """The ids of the trials that stalled and were queued once more, in the order of their re-runs: what a run's
+    counts of trials add to the manifest's."""
+    with closing(sqlite3.connect(db)) as conn:
+        return [i for (i,) in conn.execute("SELECT retry_of FROM trials WHERE retry_of IS NOT NULL ORDER BY seq")]
 
 
 def default_signals() -> dict:

@@ -17,7 +17,7 @@ import time
 import pytest
 
 
-from helpers import run_cli
+from helpers import first_tries, reruns, run_cli
 
 from fakes.power_supply import BatteryDriver, FakePowerSupply
 from fakes.powercap import FakePowercap, PowercapDriver
@@ -64,7 +64,7 @@ def test_estimated_energy_is_labelled_everywhere(manifest, tmp_path, capsys, no_
     assert "J/tok ESTIMATED" in err  # and so does each progress line
 
     trials = _rows(db, "SELECT * FROM trials")
-    assert len(trials) == 2
+    assert len(trials) == 2 + len(reruns(db))  # with a re-run of any trial a loaded machine stalled
     for t in trials:
         assert t["energy_tag"] == "estimated" and t["energy_source"] == "cpu:estimated"
         assert t["energy_method"].startswith("cpu: estimated: ") and " W static (" in t["energy_method"]
@@ -201,7 +201,7 @@ def test_auto_cooldown_runs_between_trials(write_manifest, model_path, tmp_path,
                           "  - id: cool\n    prompt_tokens: [8, 16]\n    max_tokens: 4\n    cooldown_s: auto\n")
     code, _, err = run_cli(capsys, "run", path, "--db", tmp_path / "c.db", "--idle-s", "0.1")
     assert code == 0, err
-    assert [t["status"] for t in _rows(tmp_path / "c.db", "SELECT status FROM trials")] == ["done", "done"]
+    assert first_tries(tmp_path / "c.db") == ["done", "done"]
 
 
 @pytest.fixture
@@ -227,7 +227,7 @@ def test_a_battery_too_slow_for_a_trial_is_named_by_no_output_for_it(manifest, t
     assert "energy: battery: integrated: battery discharge rate under" in out and "ESTIMATE" not in out
     trials = _rows(db, "SELECT * FROM trials")
     measured = [t for t in trials if t["e2e_ms"] >= 5000]
-    assert len(trials) == 2
+    assert len(trials) == 2 + len(reruns(db))  # with a re-run of any trial a loaded machine stalled
     for t in trials:
         assert "battery: integrated: battery discharge rate" in t["energy_method"] and t["energy_cpu_j"] > 0
         if t in measured:
