@@ -362,3 +362,35 @@ def test_the_app_exit_code_reaches_the_shell(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(tui_app, "create_app", lambda *args, **kwargs: Ended())
     assert main(["--db", str(tmp_path / "x.db")]) == 143
     assert capsys.readouterr().err == "energytui: stopped by SIGTERM; finished trials are kept\n"
+
+
+def test_the_app_stopped_without_ctrl_z_and_continued_still_quits(write_manifest, model_path, tmp_path,
+                                                                  terminal_env):
+    """SIGSTOP then SIGCONT mid-run (kill -STOP/-CONT; or `energytui &` stopped by SIGTTIN, then `fg`), no SIGTSTP
+    first: Textual resumed application mode it had never left, a second input thread beside the first, and after q
+    and Enter the app printed its farewell but never exited (killed here after 60 s; it exits at once now)."""
+    db, asked = tmp_path / "stop.db", {"at": 0}
+
+    def stop_and_continue(pid, fd) -> None:
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(1.0)  # drawn again
+        os.write(fd, b"q")
+
+    scenario = _Scenario(db, stop_and_continue)
+
+    def react(pid, fd, output) -> bool:
+        if scenario.step < 3:
+            scenario(pid, fd, output)
+            asked["at"] = len(output)
+        elif asked["at"] is not None and b"Stop the run and quit?" in output[asked["at"]:]:
+            os.write(fd, b"\r")
+            asked["at"] = None
+        return False
+
+    exit_code, output = _on_a_terminal(["-m", "energytui", "--db", db, "--manifest", write_manifest(
+        MANIFEST.format(model=model_path))], react, timeout=60)
+    assert scenario.step == 3 and asked["at"] is None, output[-600:]
+    assert exit_code == 0 and output.endswith(f"energytui: run 1 stopped: {_counts_said(db)}{RESUME}\r\n"), \
+        output[-600:]

@@ -112,6 +112,17 @@ class EnergyApp(App[str]):
         self._previous_handlers: dict = {}
         self._unmounted = threading.Event()  # on_unmount has stopped the run and closed the rows
 
+    def get_driver_class(self):
+        """Textual's own driver; on Linux and macOS one that also comes back from a stop it did not make."""
+        driver = super().get_driver_class()
+        from textual.drivers.linux_driver import LinuxDriver
+
+        if driver is LinuxDriver:
+            from .driver import ContinuedDriver
+
+            return ContinuedDriver
+        return driver
+
     @property
     def running(self) -> bool:
         return self.queue.running
