@@ -18,10 +18,11 @@ __all__ = ["MAX_THREADS", "MachineReport", "MeterOptions", "default_model_name",
 class MachineReport:
     host: dict  # engine.host.describe_host's facts
     features: str  # llama.cpp's CPU feature line
+    weights: str  # where loaded models keep their weights (engine/llama_backend.weight_buffers)
     power: ProbeReport  # every power source sampled for a second, and those that cannot be read
     decode_loop: str  # which loop takes greedy decode steps (engine/native_loop.py), and why not the C one
 
 
 def describe(options: MeterOptions) -> MachineReport:
-    return MachineReport(host.describe_host(), llama_backend.system_info(), metering.probe_sources(options),
-                         native_loop.describe())
+    return MachineReport(host.describe_host(), llama_backend.system_info(), llama_backend.weight_buffers(),
+                         metering.probe_sources(options), native_loop.describe())

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from energytui.engine import native_loop
+from energytui.engine import llama_backend, native_loop
 from energytui.engine.models import default_model_name, resolve_model
 
 BUILD = Path(__file__).resolve().parent / ".build"
@@ -121,8 +121,9 @@ def llama_bench_round(binary: Path, model: Path, threads: int, reps: int) -> dic
     out = {}
     for phase, args in (("prefill", ["-p", str(PROMPT), "-n", "0"]),
                         ("decode", ["-p", "0", "-n", str(GENERATE), "-d", str(DEPTH)])):
+        repack = "0" if llama_backend.amx_kernels_built() else "1"  # weights kept as energytui keeps them
         text = subprocess.run([str(binary), "-m", str(model), "-t", str(threads), *args, "-r", str(reps),
-                               "-o", "json"], check=True, capture_output=True, text=True).stdout
+                               "--repack", repack, "-o", "json"], check=True, capture_output=True, text=True).stdout
         out[phase] = json.loads(text)[0]["samples_ts"]
     return out
 
@@ -153,6 +154,8 @@ def main() -> int:
     parser.add_argument("--python-loop", action="store_true",
                         help="also run `energytui run` with ENERGYTUI_DECODE_LOOP=python each round (no verdict)")
     args = parser.parse_args()
+    if args.rounds < 1 or args.reps < 1 or args.rounds * args.reps < 2:
+        parser.error("--rounds and --reps must be at least 1, with 2 repetitions or more in all (a spread needs two)")
     model = resolve_model(args.model)
     binary = build_llama_bench()
     sides = {"energytui": {}, **({"python loop": {"ENERGYTUI_DECODE_LOOP": "python"}} if args.python_loop else {})}
@@ -185,7 +188,8 @@ def main() -> int:
                                                for side in sides), file=sys.stderr)
     print(f"model {model.name}, {args.threads} threads, {args.rounds} rounds of {args.reps} repetitions (each side "
           f"first in turn), llama-cpp-python {llama_cpp.__version__}; tokens/s mean ± stddev; energytui through "
-          f"`energytui run`, meter on, decode loop: {native_loop.describe()}")
+          f"`energytui run`, meter on, decode loop: {native_loop.describe()}; weights: "
+          f"{llama_backend.weight_buffers()}")
     verdicts = []
     for side in sides:
         for phase, test in (("prefill", f"pp{PROMPT} at depth 0"), ("decode", f"tg{GENERATE} at depth {DEPTH}")):

@@ -628,6 +628,7 @@ def _cmd_doctor(args) -> int:
     print(f"llama.cpp   llama-cpp-python {host['llama_cpp']}; GPU offload: "
           f"{'yes' if host['gpu_offload'] else 'no (CPU-only build: gpu and hybrid trials are refused)'}")
     print(f"features    {described.features}")
+    print(f"weights     {described.weights}")
     print(f"decode loop {described.decode_loop}")
     print("power sources (sampled for 1 s: measured sources at 100 Hz, the CPU estimate 10 times a second, as a "
           "run reads it between window edges):")

@@ -57,6 +57,21 @@ def system_info() -> str:
     return ll.llama_print_system_info().decode("utf-8", errors="replace").strip()
 
 
+def amx_kernels_built() -> bool:
+    """Whether llama.cpp was built with its AMX kernels, as it is by default on a CPU that reports AMX. Those of
+    llama-cpp-python 0.3.36 stop the process with SIGILL (`tilezero` in a thread whose tiles were never set up: every
+    run on this project's Xeon VM), so models keep their weights out of llama.cpp's extra buffer types there."""
+    return "AMX_INT8 = 1" in system_info()
+
+
+def weight_buffers() -> str:
+    """Where loaded models keep their weights, and why, in doctor's words."""
+    if amx_kernels_built():
+        return ("as stored, without llama.cpp's extra buffer types (AMX kernels, weight repacking): its AMX kernels "
+                "stop with SIGILL in llama-cpp-python 0.3.36; build it without AMX for repacking (README, Set up)")
+    return "llama.cpp's extra buffer types: weights repacked where the CPU and the type allow"
+
+
 def supports_gpu_offload() -> bool:
     init()
     return bool(ll.llama_supports_gpu_offload())
@@ -75,6 +90,7 @@ class LoadedModel:
         init()
         params = ll.llama_model_default_params()
         params.n_gpu_layers = gpu_layers
+        params.use_extra_bufts = not amx_kernels_built()  # they would run llama.cpp's AMX kernels: SIGILL
         self.file = _file_state(path)  # before loading: a change during the load shows too
         started = time.perf_counter()
         with interrupts.held():  # llama.cpp logs through a Python callback while it loads

@@ -208,7 +208,7 @@ def test_models_list_shows_the_default_model(capsys, model_path):
 
 def test_doctor_reports_the_llama_cpp_build(capsys):
     code, out, _ = run_cli(capsys, "doctor")
-    assert "llama-cpp-python 0.3.36" in out and "GPU offload:" in out
+    assert "llama-cpp-python 0.3.36" in out and "GPU offload:" in out and "\nweights     " in out
     assert code in (0, 3)  # 3: this host has no readable power counter (tests/test_energy.py covers both)
 
 

@@ -152,3 +152,29 @@ def test_end_of_generation_is_what_llama_cpp_says_each_time(engine, specs):
     for token in (eos, 0, 1, 2, 100, eos, 100):  # asked twice: the remembered answer is the same
         assert model.is_eog(token) == bool(ll.llama_vocab_is_eog(model.vocab, token))
     assert model.is_eog(eos) and not model.is_eog(100)
+
+
+@pytest.mark.parametrize("features, extra_buffers", [
+    ("CPU : AVX2 = 1 | AVX512 = 1 | LLAMAFILE = 1 | REPACK = 1 |", True),
+    ("CPU : AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | LLAMAFILE = 1 | REPACK = 1 |", False)])
+def test_a_llama_cpp_built_with_amx_kernels_loads_weights_without_extra_buffer_types(
+        model_path, monkeypatch, features, extra_buffers):
+    """The default build on a CPU that reports AMX has them, and in llama-cpp-python 0.3.36 they stopped every run
+    on this project's Xeon VM with SIGILL (`tilezero` in a thread whose tiles were never set up)."""
+    from energytui.engine import llama_backend
+
+    given = []
+    load = llama_backend.ll.llama_model_load_from_file
+
+    def recorded(path, params):
+        given.append(params.use_extra_bufts)
+        return load(path, params)
+
+    monkeypatch.setattr(llama_backend, "system_info", lambda: features)  # what llama.cpp says it was built with
+    monkeypatch.setattr(llama_backend.ll, "llama_model_load_from_file", recorded)
+    model = llama_backend.LoadedModel(model_path, 0)
+    try:
+        assert given == [extra_buffers] and model.n_layers == 30
+    finally:
+        model.close()
+    assert llama_backend.weight_buffers().startswith("as stored, without") is not extra_buffers
