@@ -5,7 +5,8 @@ on AVX2, tinyBLAS for F16 and Q8_0, row-by-row dot products for Q4_1, ...). Thei
 differ several-fold, cannot be read from a GGUF header, and decide what a quantization
 never run here would cost. The probe multiplies a random weight matrix of each type,
 held where llama.cpp holds model weights (the CPU's repack buffer when it accepts the
-operation), by 1 to 64 rows of activations at each thread count asked for, and keeps the
+operation, unless llama.cpp's AMX kernels are built in: models then load without it, see
+llama_backend), by 1 to 64 rows of activations at each thread count asked for, and keeps the
 fastest of a few repetitions as seconds per FLOP.
 
 It runs in a child process (`python -m energytui.engine.kernels`): a crash inside the C
@@ -101,7 +102,9 @@ class _Ggml:
         self.log_set(C.cast(self._quiet, C.c_void_p), None)  # repacking logs a line per tensor
         self.device = self.backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
         self.backend = self.backend_cpu_init()
-        self.extra_bufts = self._extra_buffer_types()
+        from .llama_backend import amx_kernels_built
+
+        self.extra_bufts = [] if amx_kernels_built() else self._extra_buffer_types()  # as models are loaded
 
     def _extra_buffer_types(self) -> list[int]:
         """The CPU's extra weight buffers (CPU_REPACK), as llama.cpp's model loader asks for them."""

@@ -69,3 +69,14 @@ def test_a_failed_probe_leaves_the_advisor_on_kernel_families(tmp_path, monkeypa
                        "llama_cpp": version("llama_cpp_python")})
     table, note = host_kernels(store, "h1")
     assert table == {} and "a stand-in crash" in note and "borrow their kernel family's speed" in note
+
+
+def test_with_llama_cpps_amx_kernels_built_in_weights_are_held_as_models_load_them(monkeypatch):
+    """Such a build loads models without extra buffer types (llama_backend): the probe's AMX buffer failed with
+    'amx repack tensor of type q4_K' on this project's Xeon VM, and it would time kernels no trial runs."""
+    from energytui.engine import llama_backend
+
+    monkeypatch.setattr(llama_backend, "system_info", lambda: "CPU : AVX2 = 1 | AMX_INT8 = 1 | REPACK = 1 |")
+    assert kernels._Ggml().extra_bufts == []
+    monkeypatch.setattr(llama_backend, "system_info", lambda: "CPU : AVX2 = 1 | REPACK = 1 |")
+    assert kernels._Ggml().extra_bufts  # this build's CPU_REPACK buffer
