@@ -66,12 +66,16 @@ def signed_rank_distribution(n: int) -> list[int]:
     return counts
 
 
+def walsh_averages(values: list[float]) -> list[float]:
+    """The means of every pair of values, each value with itself included, sorted."""
+    return sorted((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+
+
 def signed_rank_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """The Wilcoxon signed-rank interval for the centre of a symmetric distribution: the k-th smallest and
     k-th largest Walsh averages (means of every pair, each value with itself included), k the largest with
     P(T <= k - 1) <= (1 - confidence) / 2 under the null; None when no k holds (under 6 values at 95 %)."""
-    n = len(values)
-    walsh = sorted((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+    n, walsh = len(values), walsh_averages(values)
     counts, allowed = signed_rank_distribution(n), (1 - confidence) / 2 * 2 ** n
     k, below = 0, 0
     while below + counts[k] <= allowed:
@@ -82,7 +86,7 @@ def signed_rank_interval(values: list[float], confidence: float = CONFIDENCE) ->
 
 def hodges_lehmann(values: list[float]) -> float:
     """The median of the Walsh averages: the centre the signed-rank interval brackets."""
-    return statistics.median((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+    return statistics.median(walsh_averages(values))
 
 
 def verdict(interval: tuple[float, float] | None, target: float) -> str:

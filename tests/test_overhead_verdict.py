@@ -16,7 +16,8 @@ PUBLISHED_CRITICAL_T = {6: 0, 7: 2, 8: 3, 9: 5, 10: 8, 12: 13, 15: 25, 20: 52, 2
 @pytest.mark.parametrize(("n", "critical"), sorted(PUBLISHED_CRITICAL_T.items()))
 def test_the_interval_takes_the_walsh_averages_the_published_critical_value_names(n, critical):
     values = [float(2 ** i) for i in range(n, 0, -1)]  # distinct Walsh averages, given out of order
-    walsh = sorted((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+    walsh = overhead.walsh_averages(values)
+    assert len(walsh) == n * (n + 1) // 2 and walsh == sorted(walsh)
     assert overhead.signed_rank_interval(values) == (walsh[critical], walsh[-critical - 1])
 
 
