@@ -137,7 +137,12 @@ def host_kernels(store: Store, host_id: str) -> tuple[dict, str]:
         return {}, (f"no kernel probe (this host's trials ran llama-cpp-python {host.get('llama_cpp')}, "
                     f"{here} is installed)")
     from energytui.engine import kernels as probe
+    from energytui.engine.host import build_change
+    from energytui.engine.llama_backend import system_info
 
+    if host.get("build") not in (None, system_info()):
+        return {}, (f"no kernel probe (this host's trials ran another build of llama-cpp-python {here}, "
+                    f"{build_change(host['build'], system_info())})")
     threads = sorted({1, int(host.get("cores") or 1), *store.thread_counts(host_id)})
     try:
         result = probe.probe(list(probe.GGML_TYPES), threads)

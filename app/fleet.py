@@ -244,8 +244,8 @@ class FleetHead:
         events, self.events = self.events, []
         return events
 
-    def unfinished(self, manifest_sha: str, host_id: str) -> dict | None:
-        return self.store.unfinished_run(manifest_sha, host_id)
+    def unfinished(self, manifest_sha: str, host: dict) -> dict | None:
+        return self.store.unfinished_run(manifest_sha, self.store.resolve_host(host)["id"])
 
     def queue(self, manifest, resume: bool, host: dict) -> int:
         from energytui.engine.queue import queue_manifest
@@ -469,7 +469,7 @@ class Fleet:
 
     def unfinished(self, manifest) -> dict[str, dict]:
         """Each host's unfinished earlier run of this manifest (host name -> run summary)."""
-        found = {host.name: self._ask(self.head.unfinished.remote(manifest.sha256, host.facts["id"]))
+        found = {host.name: self._ask(self.head.unfinished.remote(manifest.sha256, host.facts))
                  for host in self.hosts}
         return {name: previous for name, previous in found.items() if previous}
 

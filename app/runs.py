@@ -39,7 +39,7 @@ class Live:
     engine: Engine
     meter: Meter
     stale_aborted: int  # trials found `running` from a process that stopped, now aborted
-    host: dict  # this machine's facts (engine.host.describe_host), read once per run
+    host: dict  # this machine's facts (engine.host.describe_host) with its id here (Store.resolve_host), once per run
 
     def queue(self, manifest: Manifest, resume: bool | None) -> int:
         """A new run of the manifest's trials, or (resume=True) its unfinished one; resume=None raises
@@ -76,7 +76,7 @@ def running(db_path: Path, options: MeterOptions) -> Iterator[Live]:
         store.acquire_runner_lock()
         stale = store.abort_stale_running()
         meter.start()
-        yield Live(store, engine, meter, stale, describe_host())
+        yield Live(store, engine, meter, stale, store.resolve_host(describe_host()))
     finally:
         for resource in (store, engine, meter):
             if resource is not None:

@@ -165,7 +165,7 @@ def queue_manifest(store: Store, manifest: Manifest, resume: bool | None, host: 
 
     resume=None means "not decided": an unfinished earlier run raises ResumeAvailable.
     """
-    host = host or describe_host()
+    host = store.resolve_host(host or describe_host())
     previous = store.unfinished_run(manifest.sha256, host["id"])
     if previous and resume:
         store.requeue(previous["id"])

@@ -375,7 +375,8 @@ def _host_line(host: dict) -> str:
     origin = " (imported from logs)" if host.get("imported") else ""
     name = f" ({host['name']})" if host.get("name") else ""
     return (f"Host `{host['id']}`{name}{origin}: {known('cpu')}, {known('cores')} CPUs, {known('ram_gb', ' GiB')} RAM, "
-            f"GPU {host.get('gpu') or 'none recorded'}, llama-cpp-python {known('llama_cpp')}, OS {known('os')}.")
+            f"GPU {host.get('gpu') or 'none recorded'}, llama-cpp-python {known('llama_cpp')} "
+            f"(built with: {known('build')}), OS {known('os')}.")
 
 
 def _timing_lines(trials: list[dict]) -> list[str]:

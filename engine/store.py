@@ -25,7 +25,7 @@ from .errors import UserError
 from .paths import expand_home, where_from
 from .record import SETTING, named, stored_row
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite file
 APPLICATION_ID = 0x45545549  # "ETUI" in the SQLite header: the files energytui creates
 STATUSES = ("pending", "running", "done", "failed", "aborted")
@@ -171,6 +171,13 @@ def _stalls_v11(db: sqlite_utils.Database) -> None:
     db.table("trials").add_column("itl_max_ms", float)
     db.table("trials").add_column("stalled_ms", float)
     db.table("trials").add_column("retry_of", int)
+
+
+@_migration
+def _host_builds_v12(db: sqlite_utils.Database) -> None:
+    """The features llama.cpp was compiled with (its system info line): part of a host's identity since a rebuild
+    with other CPU flags (AMX, repacking) runs at other speeds. Unknown (NULL) for hosts recorded before."""
+    db.table("hosts").add_column("build", str)
 
 
 # A trial's steady window, as Store.trials joins it (engine/record.py declares these names).
@@ -441,10 +448,26 @@ class Store:
         if conn.in_transaction:
             conn.commit()
 
+    def resolve_host(self, host: dict) -> dict:
+        """Host facts (engine.host.describe_host) with the id their row has here. A row recorded before builds
+        were (build unknown) under the same facts' `legacy_id` is this build's row, unless another build has since
+        claimed it: a database keeps its host through the upgrade that started recording builds."""
+        legacy = host.get("legacy_id")
+        if legacy is None or self.host_row(host["id"]) is not None:
+            return host
+        row = self.host_row(legacy)
+        return {**host, "id": legacy} if row is not None and row["build"] in (None, host["build"]) else host
+
     def upsert_host(self, host: dict) -> str:
-        existing = self._db.table("hosts").count_where("id = ?", [host["id"]])
-        if not existing:
-            self._db.table("hosts").insert({**host, "first_seen": now_iso()})
+        """The id of the host row for these facts (Store.resolve_host), inserted when new; a row recorded before
+        builds were gets this build."""
+        host = self.resolve_host(host)
+        row = self.host_row(host["id"])
+        facts = {key: value for key, value in host.items() if key != "legacy_id"}
+        if row is None:
+            self._db.table("hosts").insert({**facts, "first_seen": now_iso()})
+        elif row["build"] is None and facts.get("build") is not None:
+            self._db.table("hosts").update(host["id"], {"build": facts["build"]})
         return host["id"]
 
     def upsert_model(self, row: dict) -> None:
