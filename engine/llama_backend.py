@@ -16,7 +16,7 @@ from pathlib import Path
 import llama_cpp as ll
 import numpy as np
 
-from . import interrupts
+from . import interrupts, sigbus
 from .errors import UserError
 
 _recent_log: deque[str] = deque(maxlen=20)
@@ -99,6 +99,7 @@ class LoadedModel:
             raise UserError(f"{path}: llama.cpp could not load the model ({last_log_lines()})")
         self.load_s = time.perf_counter() - started
         self.path = path
+        sigbus.mapped(str(path))
         self.gpu_layers = gpu_layers
         self.vocab = ll.llama_model_get_vocab(self.model)
         self.n_layers = ll.llama_model_n_layer(self.model)
@@ -108,7 +109,7 @@ class LoadedModel:
 
     def changed(self) -> str | None:
         """How the model's file differs from the one loaded, None when it does not. llama.cpp maps the file into
-        memory: reading a part cut off in place would kill the process with SIGBUS."""
+        memory: reading a part cut off in place kills the process with SIGBUS (engine/sigbus.py names the file)."""
         try:
             now = _file_state(self.path)
         except OSError as exc:
@@ -164,6 +165,7 @@ class LoadedModel:
         if self.model:
             ll.llama_model_free(self.model)
             self.model = None
+            sigbus.unmapped(str(self.path))
 
 
 class Context:

@@ -40,3 +40,36 @@ def test_a_model_cut_short_between_trials_fails_the_next_trial_in_one_line(write
     assert _trials(db) == [("done", None), (
         "failed", f"{model}: the model file changed while this run had it loaded (its size went from {size} to "
                   f"{size // 2} bytes); restore it and run the manifest again (this model's trials fail until then)")]
+
+
+def test_a_model_cut_short_mid_trial_ends_in_one_line_and_resume_finishes_the_run(write_manifest, model_path,
+                                                                                  tmp_path):
+    """Nothing in Python can run after such a read (engine/sigbus.py): the C handler names the file and exits with
+    135, the trial finished before is kept, and once the file is back --resume runs the rest."""
+    from energytui.engine import sigbus
+
+    model = copy_model(model_path, tmp_path / "cut.gguf")
+    manifest = write_manifest(f"defaults:\n  model: {model}\n  threads: 1\n  n_ctx: 512\n  ignore_eos: true\n"
+                              "runs:\n  - id: cut\n    prompt_tokens: 8\n    max_tokens: [2, 400]\n")
+    db = tmp_path / "cut.db"
+    proc = start_run(manifest, db, "--idle-s", "0.1")
+    try:
+        deadline = time.monotonic() + 120
+        while [s for s, _ in _trials(db)] != ["done", "running"]:
+            assert time.monotonic() < deadline and proc.poll() is None, _trials(db)
+            time.sleep(0.05)
+        time.sleep(1.0)  # past the file check, the idle window and prefill: 400 decode steps take seconds
+        os.truncate(model, 4096)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGBUS, err
+    assert err.splitlines()[-1:] == [sigbus.message([str(model)]).rstrip("\n")]
+    assert "Traceback" not in err and "Fatal Python error" not in err
+    assert _trials(db) == [("done", None), ("running", None)]
+
+    copy_model(model_path, model)
+    resumed = start_run(manifest, db, "--idle-s", "0.1", "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert _trials(db) == [("done", None), ("done", None)]

@@ -1,0 +1,58 @@
+"""One line instead of "Bus error" when a model file is cut short while llama.cpp reads it (engine/_sigbus.c).
+
+llama.cpp maps model files into memory. A file cut short in place during a trial (a copy or a download over it)
+makes the next read of a lost page raise SIGBUS, which ends the process before Python can run: no exception to
+catch and no row to close. Between trials the engine checks the file itself (llama_backend.LoadedModel.changed).
+The C handler writes the line prepared here, naming the model files mapped now, and exits with 135 as a SIGBUS
+would; the trials finished before it are in the database, and the next run offers `--resume` for the rest. Where
+the package was built without a C compiler, the process still ends as a plain "Bus error".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+from collections import Counter
+
+_mapped: Counter[str] = Counter()  # model file -> models loaded from it now
+_state: dict = {}
+
+
+def _library() -> ctypes.CDLL | None:
+    if "library" not in _state:
+        try:
+            module = importlib.import_module(f"{__package__}._sigbus")
+            library = ctypes.CDLL(str(module.__file__))
+            library.et_sigbus_message.argtypes = [ctypes.c_char_p]
+            library.et_sigbus_message.restype = ctypes.c_int
+        except (ImportError, OSError, AttributeError):
+            library = None
+        _state["library"] = library
+    return _state["library"]
+
+
+def message(paths: list[str]) -> str:
+    """The line written when a mapped model file was cut short."""
+    files = " or ".join(paths) if paths else "a model file"
+    return (f"energytui: {files} was cut short while llama.cpp read it (SIGBUS); the trials finished before it are "
+            "kept: restore the file, then run the manifest again with --resume for the rest\n")
+
+
+def mapped(path: str) -> None:
+    """A model was loaded from `path` (llama.cpp maps it)."""
+    _mapped[path] += 1
+    _prepare()
+
+
+def unmapped(path: str) -> None:
+    """A model loaded from `path` was freed."""
+    _mapped[path] -= 1
+    if _mapped[path] <= 0:
+        del _mapped[path]
+    _prepare()
+
+
+def _prepare() -> None:
+    library = _library()
+    if library is not None:
+        library.et_sigbus_message(message(sorted(_mapped)).encode("utf-8", errors="replace"))
