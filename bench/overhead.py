@@ -1,6 +1,6 @@
 """energytui's overhead against llama.cpp's own llama-bench, side by side in one run, like with like.
 
-    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 10] [--reps 5] [--python-loop] [--raw FILE.jsonl]
+    .venv/bin/python bench/overhead.py [--threads 2] [--rounds 40] [--reps 2] [--python-loop] [--raw FILE.jsonl]
 
 Builds llama-bench (once, into bench/.build/) from the same llama-cpp-python source
 distribution that energytui runs on (with the CMAKE_ARGS that build was given, read from the environment),
@@ -56,6 +56,12 @@ ENERGYTUI = Path(sys.executable).with_name("energytui")
 TARGETS = {"prefill": 0.97, "decode": 0.98}
 CONFIDENCE = 0.95  # of the interval around the paired ratios' centre: see the docstring
 PROMPT, GENERATE, DEPTH = 128, 64, 128
+# Many short rounds rather than a few long ones: on this project's VM the paired ratio of a round spread as
+# much with 5 repetitions a side (log sd 0.13-0.20 prefill, 0.07-0.09 decode; 3 runs of 20 rounds, 2026-11-28) as
+# with 2 (0.12 and 0.08 over 60 rounds): the machine's speed drifts over 10-30 s, which pairing cancels and more
+# repetitions within a round do not. A round of 2 takes 12.5 s against 25 s, so the interval narrows about 1.5
+# times as fast per minute (60 rounds of 2 in 13 min: prefill 0.962-1.021, decode 0.983-1.020).
+DEFAULT_ROUNDS, DEFAULT_REPS = 40, 2  # about 8 minutes here
 
 
 def signed_rank_distribution(n: int) -> list[int]:
@@ -150,8 +156,8 @@ def energytui_round(model: Path, threads: int, reps: int, folder: Path, env: dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    parser.add_argument("--reps", type=int, default=DEFAULT_REPS, help="repetitions per side and round")
     parser.add_argument("--model", default=default_model_name())
     parser.add_argument("--raw", type=Path, help="also write every repetition (side, round, phase, tokens/s, time) "
                                                    "to this JSON-lines file")
