@@ -56,11 +56,12 @@ ENERGYTUI = Path(sys.executable).with_name("energytui")
 TARGETS = {"prefill": 0.97, "decode": 0.98}
 CONFIDENCE = 0.95  # of the interval around the paired ratios' centre: see the docstring
 PROMPT, GENERATE, DEPTH = 128, 64, 128
-# Many short rounds rather than a few long ones: on this project's VM the paired ratio of a round spread as
+# Many short rounds rather than a few long ones: on this project's VM the paired ratio of a round spread about as
 # much with 5 repetitions a side (log sd 0.13-0.20 prefill, 0.07-0.09 decode; 3 runs of 20 rounds, 2026-11-28) as
-# with 2 (0.12 and 0.08 over 60 rounds): the machine's speed drifts over 10-30 s, which pairing cancels and more
-# repetitions within a round do not. A round of 2 takes 12.5 s against 25 s, so the interval narrows about 1.5
-# times as fast per minute (60 rounds of 2 in 13 min: prefill 0.962-1.021, decode 0.983-1.020).
+# with 2 (0.12-0.20 and 0.08-0.13; 3 runs of 40-60 rounds): the machine's speed drifts over 10-30 s, which pairing
+# cancels and more repetitions within a round do not. A round of 2 takes 12.5 s against 22-27 s, so the interval
+# is 1.2 (prefill) to 1.4 (decode) times narrower in the same time (medians of the three runs of each;
+# bench/overhead_runs.md).
 DEFAULT_ROUNDS, DEFAULT_REPS = 40, 2  # about 8 minutes here
 
 
