@@ -10,8 +10,10 @@ from energytui.engine.errors import UserError
 from energytui.engine.interrupts import Abort, Interrupted
 from energytui.engine.interrupts import describe as describe_interruption
 from energytui.engine.paths import default_db_path
+from energytui.engine.sigbus import guard_terminal, release_terminal
 
-__all__ = ["Abort", "UserError", "default_db_path", "describe_interruption", "describe_signal"]
+__all__ = ["Abort", "UserError", "default_db_path", "describe_interruption", "describe_signal", "guard_terminal",
+           "release_terminal"]
 
 
 def describe_signal(signum: int) -> str:

@@ -4,16 +4,32 @@
  * that mapping with no file behind them, and the next read of one raises SIGBUS with si_code BUS_ADRERR, which
  * kills the process before any Python code can run. This handler writes the line the caller prepared (naming the
  * mapped model files, and how to go on) and exits with 135, the status a shell reports for SIGBUS. Other SIGBUS
- * causes get the default action. Only async-signal-safe calls: write and _exit. */
+ * causes get the default action. A full-screen app that holds the terminal (raw input, the alternate screen) gives
+ * the terminal to put back first, so that the line and the shell after it read normally. Only async-signal-safe
+ * calls: tcsetattr, write and _exit. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <signal.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 static char message[4096];
 static volatile sig_atomic_t length;
+static struct termios terminal_settings;  /* the terminal as it was before the app took it */
+static char leave_app[256];  /* the escape codes that leave the app's modes */
+static volatile sig_atomic_t leave_length, terminal_fd = -1;
+
+static void write_all(const char *text, size_t n) {
+    while (n > 0) {
+        ssize_t written = write(STDERR_FILENO, text, n);
+        if (written <= 0)
+            return;
+        text += written;
+        n -= (size_t)written;
+    }
+}
 
 static void on_sigbus(int sig, siginfo_t *info, void *context) {
     (void)context;
@@ -21,11 +37,29 @@ static void on_sigbus(int sig, siginfo_t *info, void *context) {
         signal(sig, SIG_DFL);  /* returning runs the faulting instruction again, now with the default action */
         return;
     }
-    if (length > 0) {
-        ssize_t written = write(STDERR_FILENO, message, (size_t)length);
-        (void)written;
+    if (terminal_fd >= 0) {
+        tcsetattr(terminal_fd, TCSANOW, &terminal_settings);
+        write_all(leave_app, (size_t)leave_length);
     }
+    write_all(message, (size_t)length);
     _exit(128 + SIGBUS);
+}
+
+/* An app takes the terminal on `fd` (its input): its settings now are put back, and `leave` (escape codes) written
+ * to standard error, before the line. fd < 0: the app gave it back. Returns tcgetattr's result. */
+int et_sigbus_terminal(int fd, const char *leave) {
+    terminal_fd = -1;
+    if (fd < 0)
+        return 0;
+    size_t n = strlen(leave);
+    if (n >= sizeof leave_app)
+        n = sizeof leave_app - 1;
+    memcpy(leave_app, leave, n);
+    leave_length = (sig_atomic_t)n;
+    if (tcgetattr(fd, &terminal_settings) != 0)
+        return -1;
+    terminal_fd = fd;
+    return 0;
 }
 
 /* Sets the line written on a read past the end of a mapped file (cut to fit), and installs the handler. */

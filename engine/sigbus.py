@@ -25,6 +25,8 @@ def _library() -> ctypes.CDLL | None:
             library = ctypes.CDLL(str(module.__file__))
             library.et_sigbus_message.argtypes = [ctypes.c_char_p]
             library.et_sigbus_message.restype = ctypes.c_int
+            library.et_sigbus_terminal.argtypes = [ctypes.c_int, ctypes.c_char_p]
+            library.et_sigbus_terminal.restype = ctypes.c_int
         except (ImportError, OSError, AttributeError):
             library = None
         _state["library"] = library
@@ -50,6 +52,22 @@ def unmapped(path: str) -> None:
     if _mapped[path] <= 0:
         del _mapped[path]
     _prepare()
+
+
+def guard_terminal(fd: int, leave: str) -> None:
+    """A full-screen app is about to take the terminal whose input is `fd`: on such a SIGBUS, its settings as they
+    are now are put back and `leave` (the escape codes that leave the app's modes) written first, so the line and
+    the shell after it read normally. Call before the app changes the terminal."""
+    library = _library()
+    if library is not None:
+        library.et_sigbus_terminal(fd, leave.encode())  # -1 (not a terminal): nothing to put back
+
+
+def release_terminal() -> None:
+    """The app gave the terminal back."""
+    library = _library()
+    if library is not None:
+        library.et_sigbus_terminal(-1, b"")
 
 
 def _prepare() -> None:

@@ -19,6 +19,7 @@ from textual.widgets import DataTable
 from energytui.app import describe_signal
 from energytui.tui.app import QUIT_REASON, create_app
 from energytui.tui.charts import BarChart, PowerChart, ScatterChart
+from conftest import copy_model
 from helpers import default_signals, first_tries, read_terminal, until
 from test_tui_tables import _show_results
 
@@ -231,10 +232,10 @@ def test_a_chart_too_small_to_draw_says_so_on_one_line(imported_db, quiet_meter)
 # --- the real process on a pseudo-terminal ---
 
 
-def _on_a_terminal(argv: list, react, timeout: float = 180) -> tuple[int, str]:
+def _on_a_terminal(argv: list, react, timeout: float = 180, last=None) -> tuple[int, str]:
     """`python ARGV` on an 80×24 pseudo-terminal with default signal handling: (exit code, what it wrote).
     `react(pid, fd, output)` runs between reads; when it returns True the terminal is closed (hung up), as
-    when its window is closed."""
+    when its window is closed. `last(fd)` runs once the reading ends, before the terminal is closed."""
     pid, fd = pty.fork()
     if pid == 0:
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
@@ -250,6 +251,8 @@ def _on_a_terminal(argv: list, react, timeout: float = 180) -> tuple[int, str]:
             if closed:
                 break
     finally:
+        if last is not None:
+            last(fd)
         os.close(fd)  # a hang-up, when the process still runs
     while status is None and time.monotonic() < deadline:
         reaped, waited = os.waitpid(pid, os.WNOHANG)
@@ -394,3 +397,38 @@ def test_the_app_stopped_without_ctrl_z_and_continued_still_quits(write_manifest
     assert scenario.step == 3 and asked["at"] is None, output[-600:]
     assert exit_code == 0 and output.endswith(f"energytui: run 1 stopped: {_counts_said(db)}{RESUME}\r\n"), \
         output[-600:]
+
+
+def test_a_model_cut_short_mid_trial_leaves_the_terminal_as_the_app_found_it(write_manifest, model_path, tmp_path,
+                                                                            terminal_env):
+    """Nothing in Python runs after such a read (engine/sigbus.py): the driver gave the C handler the terminal's
+    settings from before the app took it and the codes that leave the app's modes, so the shell reads normally
+    after the handler's line. Before, the terminal stayed raw, on the alternate screen."""
+    from energytui.engine import sigbus
+    from energytui.tui.driver import LEAVE_APP_MODES
+
+    model = copy_model(model_path, tmp_path / "cut.gguf")
+    manifest = write_manifest(f"defaults:\n  model: {model}\n  threads: 1\n  n_ctx: 512\n  ignore_eos: true\n"
+                              "runs:\n  - id: cut\n    prompt_tokens: 8\n    max_tokens: [2, 400]\n")
+    db = tmp_path / "cut.db"
+    seen: dict = {}
+
+    def react(pid, fd, output) -> bool:
+        seen.setdefault("before", termios.tcgetattr(fd))  # the first call: the child is still starting Python
+        if "loaded" not in seen and b"load a manifest" in output:
+            seen["loaded"] = os.write(fd, b"l")
+        elif "started" not in seen and db.is_file() and _statuses(db) == ["pending", "pending"]:
+            seen["started"] = os.write(fd, b"s")
+        elif "cut" not in seen and _statuses(db) == ["done", "running"]:
+            time.sleep(1.0)  # past the file check, the idle window and prefill, inside 400 decode steps
+            os.truncate(model, 4096)
+            seen["cut"] = True
+        return False
+
+    exit_code, output = _on_a_terminal(["-m", "energytui", "--db", db, "--manifest", manifest], react,
+                                       last=lambda fd: seen.setdefault("after", termios.tcgetattr(fd)))
+    assert "cut" in seen and exit_code == 128 + signal.SIGBUS, output[-2000:]
+    assert output.endswith(LEAVE_APP_MODES + sigbus.message([str(model)]).replace("\n", "\r\n")), output[-600:]
+    assert seen["after"] == seen["before"]
+    assert _statuses(db) == ["done", "running"]  # the next run aborts it and offers --resume
+
