@@ -5,11 +5,14 @@
  * kills the process before any Python code can run. This handler writes the line the caller prepared (naming the
  * mapped model files, and how to go on) and exits with 135, the status a shell reports for SIGBUS. Other SIGBUS
  * causes get the default action. A full-screen app that holds the terminal (raw input, the alternate screen) gives
- * the terminal to put back first, so that the line and the shell after it read normally. Only async-signal-safe
- * calls: tcsetattr, write and _exit. */
+ * the terminal to put back first, so that the line and the shell after it read normally. The app's other threads
+ * go on until _exit: standard error is pointed at /dev/null first, so that a frame its writer thread sends after
+ * the codes that leave its modes lands nowhere, and the codes and the line go out in one write. Only
+ * async-signal-safe calls: tcsetattr, dup, open, dup2, memcpy, write and _exit. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <termios.h>
@@ -21,9 +24,11 @@ static struct termios terminal_settings;  /* the terminal as it was before the a
 static char leave_app[256];  /* the escape codes that leave the app's modes */
 static volatile sig_atomic_t leave_length, terminal_fd = -1;
 
-static void write_all(const char *text, size_t n) {
+static char output[sizeof leave_app + sizeof message];
+
+static void write_all(int fd, const char *text, size_t n) {
     while (n > 0) {
-        ssize_t written = write(STDERR_FILENO, text, n);
+        ssize_t written = write(fd, text, n);
         if (written <= 0)
             return;
         text += written;
@@ -37,11 +42,19 @@ static void on_sigbus(int sig, siginfo_t *info, void *context) {
         signal(sig, SIG_DFL);  /* returning runs the faulting instruction again, now with the default action */
         return;
     }
+    int out = dup(STDERR_FILENO), sink = open("/dev/null", O_WRONLY);
+    if (out < 0)
+        out = STDERR_FILENO;
+    else if (sink >= 0)
+        dup2(sink, STDERR_FILENO);  /* what other threads write from here on goes nowhere */
+    size_t n = 0;
     if (terminal_fd >= 0) {
         tcsetattr(terminal_fd, TCSANOW, &terminal_settings);
-        write_all(leave_app, (size_t)leave_length);
+        memcpy(output, leave_app, (size_t)leave_length);
+        n = (size_t)leave_length;
     }
-    write_all(message, (size_t)length);
+    memcpy(output + n, message, (size_t)length);
+    write_all(out, output, n + (size_t)length);
     _exit(128 + SIGBUS);
 }
 

@@ -428,7 +428,7 @@ def test_a_model_cut_short_mid_trial_leaves_the_terminal_as_the_app_found_it(wri
     exit_code, output = _on_a_terminal(["-m", "energytui", "--db", db, "--manifest", manifest], react,
                                        last=lambda fd: seen.setdefault("after", termios.tcgetattr(fd)))
     assert "cut" in seen and exit_code == 128 + signal.SIGBUS, output[-2000:]
-    assert output.endswith(LEAVE_APP_MODES + sigbus.message([str(model)]).replace("\n", "\r\n")), output[-600:]
+    assert output.endswith(LEAVE_APP_MODES + sigbus.message([str(model)]).replace("\n", "\r\n")), repr(output[-800:])
     assert seen["after"] == seen["before"]
     assert _statuses(db) == ["done", "running"]  # the next run aborts it and offers --resume
 
