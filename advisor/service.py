@@ -140,9 +140,10 @@ def host_kernels(store: Store, host_id: str) -> tuple[dict, str]:
     from energytui.engine.host import build_change
     from energytui.engine.llama_backend import system_info
 
-    if host.get("build") not in (None, system_info()):
+    build = system_info()
+    if host.get("build") not in (None, build):
         return {}, (f"no kernel probe (this host's trials ran another build of llama-cpp-python {here}, "
-                    f"{build_change(host['build'], system_info())})")
+                    f"{build_change(host['build'], build)})")
     threads = sorted({1, int(host.get("cores") or 1), *store.thread_counts(host_id)})
     try:
         result = probe.probe(list(probe.GGML_TYPES), threads)

@@ -11,16 +11,15 @@ once the loop returned). Sampling at a temperature, and a build without a C comp
 from __future__ import annotations
 
 import ctypes
-import importlib
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import llama_cpp as ll
 
 from . import interrupts
 from .llama_backend import last_log_lines
+from .paths import compiled_module
 
 PROGRESS_EVERY_NS = 100_000_000  # a stop waits this long at most (plus a step); each call-back costs ~50 µs
 _BATCH_LAYOUT = [("n_tokens", 0, 4), ("token", 8, 8), ("embd", 16, 8), ("pos", 24, 8), ("n_seq_id", 32, 8),
@@ -93,19 +92,10 @@ class GreedyLoop:
         return Steps(list(times[:done]), per_step, list(c_live[:n_live.value]), list(c_last))
 
 
-def _library_path() -> Path | None:
-    """The built C loop's file; None where the install could not build it (no C compiler or Python headers)."""
-    try:
-        module = importlib.import_module(f"{__package__}._greedy_loop")
-    except ImportError:
-        return None
-    return Path(module.__file__) if module.__file__ else None
-
-
 def _load() -> tuple[GreedyLoop | None, str]:
     if os.environ.get("ENERGYTUI_DECODE_LOOP", "").lower() == "python":
         return None, "Python (ENERGYTUI_DECODE_LOOP=python)"
-    path = _library_path()
+    path = compiled_module("_greedy_loop")
     if path is None:
         return None, ("Python (the C loop engine/_greedy_loop.c was not built: no C compiler or Python headers at "
                       "install)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,16 @@ from .errors import UserError
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PACKAGE_ROOT / "config"
 PROMPTS_DIR = PACKAGE_ROOT / "data" / "prompts"
+
+
+def compiled_module(name: str) -> Path | None:
+    """The file of one of engine/'s optional C modules (setup.py), None where the install could not build it (no C
+    compiler or Python headers): engine/native_loop.py and engine/sigbus.py load them with ctypes."""
+    try:
+        module = importlib.import_module(f"energytui.engine.{name}")
+    except ImportError:
+        return None
+    return Path(module.__file__) if module.__file__ else None
 
 
 def expand_home(path: str | Path, named: str) -> Path:

@@ -11,8 +11,9 @@ the package was built without a C compiler, the process still ends as a plain "B
 from __future__ import annotations
 
 import ctypes
-import importlib
 from collections import Counter
+
+from .paths import compiled_module
 
 _mapped: Counter[str] = Counter()  # model file -> models loaded from it now
 _state: dict = {}
@@ -20,15 +21,16 @@ _state: dict = {}
 
 def _library() -> ctypes.CDLL | None:
     if "library" not in _state:
+        path = compiled_module("_sigbus")
         try:
-            module = importlib.import_module(f"{__package__}._sigbus")
-            library = ctypes.CDLL(str(module.__file__))
+            library = ctypes.CDLL(str(path)) if path else None
+        except OSError:
+            library = None
+        if library is not None:
             library.et_sigbus_message.argtypes = [ctypes.c_char_p]
             library.et_sigbus_message.restype = ctypes.c_int
             library.et_sigbus_terminal.argtypes = [ctypes.c_int, ctypes.c_char_p]
             library.et_sigbus_terminal.restype = ctypes.c_int
-        except (ImportError, OSError, AttributeError):
-            library = None
         _state["library"] = library
     return _state["library"]
 

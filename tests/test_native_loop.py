@@ -27,7 +27,7 @@ _greedy_loop = native_loop.greedy_loop
 
 
 def _library() -> ctypes.CDLL:
-    library = ctypes.CDLL(str(native_loop._library_path()))
+    library = ctypes.CDLL(str(native_loop.compiled_module("_greedy_loop")))
     library.et_argmax.argtypes = [ctypes.c_void_p, ctypes.c_int32]
     library.et_argmax.restype = ctypes.c_int32
     return library
@@ -43,7 +43,7 @@ def test_the_python_loop_runs_when_asked_or_when_the_c_loop_is_missing_and_says_
     monkeypatch.setenv("ENERGYTUI_DECODE_LOOP", "python")
     assert native_loop._load() == (None, "Python (ENERGYTUI_DECODE_LOOP=python)")
     monkeypatch.delenv("ENERGYTUI_DECODE_LOOP")
-    monkeypatch.setattr(native_loop, "_library_path", lambda: None)
+    monkeypatch.setattr(native_loop, "compiled_module", lambda name: None)
     loop, why = native_loop._load()
     assert loop is None and why.startswith("Python (the C loop engine/_greedy_loop.c was not built")
 
