@@ -21,7 +21,12 @@ from .prompts import synthetic_tokens
 
 MAX_LOADED_MODELS = 4
 _WARMUP_PROMPT = "Warm-up: say hello."
-REWARM_S, REWARM_TOKENS = 0.1, 32  # the busy spell between the idle window and prefill (Engine._rewarm)
+# The busy spell between the idle window and prefill (Engine._rewarm), and how long. After the 0.5 s idle window,
+# prefill against straight after another trial on this project's VM (bench/prefill_pause.py, 2026-11-28, llama-bench
+# pp128 at 270-290 tokens/s), two runs of 40 and 50 cycles: no spell 0.939, 0.1 s 0.964 and 0.979 (95 % intervals up
+# to 0.994), 0.3 s 0.992 twice, 0.5-0.6 s 0.997-0.998 (0.990-1.000 in 50 cycles), 1 s 1.010. The CPU takes longer
+# than 0.1 s to come back from idle; half a second brings it back within the noise.
+REWARM_S, REWARM_TOKENS = 0.5, 32
 
 
 class TrialFailed(Exception):
@@ -182,8 +187,8 @@ class Engine:
         """Busy llama.cpp's threads for REWARM_S after a pause (the idle window) before the clock starts.
 
         After half a second idle, this VM's prefill ran 3-8 % slower than straight after other work, and a
-        busy spell before it brought it back, as llama-bench's back-to-back runs have; the spell belongs to
-        no window (the meter's idle window ends before it)."""
+        busy spell before it brought it back, as llama-bench's back-to-back runs have (REWARM_S: how long); the
+        spell belongs to no window (the meter's idle window ends before it)."""
         chunk = [(tok, pos, 0, False) for pos, tok in enumerate(prompt[:min(REWARM_TOKENS, ctx.n_batch)])]
         until = time.monotonic() + REWARM_S
         while chunk and time.monotonic() < until:
