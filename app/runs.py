@@ -21,7 +21,7 @@ from energytui.engine.metering import Meter, MeterOptions
 from energytui.engine.queue import (Event, LiveTrial, LiveView, ResumeAvailable, add_to_run, queue_manifest,
                                     run_queue)
 from energytui.engine.errors import UserError
-from energytui.engine.runner import Engine
+from energytui.engine.runner import REWARM_S, Engine
 from energytui.engine.store import Store
 
 from .queries import database
@@ -86,12 +86,12 @@ def running(db_path: Path, options: MeterOptions) -> Iterator[Live]:
 
 def plan(manifest: Manifest, db_path: Path, idle_s: float) -> limits.Verdict:
     """The manifest against the model, this machine and its size, before anything is queued; a large run's
-    duration comes from this host's median trial of the manifest's models, idle windows included."""
+    duration comes from this host's median trial of the manifest's models, idle windows and re-warm included."""
     typical = None
     if len(manifest.trials) > limits.LARGE_RUN and db_path.is_file():
         with database(db_path, read_only=True) as store:
             median = store.median_e2e_s({t.model_path for t in manifest.trials})
-        typical = median + 2 * idle_s if median else None
+        typical = median + 2 * idle_s + REWARM_S if median else None
     return limits.check(manifest, typical)
 
 

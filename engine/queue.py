@@ -74,10 +74,11 @@ class LiveView:
     samples: list
 
 
-# loading: model, context and warm-up; idle: the idle window before prefill; prefill (with the 0.1 s busy
-# re-warm spell just before it); decode from the first token; idle after: the window after the last token;
-# extra requests: untimed requests that make a steady window long enough (engine/steady.py)
-PHASES = ("cooldown", "loading", "idle", "prefill", "decode", "idle after", "extra requests")
+# loading: model, context and warm-up; idle: the idle window before prefill; re-warm: the busy spell after it (in
+# no window, engine/runner.py REWARM_S); prefill from the clock's start; decode from the first token; idle after:
+# the window after the last token; extra requests: untimed requests that make a steady window long enough
+# (engine/steady.py)
+PHASES = ("cooldown", "loading", "idle", "re-warm", "prefill", "decode", "idle after", "extra requests")
 
 
 class LiveTrial:
@@ -348,15 +349,21 @@ def _run_one(store: RunnerStore, engine: Engine, meter: Meter | None, row: dict,
                 group.idle_window(abort)
             elif meter:
                 idle["start"] = meter.idle_before(abort)
-        live.enter("prefill")
+        live.enter("re-warm" if opens_window else "prefill")  # the engine re-warms after an idle window alone
         stop_if_aborted()
+
+    def window_edge() -> None:  # the first edge starts prefill's clock: the re-warm has ended
+        if live.phase == "re-warm":
+            live.enter("prefill")
+        if meter:
+            meter.mark()
 
     def kept_samples() -> list:  # a steady window keeps every sample until it closes
         return [] if group is not None else _samples(meter, idle, None)[0]
 
     try:
         measurement = engine.run(spec_from_row(row), on_token, before_start=idle_window, checkpoint=stop_if_aborted,
-                                 rewarm=opens_window, on_edge=meter.mark if meter else None)
+                                 rewarm=opens_window, on_edge=window_edge)
         samples: list = []
         energy: dict = {}
         if group is not None:

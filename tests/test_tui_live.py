@@ -84,7 +84,8 @@ def test_prefill_is_drawn_as_it_happens_before_the_first_token(write_manifest, m
             return app.query_one("#recent-table", DataTable).get_row_at(0)
 
     row = asyncio.run(scenario())
-    prefill = [d for d in draws if d["chart"] == "power-chart" and d["marks"] == ["loading", "idle", "prefill"]]
+    prefill = [d for d in draws if d["chart"] == "power-chart" and d["marks"] == ["loading", "idle", "re-warm",
+                                                                                  "prefill"]]
     ttft_s = float(row[4]) / 1e3
     assert ttft_s > 1.0, "the prompt should keep prefill busy for over a second"
     span = prefill[-1]["at"] - prefill[0]["at"]
@@ -96,6 +97,7 @@ def test_prefill_is_drawn_as_it_happens_before_the_first_token(write_manifest, m
     assert {d["tag"] for d in shown if d["samples"]} == {"cpu ESTIMATED"}  # the source of every watt drawn
     assert any(text.startswith("trial 1/1: ") and " · prefill · " in text and "tokens" not in text
                for text in infos)
+    assert any(" · re-warm before prefill (busy, in no window) · " in text for text in infos)  # not shown as prefill
     assert any(" · decode · " in text or "idle window after" in text for text in infos)
 
 

@@ -94,7 +94,7 @@ class _Chart(PlotextPlot):
         raise NotImplementedError
 
 
-PHASE_COLORS = {"prefill": "orange", "decode": "green"}  # the idle windows, loading and cooldown: gray
+PHASE_COLORS = {"prefill": "orange", "decode": "green"}  # the idle windows, re-warm, loading and cooldown: gray
 OTHER_PHASE_COLOR = "gray"
 DEVICE_MARKERS = ("braille", "dot", "+", "x")  # devices differ by marker: colours say the phase
 
@@ -130,7 +130,7 @@ class PowerChart(_Chart):
         top = max((p[1] for points in self.series.values() for p in points), default=0.0)
         top = top * 1.25 if top > 0 else 1.0  # headroom above the data for the phase labels
         self.plt.title(f"power (W){' · ' + self.tag if self.tag else ''} · "
-                       f"{' '.join(f'{c}: {p}' for p, c in PHASE_COLORS.items())}, {OTHER_PHASE_COLOR}: idle")
+                       f"{' '.join(f'{c}: {p}' for p, c in PHASE_COLORS.items())}, {OTHER_PHASE_COLOR}: idle, re-warm")
         self.plt.xlabel("seconds since the trial's start")
         self.plt.ylabel("W")
         self.y_limits = (0.0, top)

@@ -30,7 +30,8 @@ REDRAW_HZ = 5.0  # the power chart and the info line, from the running trial's s
 RECENT_ROWS = 12  # finished trials listed, newest first: the table never grows past this
 FINISHED = ("done", "failed", "aborted")
 PHASE_WORDS = {"cooldown": "cooldown", "loading": "loading the model and warming up",
-               "idle": "idle window (idle power)", "prefill": "prefill", "decode": "decode",
+               "idle": "idle window (idle power)", "re-warm": "re-warm before prefill (busy, in no window)",
+               "prefill": "prefill", "decode": "decode",
                "idle after": "idle window after the last token",
                "extra requests": "extra requests to fill the steady-state window"}
 
