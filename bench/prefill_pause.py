@@ -5,7 +5,7 @@
 What bench/overhead.py cannot resolve on a busy machine: whether the idle window before a trial's prefill (0.5 s,
 as `energytui run` holds still to measure idle power) and the re-warm after it (engine/runner.py, REWARM_S) cost
 prefill speed. The engine runs bench/overhead.py's prefill (128 tokens at depth 0, 2 threads) after each regime
-in turn, each first in turn, so a drift of the host's speed over seconds lands on all of them:
+in turn, each regime first in turn, so a drift of the host's speed over seconds lands on all of them:
   back-to-back   straight after the previous trial, as llama-bench's repetitions run;
   idle+rewarm    the 0.5 s idle window, then the re-warm a run does (runner.REWARM_S, 0.5 s);
   idle+rewarm.1  the idle window, then a 0.1 s re-warm (the run's before 2026-11-28's results);
