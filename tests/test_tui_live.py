@@ -97,7 +97,9 @@ def test_prefill_is_drawn_as_it_happens_before_the_first_token(write_manifest, m
     assert {d["tag"] for d in shown if d["samples"]} == {"cpu ESTIMATED"}  # the source of every watt drawn
     assert any(text.startswith("trial 1/1: ") and " · prefill · " in text and "tokens" not in text
                for text in infos)
-    assert any(" · re-warm before prefill (busy, in no window) · " in text for text in infos)  # not shown as prefill
+    # the re-warm before prefill is drawn as itself, not as prefill (the app's own 5 Hz redraws: the test's loop
+    # above may sample the info line too seldom on a loaded machine to catch its half-second)
+    assert any(d["marks"] == ["loading", "idle", "re-warm"] for d in shown)
     assert any(" · decode · " in text or "idle window after" in text for text in infos)
 
 
